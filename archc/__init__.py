@@ -1,0 +1,30 @@
+"""archc: a declarative architecture language and compiler for efficient CNNs.
+
+Write a network once as an .arch file; archc reports what it costs (shapes, parameters,
+MACs, activation memory) before any training, and lowers it to PyTorch and JAX/Flax.
+
+    >>> import archc
+    >>> net = archc.load("se_sqnxt", stages=[1, 2, 8, 1])
+    >>> report = archc.analyze(net)
+    >>> report.totals["params"]
+
+The public API is this module; everything else is implementation.
+"""
+from __future__ import annotations
+
+from archc.compiler import (Analysis, ArchError, LayerCost, Network, bundled_networks, load,
+                            load_source)
+from archc.compiler import analyze as _analyze
+from archc.compiler.report import render, to_json_dict
+
+__version__ = "0.1.0"
+
+
+def analyze(target, bits: int = 32, **params) -> Analysis:
+    """Analyse a Network, or load a file/bundled name with `params` and analyse it."""
+    net = target if isinstance(target, Network) else load(target, **params)
+    return _analyze(net, bits=bits)
+
+
+__all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "bundled_networks",
+           "load", "load_source", "render", "to_json_dict", "__version__"]

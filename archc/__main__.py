@@ -1,0 +1,3 @@
+from archc._cli import main
+
+raise SystemExit(main())

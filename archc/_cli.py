@@ -1,0 +1,144 @@
+"""The `archc` command line.
+
+Exit codes: 0 success, 2 user error (bad .arch input, bad option), 70 internal error.
+User errors print `file:line:col: error: ...` with the source line and a caret; never
+a traceback (set ARCHC_DEBUG=1 to see one for internal errors).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from archc.compiler import ArchError, analyze, bundled_networks, load_program, parse_define
+from archc.compiler._loader import build
+from archc.compiler.errors import did_you_mean
+
+EXIT_USER, EXIT_INTERNAL = 2, 70
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse errors are user errors: exit 2, no traceback
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"archc: error: {message}\n")
+        raise SystemExit(EXIT_USER)
+
+
+def _defines(values) -> dict:
+    out = {}
+    for text in values or []:
+        name, value, span = parse_define(text)
+        if name in out:
+            raise ArchError(f"-D {name} is given twice", span, source="-D " + text)
+        out[name] = (value, span)
+    return out
+
+
+def _network(args):
+    program = load_program(args.target)
+    overrides = _defines(args.define)
+    try:
+        return build(program, overrides)
+    except ArchError as err:
+        if err.span and err.span.file == "<-D>":
+            for text in args.define or []:
+                if text.split("=", 1)[0].strip() == _define_name(err):
+                    err.source = "-D " + text
+        raise
+
+
+def _define_name(err: ArchError) -> str:
+    msg = err.message
+    if "parameter '" in msg:
+        return msg.split("parameter '", 1)[1].split("'", 1)[0]
+    return ""
+
+
+def cmd_analyze(args) -> int:
+    from archc.compiler.report import render
+    net = _network(args)
+    only = None
+    if args.only:
+        from archc.compiler import ops
+        only = {o.strip() for o in args.only.split(",") if o.strip()}
+        for o in only:
+            if o not in ops.REGISTRY:
+                raise ArchError(f"--only: unknown op '{o}'", None,
+                                hint=did_you_mean(o, ops.REGISTRY) or "ops: " + ", ".join(ops.REGISTRY))
+    if args.bits < 1 or args.bits > 64:
+        raise ArchError(f"--bits must be between 1 and 64, got {args.bits}")
+    a = analyze(net, bits=args.bits)
+    sys.stdout.write(render(a, args.format, folded=not args.no_fold, only=only))
+    return 0
+
+
+def cmd_check(args) -> int:
+    net = _network(args)
+    out = net.output_shape
+    print(f"ok: {net.name}: {len(net.layers())} layers, output {out[1]}x{out[2]}x{out[0]} (HxWxC)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from archc.compiler import load_program as lp
+    for name in bundled_networks():
+        prog = lp(name)
+        d = prog.network_def
+        params = ", ".join(p.name for p in d.params)
+        print(f"{name:<18} {d.name}({params})")
+        doc = prog.doc()
+        if doc:
+            print(f"{'':<18} {doc}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archc", description="Architecture DSL and compiler for efficient CNNs.")
+    p.add_argument("--version", action="version", version="archc 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def target(sp):
+        sp.add_argument("target", metavar="FILE|NAME", help="an .arch file, or a bundled network name")
+        sp.add_argument("-D", dest="define", action="append", metavar="name=value",
+                        help="set a network parameter; values use the language's literal syntax")
+
+    a = sub.add_parser("analyze", help="per-layer shapes, parameters, MACs and memory")
+    target(a)
+    a.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
+    a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
+    a.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
+    a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser("check", help="parse, elaborate and shape-check only")
+    target(c)
+    c.set_defaults(func=cmd_check)
+
+    ls = sub.add_parser("list", help="the bundled networks and their parameters")
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ArchError as err:
+        sys.stderr.write(err.format() + "\n")
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # noqa: BLE001 - report internal errors without a traceback
+        if os.environ.get("ARCHC_DEBUG"):
+            traceback.print_exc()
+        sys.stderr.write(f"archc: internal error: {type(err).__name__}: {err}\n"
+                         "This is a bug in archc; rerun with ARCHC_DEBUG=1 for details.\n")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Package data: the bundled network library (*.arch) and its standard blocks (std/)."""

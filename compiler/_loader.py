@@ -1,0 +1,222 @@
+"""Finding and loading .arch files: paths, bundled names, imports and -D values."""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from . import _syntax as S
+from . import limits
+from ._elaborate import BUILTINS, TENSOR_FUNCTIONS, Elaborator, elaborate
+from ._parser import parse, parse_expression
+from .errors import ArchError, Span, did_you_mean
+from .ir import Network
+from . import ops
+
+
+def library_dir() -> Path:
+    """The bundled network library (archs/), shipped as package data."""
+    return Path(str(resources.files("archc.archs")))
+
+
+def bundled_networks() -> list[str]:
+    return sorted(p.stem for p in library_dir().glob("*.arch"))
+
+
+def resolve(target: str) -> Path:
+    """A path wins over a bundled name; `se_sqnxt` and `se_sqnxt.arch` both name a bundled file."""
+    p = Path(target)
+    if p.is_file():
+        return p
+    name = p.name if p.suffix == ".arch" else p.name + ".arch"
+    if p.parent == Path(".") or str(p.parent) in ("", "."):
+        candidate = library_dir() / name
+        if candidate.is_file():
+            return candidate
+    names = bundled_networks()
+    hint = did_you_mean(p.stem, names) or ("bundled networks: " + ", ".join(names) if names else None)
+    raise ArchError(f"no such file or bundled network: '{target}'", None, hint=hint)
+
+
+def _read(path: Path, span: Span | None) -> str:
+    try:
+        size = path.stat().st_size
+        if size > limits.MAX_SOURCE_BYTES:
+            raise ArchError(f"'{path}' is larger than {limits.MAX_SOURCE_BYTES} bytes", span)
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ArchError(f"'{path}' is not UTF-8 text", span) from None
+    except OSError as err:
+        raise ArchError(f"cannot read '{path}': {err.strerror}", span) from None
+
+
+class Program:
+    """A main file and everything it imports: its definitions, ready to elaborate."""
+
+    def __init__(self, main: S.Module, modules: list, blocks: dict, sources: dict):
+        self.main = main
+        self.modules = modules
+        self.blocks = blocks
+        self.sources = sources
+
+    @property
+    def network_def(self) -> S.Definition:
+        nets = [d for d in self.main.definitions if d.kind == "network"]
+        if not nets:
+            raise ArchError(f"'{self.main.file}' defines no network", Span(self.main.file, 1, 1),
+                            hint="add: network Name(...) { x = input(3, 32, 32) ... return x }")
+        if len(nets) > 1:
+            raise ArchError(f"'{self.main.file}' defines {len(nets)} networks; one file holds one",
+                            nets[1].span, hint="move the others into files of their own")
+        return nets[0]
+
+    def doc(self) -> str:
+        """The comment lines directly above the network definition."""
+        d = self.network_def
+        lines = self.main.source.splitlines()[: d.span.line - 1]
+        out = []
+        for line in reversed(lines):
+            s = line.strip()
+            if not s.startswith("#"):
+                break
+            out.append(s.lstrip("#").strip())
+        return " ".join(reversed(out)).strip()
+
+
+def _display(path: Path) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
+def load_program(target: str | os.PathLike | None = None, *, source: str | None = None,
+                 filename: str = "<string>") -> Program:
+    """Parse a file (or source text) and all its imports."""
+    sources: dict[str, str] = {}
+    modules: list[S.Module] = []
+    blocks: dict[str, S.Definition] = {}
+    seen: set[str] = set()
+
+    def load(path: Path | None, text: str, display: str, span: Span | None) -> S.Module:
+        sources[display] = text
+        try:
+            mod = parse(text, display)
+        except ArchError as err:
+            raise err.with_source(sources.get(err.span.file if err.span else display)) from None
+        modules.append(mod)
+        base = path.parent if path is not None else Path.cwd()
+        for imp in mod.imports:
+            target_path = _find_import(imp, base)
+            key = str(target_path.resolve())
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(seen) > limits.MAX_IMPORTS:
+                raise ArchError(f"more than {limits.MAX_IMPORTS} files imported", imp.span)
+            sub = load(target_path, _read(target_path, imp.span), _display(target_path), imp.span)
+            for d in sub.definitions:
+                if d.kind == "network":
+                    raise ArchError(f"imported file '{sub.file}' defines a network; imported "
+                                    f"files may define blocks only", d.span)
+        for d in mod.definitions:
+            if d.kind != "block":
+                continue
+            if d.name in ops.REGISTRY or d.name in BUILTINS or d.name in TENSOR_FUNCTIONS:
+                raise ArchError(f"block '{d.name}' has the name of a built-in layer or function",
+                                d.span, hint="choose another name")
+            if d.name in blocks:
+                raise ArchError(f"block '{d.name}' is already defined at {blocks[d.name].span}", d.span)
+            blocks[d.name] = d
+        return mod
+
+    try:
+        if source is not None:
+            main = load(None, source, filename, None)
+        else:
+            path = resolve(str(target))
+            seen.add(str(path.resolve()))
+            main = load(path, _read(path, None), _display(path), None)
+    except ArchError as err:
+        if err.span and err.source is None:
+            err.source = sources.get(err.span.file)
+        raise
+    return Program(main, modules, blocks, sources)
+
+
+def _find_import(imp: S.Import, base: Path) -> Path:
+    rel = Path(imp.path)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ArchError(f"import path '{imp.path}' must be relative and stay inside its folder",
+                        imp.span, hint='e.g. import "std/se.arch"')
+    for root in (base, library_dir()):
+        p = root / rel
+        if p.is_file():
+            return p
+    std = sorted(f"std/{p.name}" for p in (library_dir() / "std").glob("*.arch"))
+    raise ArchError(f"cannot find '{imp.path}' next to this file or in the bundled library", imp.span,
+                    hint=did_you_mean(imp.path, std) or "bundled: " + ", ".join(std))
+
+
+def parse_define(text: str) -> tuple[str, object, Span]:
+    """`name=value` from the command line -> (name, value, span). Values are literals."""
+    display = "-D " + text
+    if "=" not in text:
+        raise ArchError(f"-D expects name=value, got '{text}'", Span("<-D>", 1, 1),
+                        hint="e.g. -D width=0.5 -D stages=[1,2,8,1]", source=display)
+    name, value = text.split("=", 1)
+    name = name.strip()
+    offset = len("-D ") + len(text) - len(text.split("=", 1)[1]) + 1
+    if not name.isidentifier():
+        raise ArchError(f"'{name}' is not a parameter name", Span("<-D>", 1, 4), source=display)
+    try:
+        expr = parse_expression(value)
+    except ArchError as err:
+        col = offset + ((err.span.column - 1) if err.span else 0)
+        raise ArchError(err.message, Span("<-D>", 1, col, 1, col + 1), hint=err.hint,
+                        source=display) from None
+    span = Span("<-D>", 1, offset, 1, offset + len(value))
+    try:
+        v = _literal(expr)
+    except ArchError as err:
+        raise ArchError(err.message, span, hint=err.hint or 'write strings in quotes: -D size="small"',
+                        source=display) from None
+    return name, v, span
+
+
+def _literal(e):
+    if isinstance(e, S.Literal):
+        return e.value
+    if isinstance(e, S.ListLit):
+        return tuple(_literal(i) for i in e.items)
+    if isinstance(e, S.UnaryOp) and e.op == "-" and isinstance(e.operand, S.Literal) and \
+            type(e.operand.value) in (int, float):
+        return -e.operand.value
+    raise ArchError("a -D value must be a literal: a number, true/false, a \"string\" or a [list]",
+                    e.span)
+
+
+def build(program: Program, overrides: dict | None = None) -> Network:
+    """Elaborate the program's network with parameter overrides {name: value | (value, span)}."""
+    ov = {}
+    for k, v in (overrides or {}).items():
+        ov[k] = v if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], Span) else (_pyvalue(v), None)
+    for k, (v, span) in list(ov.items()):
+        if span is None:
+            ov[k] = (v, Span("<python>", 1, 1))
+    try:
+        net = elaborate(program.network_def, program.blocks, program.sources, ov)
+    except ArchError as err:
+        if err.span and err.source is None:
+            err.source = program.sources.get(err.span.file)
+        raise
+    net.doc = program.doc()
+    return net
+
+
+def _pyvalue(v):
+    """Python values given as keyword arguments -> language values (lists become tuples)."""
+    if isinstance(v, list | tuple):
+        return tuple(_pyvalue(x) for x in v)
+    return v

@@ -1,0 +1,14 @@
+"""Limits that keep hostile or runaway .arch input from hanging or exhausting memory.
+
+Each limit raises a positioned ArchError when exceeded; none of them is reached by any
+network in archs/ (the largest uses a few thousand nodes).
+"""
+MAX_SOURCE_BYTES = 1_000_000       # one .arch file
+MAX_NESTING = 100                  # depth of the syntax tree (brackets, operators, blocks)
+MAX_CALL_DEPTH = 64                # nested block calls (recursion is an error anyway)
+MAX_IMPORTS = 256                  # files pulled in by `import`, transitively
+MAX_NODES = 200_000                # primitive layers in one network graph
+MAX_STEPS = 2_000_000              # statements + loop iterations + calls evaluated
+MAX_LIST = 100_000                 # elements in one list value (range(), [..] + [..])
+MAX_INT = 2**62                    # magnitude of any integer value (channels, sizes ...)
+MAX_STRING = 10_000                # characters in one string value

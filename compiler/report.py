@@ -1,0 +1,133 @@
+"""Rendering an Analysis: rich table, Markdown, CSV and the JSON machine interface."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from ._values import to_json
+from .analysis import Analysis, fold
+
+
+def _hwc(shape) -> list:
+    c, h, w = shape
+    return [h, w, c]
+
+
+def _x(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, tuple):
+        return "x".join(str(i) for i in v)
+    return str(v)
+
+
+def to_json_dict(a: Analysis) -> dict:
+    """The documented JSON interface (docs/cli.md): one entry per primitive layer, data-flow order."""
+    layers = []
+    for lc in a.layers:
+        layers.append({
+            "name": lc.name,
+            "op": lc.op,
+            "inputs": [_hwc(s) for s in lc.inputs],
+            "output": _hwc(lc.output),
+            "kernel": list(lc.kernel) if lc.kernel is not None else None,
+            "stride": list(lc.stride) if lc.stride is not None else None,
+            "padding": list(lc.padding) if isinstance(lc.padding, tuple) else None,
+            "groups": lc.groups,
+            "params": lc.params,
+            "param_tensors": lc.param_tensors,
+            "buffers": lc.buffers,
+            "macs": lc.macs,
+            "flops": lc.flops,
+            "elementwise_ops": lc.elementwise_ops,
+            "activations": lc.activations,
+            "attrs": {k: to_json(v) for k, v in sorted(lc.attrs.items())},
+            "source": str(a.network.node(lc.name)["span"]),
+        })
+    net = a.network
+    return {
+        "network": net.name,
+        "file": net.file,
+        "parameters": {k: to_json(v) for k, v in net.params.items()},
+        "input": _hwc(net.input_shape),
+        "output": _hwc(net.output_shape),
+        "layers": layers,
+        "totals": dict(a.totals),
+    }
+
+
+def to_json_text(a: Analysis) -> str:
+    return json.dumps(to_json_dict(a), indent=1) + "\n"
+
+
+HEADER = ["Layer", "Op", "Input HxWxC", "Padding h x w", "Stride", "Kernel h x w", "Output HxWxC",
+          "Groups", "Repeat", "Params", "MACs"]
+
+
+def rows(a: Analysis, folded: bool = True, only: set | None = None) -> list[list[str]]:
+    out = []
+    for r in fold(a.layers, enabled=folded):
+        lc = r.layer
+        if only and lc.op not in only:
+            continue
+        ins = ", ".join(_x(tuple(_hwc(s))) for s in lc.inputs)
+        out.append([r.name, lc.op, ins, _x(lc.padding if isinstance(lc.padding, tuple) else None),
+                    _x(lc.stride), _x(lc.kernel), _x(tuple(_hwc(lc.output))),
+                    _x(lc.groups), str(r.repeat), f"{r.params:,}", f"{r.macs:,}"])
+    return out
+
+
+def _totals_lines(a: Analysis) -> list[str]:
+    t = a.totals
+    mb = t["size_bytes"] / 1e6
+    return [
+        f"params {t['params']:,} (+ {t['buffers']:,} BN buffers)",
+        f"MACs {t['macs']:,}  (FLOPs = 2*MACs = {t['flops']:,})",
+        f"element-wise ops {t['elementwise_ops']:,}",
+        f"activations {t['activations']:,} elements; peak live {t['peak_activations']:,} "
+        f"(at {t['peak_activations_at']})",
+        f"size {t['size_bytes']:,} bytes = {mb:.3f} MB at {t['precision_bits']}-bit parameters",
+    ]
+
+
+def _title(a: Analysis) -> str:
+    params = ", ".join(f"{k}={_show(v)}" for k, v in a.network.params.items())
+    return f"{a.network.name}({params})  input {_x(tuple(_hwc(a.network.input_shape)))}"
+
+
+def _show(v):
+    from ._values import show
+    return show(v)
+
+
+def render(a: Analysis, fmt: str = "table", folded: bool = True, only: set | None = None,
+           width: int | None = None) -> str:
+    if fmt == "json":
+        return to_json_text(a)
+    body = rows(a, folded, only)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(HEADER)
+        w.writerows([[c.replace(",", "") if i >= 9 else c for i, c in enumerate(r)] for r in body])
+        return buf.getvalue()
+    if fmt == "markdown":
+        lines = [f"**{_title(a)}**", "", "| " + " | ".join(HEADER) + " |",
+                 "|" + "|".join("---:" if i >= 7 else "---" for i in range(len(HEADER))) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in body]
+        lines += [""] + [f"- {t}" for t in _totals_lines(a)]
+        return "\n".join(lines) + "\n"
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=_title(a), title_justify="left", show_lines=False)
+    for i, h in enumerate(HEADER):
+        table.add_column(h, justify="right" if i >= 7 else "left", no_wrap=True)
+    for r in body:
+        table.add_row(*r)
+    buf = io.StringIO()
+    console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None)
+    console.print(table)
+    for t in _totals_lines(a):
+        console.print(t, highlight=False)
+    return buf.getvalue()
