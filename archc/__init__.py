@@ -26,5 +26,26 @@ def analyze(target, bits: int = 32, **params) -> Analysis:
     return _analyze(net, bits=bits)
 
 
-__all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "bundled_networks",
-           "load", "load_source", "render", "to_json_dict", "__version__"]
+def _backend(backend: str):
+    if backend == "torch":
+        from archc.backends import torch_backend
+        return torch_backend
+    raise ArchError(f"unknown backend '{backend}'", hint="backends: torch")
+
+
+def build_source(target, backend: str = "torch", init: str | None = None, **params) -> str:
+    """The generated module's source text for a Network, file or bundled name with `params`."""
+    net = target if isinstance(target, Network) else load(target, **params)
+    return _backend(backend).build_source(net, init=init)
+
+
+def compile(target, backend: str = "torch", init: str | None = None, **params):  # noqa: A001
+    """An instantiated module for a Network, file or bundled name, built by executing the
+    same source that `archc build` writes (one lowering path)."""
+    net = target if isinstance(target, Network) else load(target, **params)
+    return _backend(backend).compile_module(net, init=init)
+
+
+__all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "build_source",
+           "bundled_networks", "compile", "load", "load_source", "render", "to_json_dict",
+           "__version__"]

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from archc.compiler import ArchError, analyze, bundled_networks, load_program, parse_define
-from archc.compiler._loader import build
+from archc.compiler._loader import build, define_text
 from archc.compiler.errors import did_you_mean
 
 EXIT_USER, EXIT_INTERNAL = 2, 70
@@ -30,7 +30,7 @@ def _defines(values) -> dict:
     for text in values or []:
         name, value, span = parse_define(text)
         if name in out:
-            raise ArchError(f"-D {name} is given twice", span, source="-D " + text)
+            raise ArchError(f"-D {name} is given twice", span, source=define_text(text))
         out[name] = (value, span)
     return out
 
@@ -44,7 +44,7 @@ def _network(args):
         if err.span and err.span.file == "<-D>":
             for text in args.define or []:
                 if text.split("=", 1)[0].strip() == _define_name(err):
-                    err.source = "-D " + text
+                    err.source = define_text(text)
         raise
 
 
@@ -68,6 +68,15 @@ def cmd_analyze(args) -> int:
                                 hint=did_you_mean(o, ops.REGISTRY) or "ops: " + ", ".join(ops.REGISTRY))
     if args.bits < 1 or args.bits > 64:
         raise ArchError(f"--bits must be between 1 and 64, got {args.bits}")
+    if args.quant and not args.bitops:
+        raise ArchError("--quant needs --bitops RULES", None, hint="e.g. --bitops table1 --quant int8")
+    if args.bitops:
+        from archc.compiler.bitops import bitops, render as render_bitops
+        from archc.compiler.quant import load_quant
+        spec = load_quant(args.quant) if args.quant else None
+        r = bitops(net, args.bitops, spec, args.baseline)
+        sys.stdout.write(render_bitops(r, args.format))
+        return 0
     a = analyze(net, bits=args.bits)
     sys.stdout.write(render(a, args.format, folded=not args.no_fold, only=only))
     return 0
@@ -77,6 +86,16 @@ def cmd_check(args) -> int:
     net = _network(args)
     out = net.output_shape
     print(f"ok: {net.name}: {len(net.layers())} layers, output {out[1]}x{out[2]}x{out[0]} (HxWxC)")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from archc.backends import torch_backend
+    net = _network(args)
+    if args.output:
+        torch_backend.write_source(net, args.output, init=args.init)
+    else:
+        sys.stdout.write(torch_backend.build_source(net, init=args.init))
     return 0
 
 
@@ -109,11 +128,26 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
     a.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
+    a.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
+                   help="bit-op storage/operations table and MicroNet score: table1 (seed 002) "
+                        "or official (docs/bitops.md)")
+    a.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or bundled "
+                   "name); without it everything is float32 and dense")
+    a.add_argument("--baseline", choices=["imagenet", "cifar100"], default="imagenet",
+                   help="the score's reference network (with --bitops)")
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("check", help="parse, elaborate and shape-check only")
     target(c)
     c.set_defaults(func=cmd_check)
+
+    b = sub.add_parser("build", help="lower to a framework module (one Python source file)")
+    target(b)
+    b.add_argument("--backend", choices=["torch"], default="torch")
+    b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
+    b.add_argument("--init", metavar="SCHEME",
+                   help="weight initialisation, overriding the network's `init` parameter")
+    b.set_defaults(func=cmd_build)
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)

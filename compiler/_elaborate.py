@@ -160,6 +160,8 @@ class Elaborator:
         unknown = [n for n in overrides if n not in {p.name for p in d.params}]
         for name in unknown:
             _, span = overrides[name]
+            if span.file == "<-D>":  # point at the name in `-D name=value`
+                span = Span("<-D>", 1, 4, 1, 4 + len(name))
             raise ArchError(f"network '{d.name}' has no parameter '{name}'", span,
                             hint=did_you_mean(name, [p.name for p in d.params])
                             or "parameters: " + ", ".join(p.name for p in d.params))
@@ -181,7 +183,7 @@ class Elaborator:
         except _Return as r:
             out = r.value
         else:
-            raise ArchError(f"network '{d.name}' ends without `return`", d.span,
+            raise ArchError(f"network '{d.name}' ends without `return`", _closing_brace(d.span),
                             hint="end the body with `return <output tensor>`")
         if not isinstance(out, Tensor):
             raise ArchError(f"network '{d.name}' must return a tensor, not {type_name(out)}", d.span)
@@ -271,6 +273,8 @@ class Elaborator:
             hint = did_you_mean(e.name, env)
             if e.name in ops.REGISTRY or e.name in self.blocks or e.name in BUILTINS:
                 hint = f"'{e.name}' is a function; call it: {e.name}(...)"
+            elif e.name in ("True", "False", "None", "TRUE", "FALSE", "NONE"):
+                hint = f"write it in lower case: {e.name.lower()}"
             raise ArchError(f"unknown name '{e.name}'", e.span, hint=hint)
         if isinstance(e, S.ListLit):
             items = tuple(self.eval(i, env, names) for i in e.items)
@@ -439,7 +443,7 @@ class Elaborator:
                 raise ArchError("the network already has an input", e.span,
                                 hint="archc networks have one input")
         if f == "split":
-            return self._split(e, args, kwargs, names)
+            return self._split(e, args, kwargs, env, names)
         if f == "activation":
             sig = {"x": None, "kind": None}
             bound = self._bind_simple("activation", sig, args, kwargs, e)
@@ -473,7 +477,7 @@ class Elaborator:
                                 hint=f"{fname}({', '.join(keys)})")
         return bound
 
-    def _split(self, e, args, kwargs, names):
+    def _split(self, e, args, kwargs, env, names):
         bound = self._bind_simple("split", {"x": None, "sizes": None}, args, kwargs, e)
         x, xspan = bound["x"]
         sizes, sspan = bound["sizes"]
@@ -678,7 +682,7 @@ class Elaborator:
                 self._body(d.body, local, inner)
             except _Return as r:
                 return r.value
-            raise ArchError(f"block '{d.name}' ends without `return`", d.span,
+            raise ArchError(f"block '{d.name}' ends without `return`", _closing_brace(d.span),
                             hint="end the block with `return <tensor>`")
         except ArchError as err:
             if err.span is not None and err.span.file != e.span.file or (
@@ -702,6 +706,13 @@ class Elaborator:
             if typ == "int" and isinstance(v, float):
                 hint = "choose the rounding explicitly: int(...), round(...) or ceil(...)"
             raise ArchError(f"{what}: {err}", span, hint=hint) from None
+
+
+def _closing_brace(span: Span) -> Span:
+    """The final '}' of a definition whose span is `span` (its whole text)."""
+    if span.end_line is None or span.end_column is None or span.end_column < 2:
+        return span
+    return Span(span.file, span.end_line, span.end_column - 1, span.end_line, span.end_column)
 
 
 def _inside(inner: Span, outer: Span) -> bool:

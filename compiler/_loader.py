@@ -159,17 +159,32 @@ def _find_import(imp: S.Import, base: Path) -> Path:
                     hint=did_you_mean(imp.path, std) or "bundled: " + ", ".join(std))
 
 
-def parse_define(text: str) -> tuple[str, object, Span]:
-    """`name=value` from the command line -> (name, value, span). Values are literals."""
-    display = "-D " + text
+def define_text(text: str) -> str:
+    """`-D name=value` as errors show it: spaces around the name and the value removed."""
     if "=" not in text:
-        raise ArchError(f"-D expects name=value, got '{text}'", Span("<-D>", 1, 1),
-                        hint="e.g. -D width=0.5 -D stages=[1,2,8,1]", source=display)
+        return "-D " + text.strip()
     name, value = text.split("=", 1)
-    name = name.strip()
-    offset = len("-D ") + len(text) - len(text.split("=", 1)[1]) + 1
+    return f"-D {name.strip()}={value.strip()}"
+
+
+def parse_define(text: str) -> tuple[str, object, Span]:
+    """`name=value` from the command line -> (name, value, span). Values are literals.
+
+    Spans refer to define_text(text), which errors show as the excerpt: `<-D>:1:col`.
+    """
+    display = define_text(text)
+    if "=" not in text:
+        name = text.strip()
+        raise ArchError(f"-D expects name=value, got '{name}'", Span("<-D>", 1, 4, 1, 4 + max(len(name), 1)),
+                        hint=f"e.g. -D {name if name.isidentifier() else 'width'}=0.5", source=display)
+    name, value = (part.strip() for part in text.split("=", 1))
+    offset = len("-D ") + len(name) + 2  # column of the value's first character
     if not name.isidentifier():
-        raise ArchError(f"'{name}' is not a parameter name", Span("<-D>", 1, 4), source=display)
+        raise ArchError(f"'{name}' is not a parameter name", Span("<-D>", 1, 4, 1, 4 + max(len(name), 1)),
+                        source=display)
+    if not value:
+        raise ArchError(f"-D {name}= has no value", Span("<-D>", 1, offset - 1, 1, offset),
+                        hint=f"e.g. -D {name}=1", source=display)
     try:
         expr = parse_expression(value)
     except ArchError as err:
@@ -180,8 +195,10 @@ def parse_define(text: str) -> tuple[str, object, Span]:
     try:
         v = _literal(expr)
     except ArchError as err:
-        raise ArchError(err.message, span, hint=err.hint or 'write strings in quotes: -D size="small"',
-                        source=display) from None
+        bare = value.replace("_", "a").isalnum() and not value[0].isdigit()
+        hint = (f'a bare word is a name, not a string; quote it: -D {name}="{value}"' if bare else
+                "-D values are not evaluated; give the value itself, e.g. 64 or [1, 2, 8, 1]")
+        raise ArchError(err.message, span, hint=hint, source=display) from None
     return name, v, span
 
 

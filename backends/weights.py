@@ -1,0 +1,156 @@
+"""Weight exchange between the torch and JAX backends, driven by the IR.
+
+Both backends name parameters after the IR's hierarchical layer names, so one table per op
+kind maps a torch state_dict entry to its place in the Flax NNX state and transposes layouts:
+
+    conv    weight  O x I/g x kh x kw   <->  kernel  kh x kw x I/g x O   (OIHW <-> HWIO)
+            bias    O                   <->  bias    O
+    linear  weight  out x in            <->  kernel  in x out
+            bias    out                 <->  bias    out
+    bn      weight / bias               <->  scale / bias
+            running_mean / running_var  <->  mean / var
+            num_batches_tracked         (torch only; written as 0 when converting from JAX)
+
+On disk the exchange format is safetensors (no pickle): `save` / `load` work on flat
+{torch-style key: numpy array} dicts.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from archc.compiler import ArchError, Network
+
+from . import jax_backend, torch_backend
+from . import lowering as L
+
+# op kind -> [(torch tensor name, jax variable name, torch->jax transpose or None)]
+_TABLE = {
+    "conv": [("weight", "kernel", (2, 3, 1, 0)), ("bias", "bias", None)],
+    "linear": [("weight", "kernel", (1, 0)), ("bias", "bias", None)],
+    "bn": [("weight", "scale", None), ("bias", "bias", None),
+           ("running_mean", "mean", None), ("running_var", "var", None)],
+}
+
+
+def _inverse(perm):
+    return tuple(int(i) for i in np.argsort(perm))
+
+
+def _entries(net: Network):
+    """(layer, torch attribute path, jax attribute path, torch name, jax name, transpose)."""
+    ttree = L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in torch_backend.STATEFUL],
+                         torch_backend._MODULE_ATTRS)
+    jtree = jax_backend.module_tree(net)
+    for name in net.graph.nodes:
+        d = net.node(name)
+        op = d["op"]
+        if op not in _TABLE:
+            continue
+        a = d["attrs"]
+        for tname, jname, perm in _TABLE[op]:
+            if tname == "bias" and op in ("conv", "linear") and not a.get("bias", True):
+                continue
+            if op == "bn" and tname in ("weight", "bias") and not a.get("affine", True):
+                continue
+            yield name, ttree.path(name), jtree.path(name), tname, jname, perm
+
+
+def _get(tree, path):
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _set(tree, path, value):
+    for p in path[:-1]:
+        tree = tree.setdefault(p, {})
+    tree[path[-1]] = value
+
+
+def torch_to_jax(net: Network, tensors: dict) -> dict:
+    """torch-style {key: array} -> nested pure dict for `nnx.replace_by_pure_dict`."""
+    out: dict = {}
+    for name, tpath, jpath, tname, jname, perm in _entries(net):
+        key = f"{tpath}.{tname}"
+        if key not in tensors:
+            raise ArchError(f"weights for layer '{name}' are missing: no '{key}'")
+        arr = np.asarray(tensors[key])
+        if perm is not None:
+            if arr.ndim != len(perm):
+                raise ArchError(f"'{key}' has {arr.ndim} dimensions, expected {len(perm)}")
+            arr = np.transpose(arr, perm)
+        _set(out, jpath.split(".") + [jname], arr)
+    return out
+
+
+def jax_to_torch(net: Network, pure: dict) -> dict:
+    """Nested pure dict (`nnx.to_pure_dict(nnx.state(model))`) -> torch-style {key: array}."""
+    out: dict = {}
+    for name, tpath, jpath, tname, jname, perm in _entries(net):
+        path = jpath.split(".") + [jname]
+        try:
+            arr = np.asarray(_get(pure, path))
+        except (KeyError, TypeError):
+            raise ArchError(f"JAX state has no '{'.'.join(path)}' for layer '{name}'") from None
+        if perm is not None:
+            arr = np.transpose(arr, _inverse(perm))
+        out[f"{tpath}.{tname}"] = np.ascontiguousarray(arr)
+        if net.node(name)["op"] == "bn" and tname == "running_var":
+            out[f"{tpath}.num_batches_tracked"] = np.zeros((), np.int64)
+    return out
+
+
+def load_into_jax(model, net: Network, tensors: dict) -> None:
+    """Copy torch-style weights into a generated Flax NNX module, in place."""
+    from flax import nnx
+    import jax.numpy as jnp
+    state = nnx.state(model)
+    pure = nnx.to_pure_dict(state)
+    new = torch_to_jax(net, tensors)
+
+    def merge(dst, src, prefix):
+        for k, v in src.items():
+            if k not in dst:
+                raise ArchError(f"the JAX module has no '{prefix + k}'")
+            if isinstance(v, dict):
+                merge(dst[k], v, prefix + k + ".")
+            else:
+                if tuple(dst[k].shape) != tuple(v.shape):
+                    raise ArchError(f"'{prefix + k}' has shape {tuple(v.shape)}, the module "
+                                    f"expects {tuple(dst[k].shape)}")
+                dst[k] = jnp.asarray(v, dtype=dst[k].dtype)
+    merge(pure, new, "")
+    nnx.replace_by_pure_dict(state, pure)
+    nnx.update(model, state)
+
+
+def state_dict_numpy(module) -> dict:
+    """A torch module's state_dict as numpy arrays."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def save(path, tensors: dict) -> None:
+    """Write {key: array} as safetensors, atomically (temp file + rename)."""
+    from safetensors.numpy import save_file
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path) -> dict:
+    from safetensors.numpy import load_file
+    try:
+        return dict(load_file(os.fspath(path)))
+    except (OSError, ValueError) as err:
+        raise ArchError(f"cannot read weights from '{path}': {err}") from None
