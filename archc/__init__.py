@@ -30,20 +30,27 @@ def _backend(backend: str):
     if backend == "torch":
         from archc.backends import torch_backend
         return torch_backend
-    raise ArchError(f"unknown backend '{backend}'", hint="backends: torch")
+    if backend == "jax":
+        from archc.backends import jax_backend
+        return jax_backend
+    raise ArchError(f"unknown backend '{backend}'", hint="backends: torch, jax")
 
 
-def build_source(target, backend: str = "torch", init: str | None = None, **params) -> str:
-    """The generated module's source text for a Network, file or bundled name with `params`."""
+def build_source(target, backend: str = "torch", weight_init: str | None = None,
+                 **params) -> str:
+    """The generated module's source text for a Network, file or bundled name with `params`.
+
+    weight_init overrides the network's `init` parameter (the CLI's --init)."""
     net = target if isinstance(target, Network) else load(target, **params)
-    return _backend(backend).build_source(net, init=init)
+    return _backend(backend).build_source(net, init=weight_init)
 
 
-def compile(target, backend: str = "torch", init: str | None = None, **params):  # noqa: A001
+def compile(target, backend: str = "torch", weight_init: str | None = None,  # noqa: A001
+            **params):
     """An instantiated module for a Network, file or bundled name, built by executing the
     same source that `archc build` writes (one lowering path)."""
     net = target if isinstance(target, Network) else load(target, **params)
-    return _backend(backend).compile_module(net, init=init)
+    return _backend(backend).compile_module(net, init=weight_init)
 
 
 __all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "build_source",

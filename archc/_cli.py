@@ -90,12 +90,13 @@ def cmd_check(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from archc.backends import torch_backend
+    from archc import _backend
+    backend = _backend(args.backend)
     net = _network(args)
     if args.output:
-        torch_backend.write_source(net, args.output, init=args.init)
+        backend.write_source(net, args.output, init=args.init)
     else:
-        sys.stdout.write(torch_backend.build_source(net, init=args.init))
+        sys.stdout.write(backend.build_source(net, init=args.init))
     return 0
 
 
@@ -143,7 +144,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="lower to a framework module (one Python source file)")
     target(b)
-    b.add_argument("--backend", choices=["torch"], default="torch")
+    b.add_argument("--backend", choices=["torch", "jax"], default="torch")
     b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")

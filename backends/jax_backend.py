@@ -1,6 +1,6 @@
 """Lowering the IR to JAX / Flax NNX source code.
 
-`generate(net)` returns the text of one Python module that imports only jax, jax.numpy and
+`build_source(net)` returns the text of one Python module that imports only jax, jax.numpy and
 flax.nnx and defines an `nnx.Module` subclass named after the network. Layout is NHWC with
 explicit paddings, so every layer's geometry equals the static analysis. The module keeps
 PyTorch's semantics where they differ from Flax's defaults:
@@ -42,6 +42,19 @@ def _torch_uniform(fan_in):
     def init(key, shape, dtype=jnp.float32):
         return jax.random.uniform(key, shape, dtype, -bound, bound)
     return init
+
+
+def _inits(scheme, fan_in):
+    """kernel_init / bias_init for an init scheme (see the class docstring)."""
+    if scheme == "default":  # PyTorch's defaults for conv and linear
+        return {"kernel_init": _torch_uniform(fan_in), "bias_init": _torch_uniform(fan_in)}
+    kernel = {
+        "xavier_uniform": nnx.initializers.xavier_uniform(),
+        "xavier_normal": nnx.initializers.xavier_normal(),
+        "kaiming_normal": nnx.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        "kaiming_uniform": nnx.initializers.variance_scaling(2.0, "fan_in", "uniform"),
+    }[scheme]
+    return {"kernel_init": kernel, "bias_init": nnx.initializers.zeros_init()}
 
 
 class Scope(nnx.Module):
@@ -143,18 +156,6 @@ _VAR_RESERVED = frozenset({"jax", "jnp", "nnx", "math", "self", "max_pool", "avg
                            "flatten", "BatchNorm", "Scope"})
 STATEFUL = frozenset({"conv", "linear", "bn", "dropout"})
 
-# init scheme -> (kernel_init, bias_init) source; {fan_in} is the layer's fan-in.
-_INIT = {
-    "default": ("_torch_uniform({fan_in})", "_torch_uniform({fan_in})"),
-    "xavier_uniform": ("nnx.initializers.xavier_uniform()", "nnx.initializers.zeros_init()"),
-    "xavier_normal": ("nnx.initializers.xavier_normal()", "nnx.initializers.zeros_init()"),
-    "kaiming_normal": ('nnx.initializers.variance_scaling(2.0, "fan_out", "normal")',
-                       "nnx.initializers.zeros_init()"),
-    "kaiming_uniform": ('nnx.initializers.variance_scaling(2.0, "fan_in", "uniform")',
-                        "nnx.initializers.zeros_init()"),
-}
-
-
 class _Ctx:
     def __init__(self, step: L.Step, path: str | None, init: str):
         self.step, self.a, self.path, self.init = step, step.attrs, path, init
@@ -166,8 +167,7 @@ class _Ctx:
         return self.step.in_shapes[i][0]
 
     def inits(self, fan_in: int) -> str:
-        k, b = (t.format(fan_in=num(fan_in)) for t in _INIT[self.init])
-        return f"kernel_init={k}, bias_init={b}"
+        return f"**_inits({self.init!r}, {num(fan_in)})"
 
 
 def _t(v) -> str:
@@ -179,24 +179,34 @@ def _conv(c):
     a = c.a
     kh, kw = a["kernel"]
     ph, pw = a["padding"]
-    ctor = (f"nnx.Conv({num(c.cin())}, {num(a['out'])}, kernel_size={_t(a['kernel'])}, "
-            f"strides={_t(a['stride'])}, padding=(({num(ph)}, {num(ph)}), ({num(pw)}, {num(pw)})), "
-            f"kernel_dilation={_t(a['dilation'])}, feature_group_count={num(a['groups'])}, "
-            f"use_bias={num(bool(a['bias']))}, {c.inits(c.cin() // a['groups'] * kh * kw)}, rngs=rngs)")
+    opt = ""
+    if tuple(a["stride"]) != (1, 1):
+        opt += f", strides={_t(a['stride'])}"
+    if tuple(a["dilation"]) != (1, 1):
+        opt += f", kernel_dilation={_t(a['dilation'])}"
+    if a["groups"] != 1:
+        opt += f", feature_group_count={num(a['groups'])}"
+    if not a["bias"]:
+        opt += ", use_bias=False"
+    ctor = (f"nnx.Conv({num(c.cin())}, {num(a['out'])}, {_t(a['kernel'])}{opt}, "
+            f"padding=(({num(ph)}, {num(ph)}), ({num(pw)}, {num(pw)})), "
+            f"{c.inits(c.cin() // a['groups'] * kh * kw)}, rngs=rngs)")
     return ctor, f"self.{c.path}({c.x()})"
 
 
 def _linear(c):
     a = c.a
-    ctor = (f"nnx.Linear({num(c.cin())}, {num(a['out'])}, use_bias={num(bool(a['bias']))}, "
-            f"{c.inits(c.cin())}, rngs=rngs)")
+    opt = "" if a["bias"] else ", use_bias=False"
+    ctor = f"nnx.Linear({num(c.cin())}, {num(a['out'])}{opt}, {c.inits(c.cin())}, rngs=rngs)"
     return ctor, f"self.{c.path}({c.x()})"
 
 
 def _bn(c):
     a = c.a
-    ctor = (f"BatchNorm({num(c.cin())}, eps={num(float(a['eps']))}, "
-            f"momentum={num(float(a['momentum']))}, affine={num(bool(a['affine']))})")
+    opt = "" if a["eps"] == 1e-5 else f", eps={num(float(a['eps']))}"
+    opt += "" if a["momentum"] == 0.1 else f", momentum={num(float(a['momentum']))}"
+    opt += "" if a["affine"] else ", affine=False"
+    ctor = f"BatchNorm({num(c.cin())}{opt})"
     return ctor, f"self.{c.path}({c.x()})"
 
 
@@ -257,7 +267,7 @@ def module_tree(net: Network) -> L.ModuleTree:
     return L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in STATEFUL], NNX_ATTRS)
 
 
-def generate(net: Network, init: str | None = None, probe: bool = False) -> str:
+def build_source(net: Network, init: str | None = None, probe: bool = False) -> str:
     """The Flax NNX module for `net` as Python source text (deterministic).
 
     init: weight initialisation override (else the network's `init` parameter, else
@@ -280,7 +290,7 @@ def generate(net: Network, init: str | None = None, probe: bool = False) -> str:
             body.append(f"        # {g}")
         group = g
         if expr != s.output:
-            body.append(f"        {s.output} = {expr}")
+            body += L.wrap_assign(s.output, expr, "        ")
         if probe:
             body.append(f'        self.probe("{s.name}", {s.output})')
     params = "; ".join(f"{k} = {L.value_text(v)}" for k, v in net.params.items())
@@ -301,7 +311,7 @@ def generate(net: Network, init: str | None = None, probe: bool = False) -> str:
         if node.layer is None:
             src.append(f"        self.{node.path} = Scope()")
         else:
-            src.append(f"        self.{node.path} = {ctors[node.layer]}")
+            src += L.wrap_assign(f"self.{node.path}", ctors[node.layer], "        ")
     if not nodes:
         src.append("        pass")
     if probe:
@@ -315,10 +325,10 @@ def generate(net: Network, init: str | None = None, probe: bool = False) -> str:
 
 
 def compile_module(net: Network, init: str | None = None, probe: bool = False, seed: int = 0):
-    """An instance of the generated module: exec of generate()'s text (archc wrote it from
+    """An instance of the generated module: exec of build_source()'s text (archc wrote it from
     validated IR: names are identifiers, numbers are repr of int/float)."""
     from flax import nnx
-    src = generate(net, init=init, probe=probe)
+    src = build_source(net, init=init, probe=probe)
     namespace: dict = {"__name__": f"archc_generated_jax_{net.name}"}
     exec(compile(src, f"<archc jax: {net.name}>", "exec"), namespace)  # noqa: S102
     return namespace[L.class_name(net)](rngs=nnx.Rngs(params=seed, dropout=seed + 1))
@@ -326,7 +336,7 @@ def compile_module(net: Network, init: str | None = None, probe: bool = False, s
 
 def write_source(net: Network, path, init: str | None = None) -> str:
     """Write the module to `path` atomically (nothing half-written on error); returns the text."""
-    src = generate(net, init=init)
+    src = build_source(net, init=init)
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".py", dir=os.path.dirname(os.path.abspath(path)))
     try:

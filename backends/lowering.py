@@ -213,3 +213,12 @@ def forward_steps(net: Network, reserved=frozenset()) -> tuple[str, list]:
         steps.append(Step(name, d["op"], d["attrs"], list(d["in_shapes"]), d["shape"], ins, out,
                           d.get("span")))
     return var.get(net.output, "x"), steps
+
+
+def wrap_assign(target: str, expr: str, indent: str, width: int = 99) -> list:
+    """`target = expr` as source lines, broken after the outermost '(' when too long."""
+    line = f"{indent}{target} = {expr}"
+    if len(line) <= width or "(" not in expr:
+        return [line]
+    head, rest = expr.split("(", 1)
+    return [f"{indent}{target} = {head}(", f"{indent}    {rest[:-1]}", f"{indent})"]

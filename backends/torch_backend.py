@@ -191,13 +191,7 @@ def _docstring(net: Network, init: str) -> list:
     return ['    """' + body[0]] + [("    " + s) if s else "" for s in body[1:]] + ['    """']
 
 
-def _wrap_assign(target: str, expr: str, indent: str, width: int = 99) -> list:
-    """`target = expr`, broken after the outermost '(' when the line is too long."""
-    line = f"{indent}{target} = {expr}"
-    if len(line) <= width or "(" not in expr:
-        return [line]
-    head, rest = expr.split("(", 1)
-    return [f"{indent}{target} = {head}(", f"{indent}    {rest[:-1]}", f"{indent})"]
+_wrap_assign = L.wrap_assign
 
 
 def build_source(net: Network, init: str | None = None, probe: bool = False) -> str:

@@ -121,15 +121,17 @@ def load_into_jax(model, net: Network, tensors: dict) -> None:
                 if tuple(dst[k].shape) != tuple(v.shape):
                     raise ArchError(f"'{prefix + k}' has shape {tuple(v.shape)}, the module "
                                     f"expects {tuple(dst[k].shape)}")
-                dst[k] = jnp.asarray(v, dtype=dst[k].dtype)
+                # a copy: jnp.asarray may alias numpy memory on CPU, and torch updates
+                # its buffers in place
+                dst[k] = jnp.array(v, dtype=dst[k].dtype, copy=True)
     merge(pure, new, "")
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
 
 
 def state_dict_numpy(module) -> dict:
-    """A torch module's state_dict as numpy arrays."""
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    """A torch module's state_dict as numpy arrays (copies, never views of live buffers)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 
 def save(path, tensors: dict) -> None:

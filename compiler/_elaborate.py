@@ -646,7 +646,10 @@ class Elaborator:
 
     def _block_call(self, d: S.Definition, e: S.Call, env, names):
         if any(n == d.name for n, _ in self.stack):
-            raise ArchError(f"block '{d.name}' calls itself (recursion is not allowed)", e.span,
+            chain = [n for n, _ in self.stack]
+            chain = chain[chain.index(d.name):] + [d.name]
+            how = "" if len(chain) == 2 else f" through {' -> '.join(chain)}"
+            raise ArchError(f"block '{d.name}' calls itself{how} (recursion is not allowed)", e.span,
                             hint="repeat a block with a loop: for i in range(n) { ... }")
         if len(self.stack) >= limits.MAX_CALL_DEPTH:
             raise ArchError(f"blocks are nested more than {limits.MAX_CALL_DEPTH} deep", e.span)

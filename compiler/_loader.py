@@ -42,7 +42,8 @@ def _read(path: Path, span: Span | None) -> str:
     try:
         size = path.stat().st_size
         if size > limits.MAX_SOURCE_BYTES:
-            raise ArchError(f"'{path}' is larger than {limits.MAX_SOURCE_BYTES} bytes", span)
+            raise ArchError(f"'{_display(path)}' is larger than {limits.MAX_SOURCE_BYTES} bytes",
+                            span or Span(_display(path), 1, 1))
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ArchError(f"'{path}' is not UTF-8 text", span) from None

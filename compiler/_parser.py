@@ -276,6 +276,9 @@ def _span_of_token(file: str, tok: Token) -> Span:
 
 def _decode_string(tok: Token, file: str) -> str:
     body = tok[1:-1]
+    if len(body) > limits.MAX_STRING:
+        raise ArchError(f"string is longer than {limits.MAX_STRING} characters",
+                        Span(file, tok.line, tok.column, tok.line, tok.column + 1))
     out, i = [], 0
     escapes = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
     while i < len(body):
@@ -533,6 +536,29 @@ _CHAR_HINTS = {
 }
 
 
+_BRACKETS = re.compile(r'[()\[\]{}]|#[^\n]*|"(?:[^"\\\n]|\\.)*"?')
+
+
+def _check_brackets(text: str, file: str) -> None:
+    """Reject brackets nested deeper than MAX_NESTING before parsing (fast, no recursion)."""
+    if text.count("(") + text.count("[") + text.count("{") <= limits.MAX_NESTING:
+        return
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        ch = m.group()
+        if ch in "([{":
+            depth += 1
+            if depth > limits.MAX_NESTING:
+                pos = m.start()
+                line = text.count("\n", 0, pos) + 1
+                col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+                raise ArchError(f"brackets are nested more than {limits.MAX_NESTING} levels deep",
+                                Span(file, line, col, line, col + 1), source=text,
+                                hint="split the expression or block into named steps")
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+
+
 def _syntax_error(err: UnexpectedInput, text: str, file: str, start: str) -> ArchError:
     line, col = getattr(err, "line", 1), getattr(err, "column", 1)
     if line is None or line < 1:
@@ -583,6 +609,7 @@ def parse(text: str, file: str = "<string>") -> S.Module:
     """Parse one .arch source into a Module (imports not yet resolved)."""
     if len(text.encode("utf-8", "replace")) > limits.MAX_SOURCE_BYTES:
         raise ArchError(f"file is larger than {limits.MAX_SOURCE_BYTES} bytes", Span(file, 1, 1))
+    _check_brackets(text, file)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:

@@ -77,7 +77,8 @@ def coerce(v, typ: str):
 
 def check_int(v):
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) > limits.MAX_INT:
-        raise OverflowError(f"integer {v} is larger than the limit {limits.MAX_INT}")
+        shown = str(v) if len(str(v)) <= 30 else f"of {len(str(abs(v)))} digits"
+        raise OverflowError(f"integer {shown} is larger than the limit {limits.MAX_INT}")
     return v
 
 

@@ -1,0 +1,328 @@
+"""archc's diagnostics: one test per error class.
+
+Each bad input must print `file:line:col: error: message`, the source line with a caret
+under the offending text and, where one helps, a `hint:` -- exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from archc import _cli
+from archc.compiler import ArchError, load_source
+from archc.compiler import _parser
+
+ANY = object()  # check(..., hint=ANY): a hint is present, its text is checked separately
+HEAD = "network N() {\n    x = input(3, 32, 32)\n"
+
+
+def run(tmp_path, monkeypatch, capsys, source, *argv, command="check", name="t.arch"):
+    """Write `source` to tmp_path/name and run `archc <command> name argv`: (rc, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(source)
+    rc = _cli.main([command, name, *argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, err
+    return rc, err
+
+
+def check(err, where, message, line_text=None, caret=None, hint=None):
+    """Assert the diagnostic's header, excerpt, caret column and width, and hint."""
+    lines = err.rstrip("\n").split("\n")
+    assert lines[0] == f"{where}: error: {message}", err
+    _, line, col = where.rsplit(":", 2)
+    if line_text is not None:
+        gutter = f" {line} | "
+        assert lines[1] == gutter + line_text, err
+        marks = lines[2][len(gutter):]
+        assert lines[2].startswith(" " * (len(line) + 1) + " | "), err
+        assert marks.index("^") == int(col) - 1, err  # the caret stands under column `col`
+        if caret is not None:
+            assert marks.strip() == "^" * len(caret), err
+            assert line_text[int(col) - 1:int(col) - 1 + len(caret)] == caret, err
+    hints = [ln for ln in lines if ln.startswith("hint: ")]
+    if hint is None:
+        assert not hints, err
+    elif hint is ANY:
+        assert len(hints) == 1, err
+    else:
+        assert hints == [f"hint: {hint}"], err
+
+
+@pytest.fixture
+def diag(tmp_path, monkeypatch, capsys):
+    def f(source, *argv, **kw):
+        rc, err = run(tmp_path, monkeypatch, capsys, source, *argv, **kw)
+        assert rc == 2, err
+        return err
+    return f
+
+
+# ---- syntax ---------------------------------------------------------------------------
+def test_missing_comma_between_arguments(diag):
+    err = diag(HEAD + "    y = conv(x, 16 kernel=3)\n    return y\n}\n")
+    check(err, "t.arch:3:20", "missing ',' between arguments",
+          "    y = conv(x, 16 kernel=3)", caret="kernel")
+
+
+def test_assign_instead_of_compare(diag):
+    err = diag(HEAD + "    if x.channels = 3 {\n        x = relu(x)\n    }\n    return x\n}\n")
+    check(err, "t.arch:3:19", "'=' assigns a value; to compare, use '=='",
+          "    if x.channels = 3 {", caret="=")
+
+
+def test_unclosed_brace_points_at_the_opener(diag):
+    err = diag(HEAD + "    return x\n")
+    check(err, "t.arch:1:13", "'{' is never closed", "network N() {", caret="{",
+          hint="the file ends before its '}'")
+
+
+def test_unclosed_paren_before_next_line(diag):
+    err = diag(HEAD + "    y = conv(x, 16, kernel=3\n    return y\n}\n")
+    check(err, "t.arch:3:13", "'(' is never closed", "    y = conv(x, 16, kernel=3", caret="(",
+          hint="expected ')' before 'return' at line 4, column 5")
+
+
+def test_stray_character(diag):
+    err = diag(HEAD + "    y = x -> relu;\n    return y\n}\n")
+    check(err, "t.arch:3:18", "unexpected character ';'", "    y = x -> relu;", caret=";",
+          hint="statements end at the end of the line; no ';' is needed")
+
+
+def test_unmatched_closer(diag):
+    err = diag(HEAD + "    y = relu(x))\n    return y\n}\n")
+    check(err, "t.arch:3:16", "unmatched ')'", "    y = relu(x))", caret=")",
+          hint="no '(' is open here")
+
+
+def test_bare_call_statement(diag):
+    err = diag(HEAD + "    relu(x)\n    return x\n}\n")
+    check(err, "t.arch:3:5", "a statement cannot be a bare expression; assign its value",
+          "    relu(x)", caret="relu", hint="e.g. `y = relu(...)`")
+
+
+def test_else_if(diag):
+    err = diag(HEAD + "    if true {\n    } else if false {\n    }\n    return x\n}\n")
+    check(err, "t.arch:4:12", "use `elif` for 'else if'", "    } else if false {", caret="if",
+          hint="if a { ... } elif b { ... } else { ... }")
+
+
+def test_unterminated_string(diag):
+    err = diag(HEAD + '    y = "abc\n    return x\n}\n')
+    check(err, "t.arch:3:9", "unterminated string", '    y = "abc', caret='"',
+          hint="a string ends with '\"' on the same line")
+
+
+@pytest.mark.parametrize("message", sorted(_parser._EXAMPLES))
+def test_every_known_mistake_is_recognised(message):
+    """Each example of `_EXAMPLES` produces its message, also when nested deeper."""
+    for example in _parser._EXAMPLES[message]:
+        with pytest.raises(ArchError) as info:
+            _parser.parse(example, "e.arch")
+        assert info.value.message == message, example
+        if example.startswith("network N() { ") and example.endswith(" }"):
+            inner = example[len("network N() { "):-2]
+            nested = ("network N() {\n  for i in range(2) {\n    if true {\n      " + inner
+                      + "\n    }\n  }\n}\n")
+            with pytest.raises(ArchError) as info:
+                _parser.parse(nested, "e.arch")
+            assert info.value.message == message, nested
+
+
+# ---- semantic -------------------------------------------------------------------------
+def test_unknown_layer(diag):
+    err = diag(HEAD + "    y = convv(x, 16, kernel=3)\n    return y\n}\n")
+    check(err, "t.arch:3:9", "unknown layer, block or function 'convv'",
+          "    y = convv(x, 16, kernel=3)", caret="convv", hint="did you mean 'conv'?")
+
+
+def test_unknown_block(diag):
+    err = diag(HEAD + "    y = sqnxt_blok(x, 32)\n    return y\n}\n")
+    check(err, "t.arch:3:9", "unknown layer, block or function 'sqnxt_blok'",
+          "    y = sqnxt_blok(x, 32)", caret="sqnxt_blok",
+          hint='define it with `block`, or import it: import "std/....arch"')
+
+
+def test_unknown_block_parameter(diag):
+    src = ("block b(x: tensor, out: int) {\n    return conv(x, out, kernel=1)\n}\n" + HEAD
+           + "    y = b(x, 8, outs=3)\n    return y\n}\n")
+    err = diag(src)
+    check(err, "t.arch:6:17", "block 'b' has no parameter 'outs'", "    y = b(x, 8, outs=3)",
+          caret="outs=3", hint="did you mean 'out'?")
+
+
+def test_unknown_keyword(diag):
+    err = diag(HEAD + "    y = conv(x, 16, kernal=3)\n    return y\n}\n")
+    check(err, "t.arch:3:21", "conv() has no argument 'kernal'", "    y = conv(x, 16, kernal=3)",
+          caret="kernal=3", hint="did you mean 'kernel'?")
+
+
+def test_wrong_type(diag):
+    err = diag(HEAD + '    y = conv(x, 16, kernel=3, bias="yes")\n    return y\n}\n')
+    check(err, "t.arch:3:31", 'conv(): argument \'bias\' must be true or false, got string "yes"',
+          '    y = conv(x, 16, kernel=3, bias="yes")', caret='bias="yes"')
+
+
+def test_unknown_name_true_hint(diag):
+    err = diag(HEAD + "    y = conv(x, 16, kernel=3, bias=True)\n    return y\n}\n")
+    check(err, "t.arch:3:36", "unknown name 'True'", "    y = conv(x, 16, kernel=3, bias=True)",
+          caret="True", hint="write it in lower case: true")
+
+
+def test_channel_mismatch_at_add(diag):
+    err = diag(HEAD + "    a = conv(x, 16, kernel=3)\n    b = conv(x, 8, kernel=3)\n"
+               "    y = add(a, b)\n    return y\n}\n")
+    check(err, "t.arch:5:9",
+          "add: input 2 is 8x30x30 (C x H x W) but input 1 is 16x30x30; channels differ",
+          "    y = add(a, b)", caret="add(a, b)",
+          hint="a residual needs a projection (1x1 conv) when channels or stride change")
+
+
+def test_spatial_mismatch_at_concat(diag):
+    err = diag(HEAD + "    a = conv(x, 16, kernel=3, stride=2, padding=1)\n"
+               "    y = concat(a, x)\n    return y\n}\n")
+    check(err, "t.arch:4:9",
+          "concat: input 2 is 3x32x32 (C x H x W) but input 1 is 16x16x16; spatial sizes must match",
+          "    y = concat(a, x)", caret="concat(a, x)", hint="check strides and paddings of the branches")
+
+
+def test_spatial_size_not_positive_points_at_the_pipe_stage(diag):
+    err = diag(HEAD + "    y = x -> global_avgpool -> maxpool(3)\n    return y\n}\n")
+    check(err, "t.arch:3:32",
+          "maxpool output would be 0x0 (H x W): input 1x1, kernel 3x3, stride 3x3, padding 0x0",
+          "    y = x -> global_avgpool -> maxpool(3)", caret="maxpool(3)",
+          hint="the spatial size must stay positive; use a smaller kernel or stride, more padding, "
+               "or a larger input")
+
+
+def test_non_integer_channel_count(diag):
+    err = diag(HEAD + "    y = conv(x, 64 * 0.75 + 0.5, kernel=1)\n    return y\n}\n")
+    check(err, "t.arch:3:17", "conv(): argument 'out' must be an integer, got float 48.5",
+          "    y = conv(x, 64 * 0.75 + 0.5, kernel=1)", caret="64 * 0.75 + 0.5",
+          hint="channel counts and sizes must be whole numbers; choose the rounding explicitly "
+               "with int(...), round(...) or ceil(...)")
+
+
+def test_recursion_through_two_blocks(diag):
+    src = ("block a(x: tensor) {\n    return b(x)\n}\nblock b(x: tensor) {\n    return a(x)\n}\n"
+           + HEAD + "    return a(x)\n}\n")
+    err = diag(src)
+    check(err, "t.arch:5:12", "block 'a' calls itself through a -> b -> a (recursion is not allowed)",
+          "    return a(x)", caret="a(x)",
+          hint="repeat a block with a loop: for i in range(n) { ... }")
+    assert "note: in block 'b' called at t.arch:2:12" in err
+
+
+def test_duplicate_layer_name(diag):
+    err = diag(HEAD + "    y = c: conv(x, 16, kernel=3)\n    y = c: conv(y, 16, kernel=3)\n"
+               "    return y\n}\n")
+    check(err, "t.arch:4:9", "the name 'c' is already used (at t.arch:3:9)",
+          "    y = c: conv(y, 16, kernel=3)", caret="c: conv(y, 16, kernel=3)",
+          hint="names must be unique within a block; inside a loop, label the loop "
+               "(`stage: for ...`) so that each iteration gets its own scope")
+
+
+def test_missing_return_points_at_the_closing_brace(diag):
+    err = diag(HEAD + "    y = relu(x)\n}\n")
+    check(err, "t.arch:4:1", "network 'N' ends without `return`", "}", caret="}",
+          hint="end the body with `return <output tensor>`")
+
+
+def test_import_not_found(diag):
+    err = diag('import "std/sqnx.arch"\n' + HEAD + "    return x\n}\n")
+    check(err, "t.arch:1:1", "cannot find 'std/sqnx.arch' next to this file or in the bundled library",
+          'import "std/sqnx.arch"', caret='import "std/sqnx.arch"', hint=ANY)
+    assert "hint: did you mean 'std/sqnxt.arch'" in err
+
+
+def test_unknown_type(diag):
+    err = diag("network N(width: flaot = 1.0) {\n    x = input(3, 32, 32)\n    return x\n}\n")
+    check(err, "t.arch:1:18", "unknown type 'flaot'", "network N(width: flaot = 1.0) {",
+          caret="flaot", hint="types are int, float, bool, string, list, tensor")
+
+
+def test_assert_failure(diag):
+    err = diag(HEAD + '    assert x.channels == 4, "need RGBA input"\n    return x\n}\n')
+    check(err, "t.arch:3:5", "assertion failed: need RGBA input",
+          '    assert x.channels == 4, "need RGBA input"',
+          caret='assert x.channels == 4, "need RGBA input"')
+
+
+# ---- -D values ---------------------------------------------------------------------------
+NET = ("network N(width: float = 1.0, stages: list = [1, 2]) {\n    x = input(3, 8, 8)\n"
+       "    return conv(x, int(8 * width), kernel=1)\n}\n")
+
+
+def test_define_unknown_parameter(diag):
+    err = diag(NET, "-D", "stagez=[1]")
+    check(err, "<-D>:1:4", "network 'N' has no parameter 'stagez'", "-D stagez=[1]",
+          caret="stagez", hint="did you mean 'stages'?")
+
+
+def test_define_bare_word(diag):
+    err = diag(NET, "-D", "width=abc")
+    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+          "-D width=abc", caret="abc",
+          hint='a bare word is a name, not a string; quote it: -D width="abc"')
+
+
+def test_define_syntax_error(diag):
+    err = diag(NET, "-D", "stages=[1,2")
+    check(err, "<-D>:1:11", "'[' is never closed", "-D stages=[1,2", caret="[")
+
+
+def test_define_wrong_type(diag):
+    err = diag(NET, "-D", 'width="x"')
+    check(err, "<-D>:1:10", "parameter 'width': expected float, got string \"x\"",
+          '-D width="x"', caret='"x"')
+
+
+def test_define_without_equals(diag):
+    err = diag(NET, "-D", "width")
+    check(err, "<-D>:1:4", "-D expects name=value, got 'width'", "-D width", caret="width",
+          hint="e.g. -D width=0.5")
+
+
+def test_define_spaces_are_normalised(diag):
+    err = diag(NET, "-D", " width = abc ")
+    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+          "-D width=abc", caret="abc",
+          hint='a bare word is a name, not a string; quote it: -D width="abc"')
+
+
+def test_define_expression_is_not_evaluated(diag):
+    err = diag(NET, "-D", "width=2**3", command="analyze")
+    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+          "-D width=2**3", caret="2**3",
+          hint="-D values are not evaluated; give the value itself, e.g. 64 or [1, 2, 8, 1]")
+
+
+# ---- real subprocesses and the Python API --------------------------------------------------
+@pytest.mark.parametrize("source, where", [
+    (HEAD + "    y = conv(x, 16 kernel=3)\n    return y\n}\n", "t.arch:3:20"),
+    (HEAD + "    y = convv(x)\n    return y\n}\n", "t.arch:3:9"),
+])
+def test_subprocess_exit_code_and_no_traceback(tmp_path, source, where):
+    (tmp_path / "t.arch").write_text(source)
+    for cmd in (["archc", "analyze", "t.arch"],
+                [sys.executable, "-m", "archc", "check", "t.arch"]):
+        p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.startswith(where + ": error: "), p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_subprocess_define_error(tmp_path):
+    p = subprocess.run(["archc", "analyze", "se_sqnxt", "-D", "stagez=[1]"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert p.stderr.startswith("<-D>:1:4: error: network 'SESqueezeNext' has no parameter 'stagez'")
+    assert "hint: did you mean 'stages'?" in p.stderr
+
+
+def test_api_raises_positioned_archerror():
+    with pytest.raises(ArchError) as info:
+        load_source(HEAD + "    return convv(x)\n}\n", filename="api.arch")
+    assert info.value.format().startswith("api.arch:3:12: error: unknown layer")

@@ -1,0 +1,217 @@
+"""The JAX/Flax NNX backend (issue 6): counts, shapes and numerics against the analysis and
+against the torch backend (the reference for numerics), weight exchange, jitted steps."""
+from __future__ import annotations
+
+import ast
+import os
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+torch = pytest.importorskip("torch")
+from flax import nnx  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import archc  # noqa: E402
+from archc.backends import jax_backend as jb  # noqa: E402
+from archc.backends import torch_backend as tb  # noqa: E402
+from archc.backends import weights as W  # noqa: E402
+from archc.compiler import bundled_networks, load  # noqa: E402
+
+SQNXT_VARIANTS = [
+    ("sqnxt", {}), ("sqnxt", {"width": 2.0}), ("sqnxt", {"stages": [2, 4, 14, 1]}),
+    ("se_sqnxt", {}), ("se_sqnxt", {"width": 0.5}), ("se_sqnxt", {"stages": [1, 2, 8, 1]}),
+    ("shallow_sqnxt", {}), ("shallow_sqnxt", {"width": 0.125}),
+]
+ALL = [(n, {}) for n in bundled_networks()] + [v for v in SQNXT_VARIANTS if v[1]]
+
+
+def _id(case):
+    name, params = case
+    return name + "".join(f"-{k}={v}" for k, v in params.items())
+
+
+def _abstract(net):
+    """The generated module built abstractly (shapes only, no memory, no compute)."""
+    return nnx.eval_shape(lambda: jb.compile_module(net, probe=True))
+
+
+def test_reserved_attribute_list_covers_nnx_module():
+    public = {n for n in dir(nnx.Module) if not n.startswith("_")}
+    assert public <= jb.NNX_ATTRS, sorted(public - jb.NNX_ATTRS)
+
+
+@pytest.mark.parametrize("case", ALL, ids=_id)
+def test_params_and_every_layer_shape_match_analysis(case):
+    name, params = case
+    net = load(name, **params)
+    totals = archc.analyze(net).totals
+    model = _abstract(net)
+    n_params = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    n_stats = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.BatchStat)))
+    assert n_params == totals["params"]
+    assert n_stats == totals["buffers"]
+    seen = {}
+    type(model).probe = staticmethod(lambda layer, v: seen.__setitem__(layer, tuple(v.shape)))
+    model.eval()
+    graphdef, state = nnx.split(model)
+    c, h, w = net.input_shape
+    out = jax.eval_shape(lambda st, x: nnx.merge(graphdef, st)(x), state,
+                         jax.ShapeDtypeStruct((2, h, w, c), jnp.float32))
+    for layer in net.layers():
+        lc, lh, lw = net.node(layer)["shape"]
+        assert seen[layer] == (2, lh, lw, lc), layer
+    oc, oh, ow = net.output_shape
+    assert out.shape == ((2, oc) if (oh, ow) == (1, 1) else (2, oh, ow, oc))
+
+
+def _pair(net, seed=0):
+    """The torch module and the JAX module with the torch weights loaded."""
+    torch.manual_seed(seed)
+    tm = tb.compile_module(net)
+    jm = jb.compile_module(net)
+    W.load_into_jax(jm, net, W.state_dict_numpy(tm))
+    return tm, jm
+
+
+def _input(net, n=2, seed=0):
+    c, h, w = net.input_shape
+    return np.random.RandomState(seed).randn(n, c, h, w).astype(np.float32)
+
+
+def _small(name):
+    """Networks run at their default size; ImageNet networks with a `resolution` parameter
+    also run at a reduced one to keep the suite fast (counts and shapes are checked above
+    at the default size)."""
+    return {}
+
+
+@pytest.mark.parametrize("name", bundled_networks())
+def test_eval_logits_agree_with_torch(name):
+    net = load(name)
+    tm, jm = _pair(net)
+    tm.eval()
+    jm.eval()
+    x = _input(net, n=1)
+    with torch.no_grad():
+        yt = tm(torch.from_numpy(x)).numpy()
+    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    yt = yt.reshape(yj.shape) if yt.ndim == 2 else yt.transpose(0, 2, 3, 1)
+    scale = np.abs(yt).max()
+    assert np.abs(yt - yj).max() <= 1e-4 * max(scale, 1e-6), (np.abs(yt - yj).max(), scale)
+
+
+@pytest.mark.parametrize("case", SQNXT_VARIANTS[:1] + SQNXT_VARIANTS[3:4] + SQNXT_VARIANTS[6:7],
+                         ids=_id)
+def test_train_step_updates_batchnorm_statistics_like_torch(case):
+    name, params = case
+    net = load(name, dropout=0.0, **params) if "dropout" in load(name).params else load(name)
+    tm, jm = _pair(net)
+    tm.train()
+    jm.train()
+    x = _input(net, n=8)
+    with torch.no_grad():
+        yt = tm(torch.from_numpy(x)).numpy()
+    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    # Train mode normalises with batch statistics of maps as small as 4x4, which amplifies
+    # float32 rounding differences through 20+ blocks; 1e-3 of the output scale.
+    np.testing.assert_allclose(yj, yt, rtol=0, atol=1e-3 * np.abs(yt).max())
+    back = W.jax_to_torch(net, nnx.to_pure_dict(nnx.state(jm)))
+    ref = W.state_dict_numpy(tm)
+    stats = [k for k in back if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for k in stats:
+        np.testing.assert_allclose(back[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["sqnxt", "se_sqnxt", "shallow_sqnxt"])
+def test_jitted_forward_and_sgd_train_step(name):
+    import optax
+    net = load(name, width=0.5)
+    model = jb.compile_module(net)
+    model.train()
+    opt = nnx.Optimizer(model, optax.sgd(0.05, momentum=0.9, nesterov=True), wrt=nnx.Param)
+
+    @nnx.jit
+    def train_step(model, opt, x, y):
+        def loss_fn(m):
+            logits = m(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    x = jnp.asarray(np.random.RandomState(0).randn(8, 32, 32, 3).astype(np.float32))
+    y = jnp.arange(8) % 10
+    before = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    losses = [float(train_step(model, opt, x, y)) for _ in range(3)]
+    after = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]  # three steps on one batch: the loss goes down
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), before, after))
+    assert all(changed)
+    model.eval()
+    out = nnx.jit(lambda m, v: m(v))(model, x)
+    assert out.shape == (8, 10)
+
+
+def test_weights_round_trip_and_safetensors(tmp_path):
+    net = load("se_sqnxt", width=0.5)
+    tm = tb.compile_module(net)
+    sd = W.state_dict_numpy(tm)
+    jm = jb.compile_module(net)
+    W.load_into_jax(jm, net, sd)
+    back = W.jax_to_torch(net, nnx.to_pure_dict(nnx.state(jm)))
+    assert set(back) == set(sd)
+    for k in sd:
+        np.testing.assert_array_equal(back[k], sd[k], err_msg=k)
+    path = tmp_path / "w.safetensors"
+    W.save(path, back)
+    loaded = W.load(path)
+    tm2 = tb.compile_module(net)
+    tm2.load_state_dict({k: torch.from_numpy(v) for k, v in loaded.items()}, strict=True)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".archc-")]
+
+
+def test_weights_errors_are_clear():
+    net = load("sqnxt", width=0.5)
+    sd = W.state_dict_numpy(tb.compile_module(net))
+    jm = jb.compile_module(net)
+    bad = dict(sd)
+    del bad["conv1.weight"]
+    with pytest.raises(archc.ArchError, match="conv1"):
+        W.load_into_jax(jm, net, bad)
+    bad = dict(sd)
+    bad["conv1.weight"] = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(archc.ArchError, match="shape"):
+        W.load_into_jax(jm, net, bad)
+    with pytest.raises(archc.ArchError, match="cannot read"):
+        W.load("/nonexistent/w.safetensors")
+
+
+def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
+    from archc._cli import main
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    assert main(["build", "se_sqnxt", "--backend", "jax", "-o", str(a)]) == 0
+    assert main(["build", "se_sqnxt", "--backend", "jax", "-o", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    tree = ast.parse(a.read_text())
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods |= {n.name.split(".")[0] for n in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            mods.add(node.module.split(".")[0])
+    assert mods <= {"math", "jax", "flax"}, mods
+    ns: dict = {}
+    exec(compile(a.read_text(), str(a), "exec"), ns)  # noqa: S102 - our own generated file
+    model = ns["SESqueezeNext"](rngs=nnx.Rngs(0))
+    model.eval()
+    assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
+
+
+def test_compile_api_jax():
+    m = archc.compile("shallow_sqnxt", backend="jax", width=0.25)
+    m.eval()
+    assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)

@@ -1,0 +1,119 @@
+"""The bundled networks that have a torchvision counterpart ARE the reference architecture:
+torchvision's state_dict, renamed through a per-network name map, loads into the archc-built
+module with no missing or unexpected keys and no shape mismatch, and both give the same logits
+(to 1e-5) in eval mode.
+
+Data-driven: to add a network, add an entry to MAPS (archc file stem -> torchvision builder,
+constructor kwargs, archc parameters, and rename rules from torchvision keys to archc keys).
+Networks not (yet) in archs/ are skipped. Skips when torchvision is absent.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import archc  # noqa: E402
+from archc.compiler import library_dir  # noqa: E402
+
+
+def _torchvision_models():
+    """torchvision.models, or skip. Only the pure-Python model definitions are needed: when
+    torchvision's compiled ops do not match the installed torch build (a CUDA wheel next to
+    torch+cpu), retry without registering those ops."""
+    try:
+        import torchvision.models as models
+        return models
+    except ImportError:
+        pytest.skip("torchvision is not installed")
+    except RuntimeError:
+        for name in [m for m in sys.modules if m.startswith("torchvision")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType(
+            "torchvision._meta_registrations")
+        try:
+            import torchvision.models as models
+            return models
+        except Exception as err:  # noqa: BLE001
+            pytest.skip(f"torchvision cannot be imported here: {err}")
+
+
+# torchvision key -> archc key, first matching rule wins; (pattern, replacement) for re.sub.
+_MOBILENET_V2 = [
+    (r"^features\.0\.0\.", "features0.conv."), (r"^features\.0\.1\.", "features0.bn."),
+    (r"^features\.18\.0\.", "features18.conv."), (r"^features\.18\.1\.", "features18.bn."),
+    # expansion-1 block: conv.0 = depthwise ConvBNReLU, conv.1 = project conv, conv.2 = BN
+    (r"^features\.1\.conv\.0\.0\.", "features1.dw.conv."),
+    (r"^features\.1\.conv\.0\.1\.", "features1.dw.bn."),
+    (r"^features\.1\.conv\.1\.", "features1.project.conv."),
+    (r"^features\.1\.conv\.2\.", "features1.project.bn."),
+    # the others: conv.0 = expand, conv.1 = depthwise, conv.2 = project conv, conv.3 = BN
+    (r"^features\.(\d+)\.conv\.0\.0\.", r"features\1.expand.conv."),
+    (r"^features\.(\d+)\.conv\.0\.1\.", r"features\1.expand.bn."),
+    (r"^features\.(\d+)\.conv\.1\.0\.", r"features\1.dw.conv."),
+    (r"^features\.(\d+)\.conv\.1\.1\.", r"features\1.dw.bn."),
+    (r"^features\.(\d+)\.conv\.2\.", r"features\1.project.conv."),
+    (r"^features\.(\d+)\.conv\.3\.", r"features\1.project.bn."),
+    (r"^classifier\.1\.", "fc."),
+]
+
+_RESNET = [
+    (r"^layer(\d)\.(\d+)\.downsample\.0\.", r"layer\1.block\2.downsample.conv."),
+    (r"^layer(\d)\.(\d+)\.downsample\.1\.", r"layer\1.block\2.downsample.bn."),
+    (r"^layer(\d)\.(\d+)\.", r"layer\1.block\2."),
+    (r"^(conv1|bn1|fc)\.", r"\1."),
+]
+# torchvision's Sequential indices, prefixed with the layer kind (archc labels need a letter)
+_FEATURES_CLASSIFIER = [(r"^features\.(\d+)\.", r"features.conv\1."),
+                        (r"^classifier\.(\d+)\.", r"classifier.fc\1.")]
+_SQUEEZENET = [(r"^features\.0\.", "features.conv0."),
+               (r"^features\.(\d+)\.", r"features.fire\1."),
+               (r"^classifier\.1\.", "classifier.conv1.")]
+
+MAPS = {
+    # archc stem: (torchvision builder, builder kwargs, archc params, rules, input size)
+    "mobilenet_v2": ("mobilenet_v2", {}, {}, _MOBILENET_V2, 224),
+    "resnet": ("resnet50", {}, {"depth": 50}, _RESNET, 224),
+    "vgg": ("vgg16", {}, {"config": "D"}, _FEATURES_CLASSIFIER, 224),
+    "alexnet": ("alexnet", {}, {}, _FEATURES_CLASSIFIER, 224),
+    "squeezenet": ("squeezenet1_0", {}, {"version": "1.0"}, _SQUEEZENET, 224),
+}
+
+
+def _rename(key: str, rules) -> str:
+    for pattern, repl in rules:
+        new, n = re.subn(pattern, repl, key)
+        if n:
+            return new
+    raise AssertionError(f"no rename rule for torchvision key '{key}'")
+
+
+@pytest.mark.parametrize("stem", list(MAPS))
+def test_same_logits_as_torchvision(stem):
+    if not (Path(library_dir()) / f"{stem}.arch").exists():
+        pytest.skip(f"archs/{stem}.arch does not exist yet")
+    models = _torchvision_models()
+    builder, kwargs, params, rules, size = MAPS[stem]
+    torch.manual_seed(0)
+    ref = getattr(models, builder)(weights=None, **kwargs).eval()
+    with torch.no_grad():  # non-trivial BN statistics, so the BN mapping is exercised
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    ours = archc.compile(stem, **params).eval()
+    state = {_rename(k, rules): v for k, v in ref.state_dict().items()}
+    result = ours.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = ref(x), ours(x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
