@@ -278,21 +278,9 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
     cls = L.class_name(net)
     out_var, steps = L.forward_steps(net, _VAR_RESERVED)
     tree = module_tree(net)
-    ctors, body, group = {}, [], ""
-    for s in steps:
-        path = tree.path(s.name) if s.op in STATEFUL else None
-        ctor, expr = LOWER[s.op](_Ctx(s, path, scheme))
-        if ctor is not None:
-            ctors[s.name] = ctor
-        parts = s.name.split(".")
-        g = ".".join(parts[:2]) if len(parts) > 2 else ""
-        if g != group and g:
-            body.append(f"        # {g}")
-        group = g
-        if expr != s.output:
-            body += L.wrap_assign(s.output, expr, "        ")
-        if probe:
-            body.append(f'        self.probe("{s.name}", {s.output})')
+    ctors, body = L.emit_forward(
+        steps, lambda s: LOWER[s.op](_Ctx(s, tree.path(s.name) if s.op in STATEFUL else None,
+                                          scheme)), probe)
     params = "; ".join(f"{k} = {L.value_text(v)}" for k, v in net.params.items())
     c, h, w = net.input_shape
     oc, oh, ow = net.output_shape

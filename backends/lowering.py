@@ -222,3 +222,27 @@ def wrap_assign(target: str, expr: str, indent: str, width: int = 99) -> list:
         return [line]
     head, rest = expr.split("(", 1)
     return [f"{indent}{target} = {head}(", f"{indent}    {rest[:-1]}", f"{indent})"]
+
+
+def emit_forward(steps: list, lower, probe: bool = False, indent: str = "        "):
+    """(constructors by layer, forward body lines) for data-flow steps.
+
+    lower(step) -> (constructor source or None, expression source). Steps of one top-level
+    group ("stage3.block2") get a comment line; an identity onto its own variable needs no
+    statement; with probe, `self.probe(layer_name, value)` follows every step.
+    """
+    ctors, body, group = {}, [], ""
+    for s in steps:
+        ctor, expr = lower(s)
+        if ctor is not None:
+            ctors[s.name] = ctor
+        parts = s.name.split(".")
+        g = ".".join(parts[:2]) if len(parts) > 2 else ""
+        if g != group and g:
+            body.append(f"{indent}# {g}")
+        group = g
+        if expr != s.output:
+            body += wrap_assign(s.output, expr, indent)
+        if probe:
+            body.append(f'{indent}self.probe("{s.name}", {s.output})')
+    return ctors, body
