@@ -1,4 +1,4 @@
-"""Rendering an Analysis: rich table, Markdown, CSV and the JSON machine interface."""
+"""Rendering an Analysis: aligned text table, Markdown, CSV and the JSON machine interface."""
 from __future__ import annotations
 
 import csv
@@ -101,8 +101,7 @@ def _show(v):
     return show(v)
 
 
-def render(a: Analysis, fmt: str = "table", folded: bool = True, only: set | None = None,
-           width: int | None = None) -> str:
+def render(a: Analysis, fmt: str = "table", folded: bool = True, only: set | None = None) -> str:
     if fmt == "json":
         return to_json_text(a)
     body = rows(a, folded, only)
@@ -118,16 +117,15 @@ def render(a: Analysis, fmt: str = "table", folded: bool = True, only: set | Non
         lines += ["| " + " | ".join(r) + " |" for r in body]
         lines += [""] + [f"- {t}" for t in _totals_lines(a)]
         return "\n".join(lines) + "\n"
-    from rich.console import Console
-    from rich.table import Table
-    table = Table(title=_title(a), title_justify="left", show_lines=False)
-    for i, h in enumerate(HEADER):
-        table.add_column(h, justify="right" if i >= 7 else "left", no_wrap=True)
-    for r in body:
-        table.add_row(*r)
-    buf = io.StringIO()
-    console = Console(file=buf, width=width or 200, force_terminal=False, color_system=None)
-    console.print(table)
-    for t in _totals_lines(a):
-        console.print(t, highlight=False)
-    return buf.getvalue()
+    # Plain aligned columns: rich's Table took ~1 s for a 160-row network (docs/benchmarks.md).
+    numeric = [i >= 7 for i in range(len(HEADER))]
+    widths = [max(len(r[i]) for r in [HEADER] + body) for i in range(len(HEADER))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    out = [_title(a), line(HEADER), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in body]
+    out += [""] + _totals_lines(a)
+    return "\n".join(out) + "\n"
