@@ -109,7 +109,8 @@ def cmd_list(args) -> int:
         print(f"{name:<18} {d.name}({params})")
         doc = prog.doc()
         if doc:
-            print(f"{'':<18} {doc}")
+            line = doc if len(doc) <= 110 else doc[:107].rsplit(" ", 1)[0] + " ..."
+            print(f"{'':<18} {line}")
     return 0
 
 

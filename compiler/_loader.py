@@ -72,16 +72,25 @@ class Program:
         return nets[0]
 
     def doc(self) -> str:
-        """The comment lines directly above the network definition."""
+        """The comment lines directly above the network definition, else the file's
+        leading comment block."""
         d = self.network_def
-        lines = self.main.source.splitlines()[: d.span.line - 1]
-        out = []
-        for line in reversed(lines):
+        lines = self.main.source.splitlines()
+        above = []
+        for line in reversed(lines[: d.span.line - 1]):
             s = line.strip()
             if not s.startswith("#"):
                 break
-            out.append(s.lstrip("#").strip())
-        return " ".join(reversed(out)).strip()
+            above.append(s.lstrip("#").strip())
+        if above:
+            return " ".join(reversed(above)).strip()
+        lead = []
+        for line in lines:
+            s = line.strip()
+            if not s.startswith("#"):
+                break
+            lead.append(s.lstrip("#").strip())
+        return " ".join(lead).strip()
 
 
 def _display(path: Path) -> str:
