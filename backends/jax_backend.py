@@ -16,7 +16,6 @@ ArchError naming the op and the layer.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from archc.compiler import Network
 
@@ -325,14 +324,5 @@ def compile_module(net: Network, init: str | None = None, probe: bool = False, s
 def write_source(net: Network, path, init: str | None = None) -> str:
     """Write the module to `path` atomically (nothing half-written on error); returns the text."""
     src = build_source(net, init=init)
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".py", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    L.write_atomic(path, src)
     return src

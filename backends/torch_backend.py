@@ -15,9 +15,8 @@ flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1. Ops that need NCHW restor
 from __future__ import annotations
 
 import os
-import tempfile
 
-from archc.compiler import Network, ops
+from archc.compiler import Network
 
 from . import lowering as L
 from .lowering import py_number as num
@@ -193,6 +192,11 @@ def _docstring(net: Network, init: str) -> list:
 
 
 
+def module_tree(net: Network) -> L.ModuleTree:
+    """The nn.Module attribute tree of the generated module (also used by backends/weights.py)."""
+    return L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in STATEFUL], _MODULE_ATTRS)
+
+
 def build_source(net: Network, init: str | None = None, probe: bool = False) -> str:
     """The PyTorch module for `net` as Python source text.
 
@@ -204,7 +208,7 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
     scheme = L.init_scheme(net, init)
     cls = L.class_name(net)
     out_var, steps = L.forward_steps(net, _VAR_RESERVED)
-    tree = L.ModuleTree(net, [s.name for s in steps if s.op in STATEFUL], _MODULE_ATTRS)
+    tree = module_tree(net)
 
     var_rank = {"x": 4}  # runtime rank of each variable: 4 (NCHW) or 2 (N x C)
 
@@ -261,15 +265,5 @@ def compile_module(net: Network, init: str | None = None, probe: bool = False):
 def write_source(net: Network, path, init: str | None = None) -> str:
     """Write the module to `path` atomically (nothing half-written on error); returns the text."""
     src = build_source(net, init=init)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archc-", suffix=".py.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(src)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    L.write_atomic(path, src)
     return src

@@ -24,7 +24,6 @@ import numpy as np
 from archc.compiler import ArchError, Network
 
 from . import jax_backend, torch_backend
-from . import lowering as L
 
 # op kind -> [(torch tensor name, jax variable name, torch->jax transpose or None)]
 _TABLE = {
@@ -41,8 +40,7 @@ def _inverse(perm):
 
 def _entries(net: Network):
     """(layer, torch attribute path, jax attribute path, torch name, jax name, transpose)."""
-    ttree = L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in torch_backend.STATEFUL],
-                         torch_backend._MODULE_ATTRS)
+    ttree = torch_backend.module_tree(net)
     jtree = jax_backend.module_tree(net)
     for name in net.graph.nodes:
         d = net.node(name)

@@ -422,7 +422,7 @@ class Elaborator:
             try:
                 return check_int(BUILTINS[f](*args, **kwargs))
             except TypeError as err:
-                raise ArchError(f"{f}(): {err}".replace(f"<lambda>() ", ""), e.span,
+                raise ArchError(f"{f}(): {err}".replace("<lambda>() ", ""), e.span,
                                 hint=BUILTIN_DOCS[f]) from None
             except (ValueError, OverflowError) as err:
                 raise ArchError(f"{f}(): {err}", e.span, hint=BUILTIN_DOCS[f]) from None
