@@ -15,6 +15,7 @@ flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1. Ops that need NCHW restor
 from __future__ import annotations
 
 import os
+import textwrap
 
 from archc.compiler import Network
 
@@ -178,7 +179,7 @@ _INIT_CODE = {
 def _docstring(net: Network, init: str) -> list:
     lines = [f"{net.name}, compiled by archc from {os.path.basename(net.file)}."]
     if net.doc:
-        lines += ["", net.doc]
+        lines += [""] + textwrap.wrap(net.doc, width=88)
     lines += ["", "Parameters as used:"]
     lines += [f"    {k} = {L.value_text(v)}" for k, v in net.params.items()]
     c, h, w = net.input_shape

@@ -10,6 +10,11 @@ from torch import nn
 class SESqueezeNext(nn.Module):
     """SESqueezeNext, compiled by archc from se_sqnxt.arch.
 
+    SE-SqueezeNext (Chappa & El-Sharkawy, seed 000): SqueezeNext for CIFAR-10 with a
+    Squeeze-and-Excitation block at the end of every bottleneck block (Fig. 6). `stages` is
+    the 4-stage block configuration ([1,2,4,1] is SE-SqueezeNext-10; the seed's \"resolution
+    multiplier\" column); width scales every channel count with int().
+
     Parameters as used:
         stages = [1, 2, 4, 1]
         width = 1.0
