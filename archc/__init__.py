@@ -12,10 +12,13 @@ The public API is this module; everything else is implementation.
 """
 from __future__ import annotations
 
+import os
+
 from archc.compiler import (Analysis, ArchError, LayerCost, Network, bundled_networks, load,
                             load_source)
 from archc.compiler import analyze as _analyze
 from archc.compiler.report import render, to_json_dict
+from archc.backends.recipe import Recipe
 
 __version__ = "0.1.0"
 
@@ -53,6 +56,34 @@ def compile(target, backend: str = "torch", weight_init: str | None = None,  # n
     return _backend(backend).compile_module(net, init=weight_init)
 
 
+def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = None,
+          resume: bool = False, train_per_class: int | None = None,
+          test_per_class: int | None = None, progress: bool = True, cache: bool = True,
+          log=print, **params) -> dict:
+    """Train a Network (or file/bundled name with `params`) on the data set at `data`.
+
+    recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
+    Writes the run folder `out` (metrics.jsonl, curves.png, checkpoints, model.safetensors,
+    summary.json) and returns the summary, with the final parameters under "state"."""
+    from archc.backends.data import load_images
+    net = target if isinstance(target, Network) else load(target, **params)
+    if recipe is None:
+        recipe = Recipe()
+    elif isinstance(recipe, dict):
+        recipe = Recipe(**recipe)
+    if backend == "jax":
+        from archc.backends import train_jax as loop
+    elif backend == "torch":
+        from archc.backends import train_torch as loop
+    else:
+        raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
+    images = load_images(data, cache=cache, log=log).subset(train_per_class, test_per_class,
+                                                            seed=recipe.seed)
+    out = out or os.path.join("runs", f"{net.name}-{backend}")
+    return loop.train(net, images, recipe, out, resume=resume, progress=progress, log=log)
+
+
 __all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "build_source",
-           "bundled_networks", "compile", "load", "load_source", "render", "to_json_dict",
+           "bundled_networks", "compile", "load", "load_source", "render", "to_json_dict", "train",
+           "Recipe",
            "__version__"]

@@ -114,6 +114,67 @@ def cmd_list(args) -> int:
     return 0
 
 
+# `archc train` options that make the Recipe (backends/recipe.py): (flag, field, type, help)
+TRAIN_OPTIONS = [
+    ("--epochs", "epochs", int, "epochs to train (default 200, the papers')"),
+    ("--batch-size", "batch_size", int, "images per step (default 128)"),
+    ("--lr", "lr", float, "peak learning rate (default 0.1)"),
+    ("--schedule", "schedule", str, "step (default: x gamma after each milestone), cosine, "
+                                    "onecycle or constant"),
+    ("--milestones", "milestones", str, "step-schedule epochs, e.g. 60,120,150,180 (default: "
+                                        "those of 200 epochs, scaled to --epochs)"),
+    ("--gamma", "gamma", float, "step-schedule factor (default 0.2)"),
+    ("--warmup-epochs", "warmup_epochs", float, "linear warm-up from 0 (default 0)"),
+    ("--momentum", "momentum", float, "SGD momentum (default 0.9)"),
+    ("--weight-decay", "weight_decay", float, "L2 weight decay (default 5e-4)"),
+    ("--label-smoothing", "label_smoothing", float, "label smoothing (default 0)"),
+    ("--precision", "precision", str, "fp32 (default) or bf16 compute with fp32 master weights"),
+    ("--seed", "seed", int, "initialisation, data order, augmentation and dropout (default 0)"),
+    ("--eval-batch-size", "eval_batch_size", int, "test images per eval step (default 500)"),
+]
+
+
+def _recipe(args):
+    import json
+
+    from archc.backends.recipe import Recipe
+    given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS}
+    given["augment"], given["nesterov"] = args.augment, args.nesterov
+    base = {}
+    run_json = os.path.join(_train_out(args), "run.json")
+    if args.resume and os.path.isfile(run_json):  # options not given: the run's own
+        with open(run_json) as f:
+            base = dict(json.load(f).get("recipe", {}))
+    if given["milestones"] is not None:
+        try:
+            given["milestones"] = tuple(int(m) for m in given["milestones"].split(",") if m)
+        except ValueError:
+            raise ArchError(f"--milestones '{given['milestones']}' is not a comma-separated "
+                            "list of epochs", hint="e.g. --milestones 60,120,150,180") from None
+    fields = {**base, **{k: v for k, v in given.items() if v is not None}}
+    if "milestones" in fields and fields["milestones"] is not None:
+        fields["milestones"] = tuple(fields["milestones"])
+    return Recipe(**{k: v for k, v in fields.items() if k in Recipe.__dataclass_fields__})
+
+
+def _train_out(args) -> str:
+    if args.out:
+        return args.out
+    stem = os.path.splitext(os.path.basename(args.target))[0]
+    return os.path.join("runs", f"{stem}-{args.backend}")
+
+
+def cmd_train(args) -> int:
+    import archc
+    recipe = _recipe(args)
+    net = _network(args)
+    archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),
+                resume=args.resume, train_per_class=args.train_per_class,
+                test_per_class=args.test_per_class, progress=not args.no_progress,
+                cache=not args.no_cache)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archc", description="Architecture DSL and compiler for efficient CNNs.")
     p.add_argument("--version", action="version", version="archc 0.1.0")
@@ -151,6 +212,37 @@ def make_parser() -> argparse.ArgumentParser:
                    help="weight initialisation, overriding the network's `init` parameter")
     b.set_defaults(func=cmd_build)
 
+    t = sub.add_parser("train", help="train on CIFAR-10-style data (JAX by default, or torch)",
+                       description="Train a network with the papers' recipe (SGD, Nesterov, "
+                       "step decay) or another schedule; writes metrics.jsonl, curves.png, "
+                       "checkpoints and the final weights to --out. See docs/training.md.")
+    target(t)
+    t.add_argument("--data", required=True, metavar="PATH",
+                   help="image folder (train/<class>/*, test/<class>/*), a .tar/.tar.xz of it, "
+                        "or the CIFAR-10 binary batches")
+    t.add_argument("--backend", choices=["jax", "torch"], default="jax")
+    for flag, field, typ, text in TRAIN_OPTIONS:
+        kw = {"choices": None}
+        if field == "schedule":
+            kw["choices"] = ["step", "cosine", "onecycle", "constant"]
+        if field == "precision":
+            kw["choices"] = ["fp32", "bf16"]
+        t.add_argument(flag, dest=field, type=typ, default=None, help=text, **kw)
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crop (4-pixel padding) and horizontal flip (default: on)")
+    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                   help="Nesterov momentum (default: on)")
+    t.add_argument("--train-per-class", type=int, metavar="N",
+                   help="train on a class-balanced random subset of N images per class")
+    t.add_argument("--test-per-class", type=int, metavar="N",
+                   help="test on a class-balanced random subset of N images per class")
+    t.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<backend>)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-cache", action="store_true", help="decode the data without the .npy cache")
+    t.set_defaults(func=cmd_train)
+
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
     return p
@@ -165,6 +257,9 @@ def main(argv=None) -> int:
         sys.stderr.write(err.format() + "\n")
         return EXIT_USER
     except KeyboardInterrupt:
+        if getattr(args, "command", None) == "train":
+            sys.stderr.write("archc: interrupted; the last finished epoch is checkpointed: "
+                             "rerun with --resume to continue\n")
         return 130
     except BrokenPipeError:
         return 0

@@ -20,6 +20,7 @@ import os
 from archc.compiler import Network
 
 from . import lowering as L
+from .files import write_atomic
 from .lowering import py_number as num
 
 HEADER = '''"""{doc}
@@ -318,11 +319,14 @@ def compile_module(net: Network, init: str | None = None, probe: bool = False, s
     src = build_source(net, init=init, probe=probe)
     namespace: dict = {"__name__": f"archc_generated_jax_{net.name}"}
     exec(compile(src, f"<archc jax: {net.name}>", "exec"), namespace)  # noqa: S102
-    return namespace[L.class_name(net)](rngs=nnx.Rngs(params=seed, dropout=seed + 1))
+    cls = namespace[L.class_name(net)]
+    # Initialise inside one jit: the same values as eager initialisation (the same random
+    # bits), but one XLA compilation instead of one per initializer call.
+    return nnx.jit(lambda: cls(rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
 
 
 def write_source(net: Network, path, init: str | None = None) -> str:
     """Write the module to `path` atomically (nothing half-written on error); returns the text."""
     src = build_source(net, init=init)
-    L.write_atomic(path, src)
+    write_atomic(path, src)
     return src

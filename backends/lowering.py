@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import keyword
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 from archc.compiler import ArchError, Network
@@ -248,19 +246,3 @@ def emit_forward(steps: list, lower, probe: bool = False, indent: str = "       
         if probe:
             body.append(f'{indent}self.probe("{s.name}", {s.output})')
     return ctors, body
-
-
-def write_atomic(path, text: str) -> None:
-    """Write generated source to `path` through a temp file and a rename, so an error never
-    leaves a half-written file."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".archc-",
-                               suffix=".py.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -20,6 +20,7 @@ import textwrap
 from archc.compiler import Network
 
 from . import lowering as L
+from .files import write_atomic
 from .lowering import py_number as num
 from .lowering import py_pair as pair
 
@@ -266,5 +267,5 @@ def compile_module(net: Network, init: str | None = None, probe: bool = False):
 def write_source(net: Network, path, init: str | None = None) -> str:
     """Write the module to `path` atomically (nothing half-written on error); returns the text."""
     src = build_source(net, init=init)
-    L.write_atomic(path, src)
+    write_atomic(path, src)
     return src

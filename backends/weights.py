@@ -17,13 +17,13 @@ On disk the exchange format is safetensors (no pickle): `save` / `load` work on 
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
 from archc.compiler import ArchError, Network
 
 from . import jax_backend, torch_backend
+from .files import write_atomic
 
 # op kind -> [(torch tensor name, jax variable name, torch->jax transpose or None)]
 _TABLE = {
@@ -132,20 +132,11 @@ def state_dict_numpy(module) -> dict:
     return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 
-def save(path, tensors: dict) -> None:
+def save(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Write {key: array} as safetensors, atomically (temp file + rename)."""
-    from safetensors.numpy import save_file
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".archc-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from safetensors.numpy import save as to_bytes
+    write_atomic(path, to_bytes({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                                metadata=metadata))
 
 
 def load(path) -> dict:

@@ -1,0 +1,317 @@
+"""Image-classification data sets for `archc train`: read once, decode once, cache as .npy.
+
+Three sources are understood, each giving uint8 NHWC images and int32 labels for a `train`
+and a `test` split:
+
+  - an image folder: `DIR/train/<class>/*.{jpg,jpeg,png}` and `DIR/test/<class>/*` (classes
+    are the sorted sub-directory names, numbered from 0: CIFAR-10's official order);
+  - a tar archive of that layout (`.tar`, `.tar.gz`, `.tar.xz`, `.tar.bz2`), read as a stream
+    without extracting anything to disk (the pack in ../shared/data/cifar10/ is one);
+  - the official CIFAR-10 binary batches (`data_batch_1.bin` ... `test_batch.bin`, 3073 bytes
+    a record), as a directory or inside the official `cifar-10-binary.tar.gz`.
+
+Decoded arrays are cached next to the data (`<path>.archc-cache/`, one .npy per array and a
+meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc/data. The
+cache is keyed by the source's size and modification time and written atomically, so a
+killed decode leaves nothing half-written. No pickle is read or written anywhere.
+
+This module needs numpy and Pillow only; the training loops put the arrays on the device.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from archc.compiler import ArchError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+CIFAR_BIN_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_BIN_TEST = ("test_batch.bin",)
+CACHE_VERSION = 1
+LAYOUT_HINT = ("expected an image folder (train/<class>/*.jpg and test/<class>/*.jpg), a .tar/"
+               ".tar.xz/.tar.gz of that layout, or the CIFAR-10 binary batches (data_batch_1.bin"
+               " ... test_batch.bin)")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A train and a test split: images N x H x W x 3 uint8, labels N int32."""
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    classes: tuple[str, ...]
+    source: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    def describe(self) -> str:
+        h, w, c = self.image_shape
+        return (f"{os.path.basename(self.source.rstrip('/'))}: {len(self.train_y)} train / "
+                f"{len(self.test_y)} test images, {h}x{w}x{c}, {len(self.classes)} classes")
+
+    def subset(self, train_per_class: int | None = None, test_per_class: int | None = None,
+               seed: int = 0) -> "ImageData":
+        """A class-balanced subset: `n` images of every class, drawn at random (fixed seed)."""
+        tx, ty = _balanced(self.train_x, self.train_y, train_per_class, seed, "train")
+        vx, vy = _balanced(self.test_x, self.test_y, test_per_class, seed + 1, "test")
+        return ImageData(tx, ty, vx, vy, self.classes, self.source)
+
+
+def _balanced(x, y, per_class, seed, split):
+    if per_class is None:
+        return x, y
+    if per_class < 1:
+        raise ArchError(f"--{split}-per-class must be at least 1, not {per_class}")
+    rng = np.random.default_rng(seed)
+    picks = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < per_class:
+            raise ArchError(f"the {split} split has only {len(idx)} images of class {c}, "
+                            f"fewer than the {per_class} asked for")
+        picks.append(rng.choice(idx, per_class, replace=False))
+    order = np.sort(np.concatenate(picks))
+    return x[order], y[order]
+
+
+# ---- reading the sources ---------------------------------------------------------------------
+def _decode(blob: bytes, name: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ArchError(f"cannot decode image {name}: {exc}") from None
+
+
+_MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)*?(train|test)/([^/]+)/([^/]+)$")
+
+
+def _stack(items: dict, split: str, source: str, classes: tuple[str, ...]):
+    """items: {(class, filename): HxWx3 array} -> (images, labels) in (class, name) order."""
+    if not items:
+        raise ArchError(f"{source}: no {split} images found", hint=LAYOUT_HINT)
+    keys = sorted(items)
+    shapes = {items[k].shape for k in keys}
+    if len(shapes) != 1:
+        first = {s: next(k for k in keys if items[k].shape == s) for s in shapes}
+        desc = ", ".join(f"{'x'.join(map(str, s))} ({'/'.join(k)})" for s, k in first.items())
+        raise ArchError(f"{source}: images differ in size: {desc}",
+                        hint="every image of a data set must have the same height and width")
+    index = {c: i for i, c in enumerate(classes)}
+    x = np.stack([items[k] for k in keys])
+    y = np.array([index[k[0]] for k in keys], dtype=np.int32)
+    return x, y
+
+
+def _from_items(train: dict, test: dict, source: str) -> ImageData:
+    classes = tuple(sorted({k[0] for k in train}))
+    extra = sorted({k[0] for k in test} - set(classes))
+    if extra:
+        raise ArchError(f"{source}: test classes {extra} have no train images")
+    tx, ty = _stack(train, "train", source, classes)
+    vx, vy = _stack(test, "test", source, classes)
+    return ImageData(tx, ty, vx, vy, classes, source)
+
+
+def _read_folder(root: str) -> ImageData:
+    splits = {}
+    for split in ("train", "test"):
+        base = os.path.join(root, split)
+        items = {}
+        if os.path.isdir(base):
+            for cls in sorted(os.listdir(base)):
+                cdir = os.path.join(base, cls)
+                if not os.path.isdir(cdir):
+                    continue
+                for name in sorted(os.listdir(cdir)):
+                    if name.lower().endswith(IMAGE_SUFFIXES):
+                        with open(os.path.join(cdir, name), "rb") as f:
+                            items[(cls, name)] = _decode(f.read(), os.path.join(cdir, name))
+        splits[split] = items
+    return _from_items(splits["train"], splits["test"], root)
+
+
+def _cifar_records(blob: bytes, name: str):
+    rec = 1 + 32 * 32 * 3
+    if len(blob) % rec:
+        raise ArchError(f"{name}: {len(blob)} bytes is not a whole number of CIFAR-10 records "
+                        f"({rec} bytes each)")
+    a = np.frombuffer(blob, np.uint8).reshape(-1, rec)
+    labels = a[:, 0].astype(np.int32)
+    if labels.max(initial=0) > 9:
+        raise ArchError(f"{name}: label {labels.max()} is out of CIFAR-10's range 0..9")
+    images = a[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels
+
+
+def _from_cifar_bins(blobs: dict, source: str) -> ImageData:
+    missing = [n for n in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST if n not in blobs]
+    if missing:
+        raise ArchError(f"{source}: CIFAR-10 binary batches incomplete: missing {missing}")
+    parts = {n: _cifar_records(blobs[n], n) for n in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST}
+    tx = np.concatenate([parts[n][0] for n in CIFAR_BIN_TRAIN])
+    ty = np.concatenate([parts[n][1] for n in CIFAR_BIN_TRAIN])
+    vx, vy = parts["test_batch.bin"]
+    return ImageData(tx, ty, vx, vy, CIFAR10_CLASSES, source)
+
+
+def _read_tar(path: str) -> ImageData:
+    train, test, bins = {}, {}, {}
+    try:
+        with tarfile.open(path, "r|*") as tar:  # a stream: nothing is extracted to disk
+            for member in tar:
+                if not member.isfile():
+                    continue
+                base = os.path.basename(member.name)
+                if base in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST:
+                    bins[base] = tar.extractfile(member).read()
+                    continue
+                m = _MEMBER.match(member.name)
+                if not m or not base.lower().endswith(IMAGE_SUFFIXES):
+                    continue
+                split, cls, name = m.groups()
+                blob = tar.extractfile(member).read()
+                (train if split == "train" else test)[(cls, name)] = _decode(
+                    blob, f"{path}:{member.name}")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchError(f"{path}: not a readable tar archive ({exc})", hint=LAYOUT_HINT) from None
+    if bins:
+        return _from_cifar_bins(bins, path)
+    return _from_items(train, test, path)
+
+
+def _read_bin_dir(root: str) -> ImageData:
+    blobs = {}
+    for n in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST:
+        p = os.path.join(root, n)
+        if os.path.isfile(p):
+            with open(p, "rb") as f:
+                blobs[n] = f.read()
+    return _from_cifar_bins(blobs, root)
+
+
+def _reader(path: str):
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "data_batch_1.bin")):
+            return _read_bin_dir
+        sub = os.path.join(path, "cifar-10-batches-bin")
+        if os.path.isfile(os.path.join(sub, "data_batch_1.bin")):
+            return lambda _: _read_bin_dir(sub)
+        if os.path.isdir(os.path.join(path, "train")):
+            return _read_folder
+        raise ArchError(f"{path}: no train/ folder and no CIFAR-10 binary batches",
+                        hint=LAYOUT_HINT)
+    if os.path.isfile(path):
+        if path.lower().endswith(TAR_SUFFIXES):
+            return _read_tar
+        raise ArchError(f"{path}: not a directory or a tar archive", hint=LAYOUT_HINT)
+    raise ArchError(f"{path}: no such file or directory", hint=LAYOUT_HINT)
+
+
+# ---- the .npy cache --------------------------------------------------------------------------
+ARRAYS = ("train_x", "train_y", "test_x", "test_y")
+
+
+def _fingerprint(path: str) -> dict:
+    """Size and mtime of the source (for a folder: of every file in it)."""
+    if os.path.isfile(path):
+        st = os.stat(path)
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    size, latest, count = 0, 0, 0
+    for dirpath, _, files in os.walk(path):
+        if ".archc-cache" in dirpath:
+            continue
+        for name in files:
+            st = os.stat(os.path.join(dirpath, name))
+            size, latest, count = size + st.st_size, max(latest, st.st_mtime_ns), count + 1
+    return {"size": size, "mtime_ns": latest, "files": count}
+
+
+def cache_dirs(path: str) -> list[str]:
+    """Where the cache of `path` may live, in order of preference."""
+    path = os.path.abspath(path).rstrip("/")
+    key = hashlib.sha256(path.encode()).hexdigest()[:16]
+    home = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "archc", "data")
+    return [path + ".archc-cache", os.path.join(home, f"{os.path.basename(path)}-{key}")]
+
+
+def _load_cache(directory: str, meta: dict) -> ImageData | None:
+    try:
+        with open(os.path.join(directory, "meta.json")) as f:
+            stored = json.load(f)
+        if {k: stored.get(k) for k in meta} != meta:
+            return None
+        arrays = {a: np.load(os.path.join(directory, a + ".npy"), allow_pickle=False)
+                  for a in ARRAYS}
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+    return ImageData(**arrays, classes=tuple(stored["classes"]), source=meta["source"])
+
+
+def _writable(directory: str) -> bool:
+    """Writable by mode bits as well as by access(): root may write anywhere, but a folder
+    marked read-only (like ../shared) is left alone."""
+    try:
+        return os.access(directory, os.W_OK) and bool(os.stat(directory).st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def _save_cache(directory: str, data: ImageData, meta: dict) -> bool:
+    parent = os.path.dirname(directory)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        if not _writable(parent):
+            return False
+        tmp = tempfile.mkdtemp(prefix=".archc-cache-tmp-", dir=parent)
+    except OSError:
+        return False
+    try:
+        for a in ARRAYS:
+            np.save(os.path.join(tmp, a + ".npy"), getattr(data, a), allow_pickle=False)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump({**meta, "classes": list(data.classes)}, f, indent=1)
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+        return True
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+
+
+def load_images(path: str, cache: bool = True, log=None) -> ImageData:
+    """Read the data set at `path` (see the module docstring), through the .npy cache."""
+    path = os.path.expanduser(str(path))
+    reader = _reader(path)
+    meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **_fingerprint(path)}
+    if cache:
+        for directory in cache_dirs(path):
+            hit = _load_cache(directory, meta)
+            if hit is not None:
+                return hit
+    if log:
+        log(f"decoding {path} once (cached as .npy afterwards)")
+    data = reader(path)
+    if cache:
+        for directory in cache_dirs(path):
+            if _save_cache(directory, data, meta):
+                break
+    return data

@@ -1,0 +1,126 @@
+"""The training recipe: one description shared by the JAX and the torch loops.
+
+Defaults are the seeds' CIFAR-10 recipe (seed 000 section III, seed 001 section III): SGD
+with Nesterov momentum 0.9 and weight decay, learning rate 0.1 decayed in four steps, after
+epochs 60, 120, 150 and 180 of 200, and the network's own dropout. The seeds do not print the
+decay factor, the weight decay or the batch size; archc uses 0.2, 5e-4 and 128, the values of
+the public SqueezeNext CIFAR-10 code the seeds build on (documented in docs/training.md).
+
+The learning rate is an optax schedule of the optimizer step (`schedule()`), the one source of
+truth: the JAX loop calls it inside the jitted step, the torch loop reads `lr_table()`, the
+same function evaluated at every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from archc.compiler import ArchError
+
+SCHEDULES = ("step", "cosine", "onecycle", "constant")
+PRECISIONS = ("fp32", "bf16")
+PAPER_MILESTONES = (60, 120, 150, 180)
+PAPER_EPOCHS = 200
+# CIFAR-10 normalisation: the JPEG pack's training-split statistics (its README); they are
+# within 0.0002 (mean) of the values usually quoted for the original batches.
+CIFAR10_MEAN = (0.49125038, 0.48209027, 0.44652094)
+CIFAR10_STD = (0.24523161, 0.24278155, 0.26062877)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = PAPER_EPOCHS
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "step"
+    milestones: tuple[int, ...] | None = None  # None: the paper's, scaled to `epochs`
+    gamma: float = 0.2
+    warmup_epochs: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    augment: bool = True
+    precision: str = "fp32"
+    seed: int = 0
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}")
+        _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")
+        _check(self.eval_batch_size >= 1, "--eval-batch-size must be at least 1")
+        _check(self.lr > 0, f"--lr must be positive, not {self.lr}")
+        _check(self.schedule in SCHEDULES, f"unknown schedule '{self.schedule}'",
+               "schedules: " + ", ".join(SCHEDULES))
+        _check(self.precision in PRECISIONS, f"unknown precision '{self.precision}'",
+               "precisions: fp32, bf16")
+        _check(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
+        _check(0 <= self.warmup_epochs <= self.epochs, "--warmup-epochs must be in [0, epochs]")
+        _check(self.weight_decay >= 0 and 0 <= self.momentum < 1,
+               "--weight-decay must be >= 0 and --momentum in [0, 1)")
+        _check(0 < self.gamma <= 1, "--gamma must be in (0, 1]")
+        if self.milestones is not None:
+            ms = tuple(self.milestones)
+            _check(all(0 < m < self.epochs for m in ms) and list(ms) == sorted(set(ms)),
+                   f"--milestones {','.join(map(str, ms))} must increase strictly and lie "
+                   f"inside 1..{self.epochs - 1}")
+
+    @property
+    def decay_epochs(self) -> tuple[int, ...]:
+        """Epochs after which the step schedule multiplies the rate by `gamma`."""
+        if self.milestones is not None:
+            return tuple(self.milestones)
+        scaled = (round(m * self.epochs / PAPER_EPOCHS) for m in PAPER_MILESTONES)
+        return tuple(sorted({m for m in scaled if 0 < m < self.epochs}))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.decay_epochs)
+        return d
+
+
+def _check(ok: bool, message: str, hint: str | None = None):
+    if not ok:
+        raise ArchError(message, hint=hint)
+
+
+def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
+    """Whole batches only (shapes stay fixed, nothing recompiles): the last partial batch of
+    each epoch's random order is dropped, so each image is skipped in some epochs only."""
+    steps = n_train // recipe.batch_size
+    _check(steps >= 1, f"--batch-size {recipe.batch_size} is larger than the {n_train} "
+           "training images", "choose a smaller --batch-size")
+    return steps
+
+
+def schedule(recipe: Recipe, steps_per_epoch: int):
+    """The learning rate as an optax schedule of the optimizer step (0-based)."""
+    import optax
+    total = recipe.epochs * steps_per_epoch
+    warm = int(round(recipe.warmup_epochs * steps_per_epoch))
+    lr = recipe.lr
+    if recipe.schedule == "onecycle":  # warm-up share: --warmup-epochs, else optax's 30%
+        pct = warm / total if warm else 0.3
+        return optax.cosine_onecycle_schedule(total, lr, pct_start=pct)
+    if recipe.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total, end_value=0.0) if warm \
+            else optax.cosine_decay_schedule(lr, total)
+    if recipe.schedule == "step":
+        main = optax.piecewise_constant_schedule(
+            lr, {e * steps_per_epoch - warm: recipe.gamma for e in recipe.decay_epochs})
+    else:
+        main = optax.constant_schedule(lr)
+    if not warm:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
+
+
+def lr_table(recipe: Recipe, steps_per_epoch: int):
+    """The schedule evaluated at every step of the run (numpy float64), for the torch loop."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    total = recipe.epochs * steps_per_epoch
+    fn = schedule(recipe, steps_per_epoch)
+    with jax.default_device(jax.devices("cpu")[0]):
+        return np.asarray(jax.jit(jax.vmap(fn))(jnp.arange(total)), dtype=np.float64)

@@ -1,0 +1,209 @@
+"""A training run's folder and what it shows the user; shared by the JAX and torch loops.
+
+    DIR/run.json        what was trained: network, parameters, data, recipe, backend
+    DIR/metrics.jsonl   one JSON object per finished epoch (rewritten atomically each epoch)
+    DIR/curves.png      loss and accuracy, train and test, by epoch (rewritten each epoch)
+    DIR/checkpoints/    the last two epochs' training state (Orbax for JAX, safetensors for
+                        torch): `--resume` continues from the newest
+    DIR/model.safetensors  final weights in the torch module's layout (loads into both backends)
+    DIR/summary.json    the final summary, also printed
+
+Every file is written to a temporary name and renamed, so a killed run leaves either the old
+or the new version, never half of one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+from archc.compiler import ArchError, Network
+from archc.compiler.analysis import analyze
+
+from .data import ImageData
+from .files import write_atomic
+from .recipe import Recipe
+
+
+def fingerprint(net: Network, data: ImageData, recipe: Recipe, backend: str) -> dict:
+    """What a checkpoint must agree with to be resumed (JSON-able)."""
+    totals = analyze(net).totals
+    return {
+        "backend": backend,
+        "network": net.name,
+        "file": os.path.basename(net.file),
+        "params": {k: _jsonable(v) for k, v in net.params.items()},
+        "param_count": totals["params"],
+        "data": {"source": os.path.basename(data.source.rstrip("/")),
+                 "train": int(len(data.train_y)), "test": int(len(data.test_y)),
+                 "classes": list(data.classes)},
+        "recipe": recipe.to_dict(),
+    }
+
+
+def _jsonable(v):
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def mismatch(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Human-readable differences between two fingerprints."""
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += mismatch(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: checkpoint has {a!r}, this run has {b!r}")
+    return out
+
+
+class RunDir:
+    """The output folder: guards against overwriting a run, holds metrics and plots."""
+
+    def __init__(self, path: str, fp: dict, resume: bool):
+        self.path = os.path.abspath(path)
+        self.checkpoints = os.path.join(self.path, "checkpoints")
+        self.fp = fp
+        has_run = os.path.exists(os.path.join(self.path, "run.json"))
+        if resume and not has_run:
+            raise ArchError(f"--resume: {path} holds no run to resume (no run.json)",
+                            hint="start the run without --resume first")
+        if not resume and has_run:
+            raise ArchError(f"{path} already holds a training run",
+                            hint="pass --resume to continue it, or choose another --out")
+        if resume:
+            with open(os.path.join(self.path, "run.json")) as f:
+                diff = mismatch(json.load(f), fp)
+            if diff:
+                raise ArchError(f"--resume: {path} was trained with other settings:\n  "
+                                + "\n  ".join(diff),
+                                hint="resume with the same network, -D values, data and "
+                                     "options, or choose another --out")
+        os.makedirs(self.checkpoints, exist_ok=True)
+        if not resume:
+            self.write_json("run.json", fp)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def write_json(self, name: str, obj) -> None:
+        text = json.dumps(obj, indent=1) + "\n"
+        write_atomic(self.file(name), text)
+
+    def write_metrics(self, history: list[dict]) -> None:
+        text = "".join(json.dumps(h) + "\n" for h in history)
+        write_atomic(self.file("metrics.jsonl"), text)
+        self.plot(history)
+
+    def plot(self, history: list[dict]) -> None:
+        """curves.png: loss (left) and accuracy (right), train and test, by epoch."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            from matplotlib.figure import Figure
+        except ImportError:  # matplotlib is in the `train` extra; without it, no plot
+            return
+        epochs = [h["epoch"] for h in history]
+        fig = Figure(figsize=(10, 4), dpi=100)
+        ax_loss, ax_acc = fig.subplots(1, 2)
+        for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy (%)")):
+            ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
+            ax.plot(epochs, [h[f"test_{key}"] for h in history], "o-", ms=3, label="test")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend()
+        best = max(h["test_acc"] for h in history)
+        fig.suptitle(f"{self.fp['network']} ({self.fp['backend']}): best test accuracy "
+                     f"{best:.2f}%")
+        fig.tight_layout()
+        write_atomic(self.file("curves.png"), lambda f: fig.savefig(f, format="png"))
+
+
+def epoch_record(epoch: int, step: int, lr: float, train: tuple, test: tuple,
+                 seconds: float, images: int, compile_seconds: float) -> dict:
+    """One line of metrics.jsonl. train/test: (loss sum, correct, count)."""
+    return {
+        "epoch": epoch, "step": step, "lr": lr,
+        "train_loss": train[0] / max(train[2], 1), "train_acc": 100.0 * train[1] / max(train[2], 1),
+        "test_loss": test[0] / max(test[2], 1), "test_acc": 100.0 * test[1] / max(test[2], 1),
+        "epoch_seconds": seconds, "images_per_second": images / seconds if seconds else 0.0,
+        "compile_seconds": compile_seconds,
+    }
+
+
+def summary(net: Network, fp: dict, history: list[dict], model_file: str) -> dict:
+    totals = analyze(net).totals
+    steady = [h for h in history if not h["compile_seconds"]] or history
+    best = max(history, key=lambda h: h["test_acc"])
+    return {
+        "network": fp["network"], "backend": fp["backend"],
+        "precision": fp["recipe"]["precision"], "epochs": len(history),
+        "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
+        "last_test_acc": history[-1]["test_acc"],
+        "epoch_seconds_median": _median([h["epoch_seconds"] for h in steady]),
+        "images_per_second_median": _median([h["images_per_second"] for h in steady]),
+        "compile_seconds": sum(h["compile_seconds"] for h in history),
+        "params": totals["params"], "macs": totals["macs"],
+        "model_bytes_fp32": totals["size_bytes"],
+        "model_file": model_file, "model_file_bytes": os.path.getsize(model_file),
+    }
+
+
+def _median(xs):
+    xs = sorted(xs)
+    if not xs:
+        return math.nan
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else 0.5 * (xs[mid - 1] + xs[mid])
+
+
+def format_summary(s: dict) -> str:
+    return "\n".join([
+        f"{s['network']} ({s['backend']}, {s['precision']}), {s['epochs']} epochs:",
+        f"  test accuracy    best {s['best_test_acc']:.2f}% (epoch {s['best_epoch']}), "
+        f"last {s['last_test_acc']:.2f}%",
+        f"  epoch time       {s['epoch_seconds_median']:.2f} s median "
+        f"({s['images_per_second_median']:,.0f} images/s); compile {s['compile_seconds']:.1f} s",
+        f"  model            {s['params']:,} params, {s['macs']:,} MACs/image, "
+        f"{s['model_bytes_fp32'] / 1e6:.3f} MB fp32; weights in {s['model_file']}",
+    ])
+
+
+def format_epoch(h: dict, epochs: int) -> str:
+    return (f"epoch {h['epoch']:>{len(str(epochs))}}/{epochs}  lr {h['lr']:.4g}  "
+            f"train loss {h['train_loss']:.4f} acc {h['train_acc']:6.2f}%  "
+            f"test loss {h['test_loss']:.4f} acc {h['test_acc']:6.2f}%  "
+            f"{h['epoch_seconds']:.1f} s  {h['images_per_second']:,.0f} img/s")
+
+
+class Progress:
+    """A per-epoch progress bar (tqdm, on a terminal only) with loss, accuracy and images/s."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, batch: int, enabled: bool):
+        self.batch, self.t0 = batch, time.perf_counter()
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step",
+                            leave=False, dynamic_ncols=True)
+
+    @property
+    def active(self) -> bool:
+        return self.bar is not None
+
+    def update(self, done: int, loss: float, correct: float, count: float) -> None:
+        if self.bar is None:
+            return
+        rate = done * self.batch / max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.n = done
+        self.bar.set_postfix_str(f"loss {loss / max(count, 1):.4f} "
+                                 f"acc {100 * correct / max(count, 1):.2f}% {rate:,.0f} img/s")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

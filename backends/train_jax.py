@@ -1,0 +1,317 @@
+"""The JAX training loop: `archc train` with --backend jax (the default).
+
+Design (what makes it fast, and what makes --resume exact):
+  - The whole data set sits on the device as uint8. Each epoch's order is a permutation drawn
+    on the device; the jitted train step gathers its batch with a dynamic slice of that
+    permutation, crops (4-pixel zero padding) and flips it, and normalises it, so the loop
+    does no per-batch host work and no host-to-device copies.
+  - One jitted train step over plain pytrees (the NNX module is split once into a graph
+    definition and pure-dict states; `nnx.merge` runs only while tracing), with the state
+    donated; one jitted eval step. Shapes are fixed (the last partial batch of an epoch is
+    dropped, the test set is padded and masked), so nothing recompiles after the first call.
+  - bf16: parameters are cast to bf16 inside the step, the fp32 master weights, optimizer
+    state and batch-norm statistics stay fp32, the loss is computed in fp32.
+  - Randomness is a pure function of (seed, step): the epoch's permutation from
+    fold_in(seed, epoch), augmentation and dropout keys from fold_in(seed, step). A run that
+    resumes from a checkpoint therefore draws exactly what the uninterrupted run drew.
+  - Checkpoints: Orbax, after every epoch, written to a temporary folder and renamed when
+    complete; the last two are kept.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from archc.compiler import ArchError, Network
+
+from . import jax_backend, weights
+from .data import ImageData
+from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, schedule, steps_per_epoch
+from .run_dir import (Progress, RunDir, epoch_record, fingerprint, format_epoch,
+                      format_summary, mismatch, summary)
+
+PROGRESS_EVERY = 25  # steps between progress-bar updates (each one is a device sync)
+KEEP_CHECKPOINTS = 2
+
+
+def optimizer(recipe: Recipe, spe: int):
+    """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does."""
+    import optax
+    return optax.chain(
+        optax.add_decayed_weights(recipe.weight_decay),
+        optax.sgd(schedule(recipe, spe), momentum=recipe.momentum or None,
+                  nesterov=recipe.nesterov and recipe.momentum > 0))
+
+
+def augment(x, key):
+    """Random crop (4-pixel zero padding) and horizontal flip of a uint8 NHWC batch."""
+    import jax
+    import jax.numpy as jnp
+    n, h, w, c = x.shape
+    k_crop, k_flip = jax.random.split(key)
+    padded = jnp.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    offsets = jax.random.randint(k_crop, (n, 2), 0, 9)
+    crop = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c)))(
+        padded, offsets)
+    flip = jax.random.bernoulli(k_flip, 0.5, (n,))
+    return jnp.where(flip[:, None, None, None], crop[:, :, ::-1, :], crop)
+
+
+def normalize(x, dtype):
+    import jax.numpy as jnp
+    mean = jnp.asarray(CIFAR10_MEAN, jnp.float32) * 255.0
+    inv_std = 1.0 / (jnp.asarray(CIFAR10_STD, jnp.float32) * 255.0)
+    return ((x.astype(jnp.float32) - mean) * inv_std).astype(dtype)
+
+
+class Trainer:
+    """Compiled train and eval steps for one network and recipe, over pure-dict states."""
+
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_classes: int, n_test: int):
+        import jax
+        import jax.numpy as jnp
+        import optax
+        from flax import nnx
+
+        self.recipe, self.spe = recipe, spe
+        self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
+        if net.output_shape != (n_classes, 1, 1):
+            raise ArchError(f"{net.name} outputs {'x'.join(map(str, net.output_shape))}, but "
+                            f"the data set has {n_classes} classes",
+                            hint=f"build it with -D classes={n_classes}")
+        model = jax_backend.compile_module(net, seed=recipe.seed)
+        model.train()
+        self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
+        model.eval()
+        self.g_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
+        self.rest = nnx.to_pure_dict(rest)
+        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
+        self.tx = optimizer(recipe, spe)
+        params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        self.init_state = {"params": params, "stats": stats, "opt": self.tx.init(params),
+                           "step": jnp.zeros((), jnp.int32)}
+        self.lr_fn = schedule(recipe, spe)
+        self.dtype = jnp.bfloat16 if recipe.precision == "bf16" else jnp.float32
+        self.key = jax.random.key(recipe.seed)
+        bsz, g_train, g_eval, tx, dtype = recipe.batch_size, self.g_train, self.g_eval, self.tx, \
+            self.dtype
+        smoothing, do_augment, has_dropout = recipe.label_smoothing, recipe.augment, \
+            self.has_dropout
+        k_order, base = jax.random.split(self.key)
+
+        def cast(tree):
+            return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
+
+        def loss_and_logits(logits, y):
+            logits = logits.astype(jnp.float32)
+            onehot = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), smoothing) \
+                if smoothing else jax.nn.one_hot(y, logits.shape[-1])
+            return optax.softmax_cross_entropy(logits, onehot), logits
+
+        def train_step(state, acc, rest, images, labels, order):
+            step = state["step"]
+            i = step % spe
+            idx = jax.lax.dynamic_slice(order, (i * bsz,), (bsz,))
+            x, y = images[idx], labels[idx]
+            k_aug, k_drop = jax.random.split(jax.random.fold_in(base, step))
+            if do_augment:
+                x = augment(x, k_aug)
+            x = normalize(x, dtype)
+
+            def loss_fn(params, stats, rest):
+                model = nnx.merge(g_train, cast(params), stats, rest)
+                if has_dropout:
+                    nnx.reseed(model, dropout=k_drop)
+                losses, logits = loss_and_logits(model(x), y)
+                new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+                return losses.mean(), (losses, logits, new_stats)
+
+            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+            (_, (losses, logits, new_stats)), grads = grad_fn(state["params"], state["stats"],
+                                                               rest)
+            updates, opt = tx.update(grads, state["opt"], state["params"])
+            new = {"params": optax.apply_updates(state["params"], updates), "stats": new_stats,
+                   "opt": opt, "step": step + 1}
+            correct = jnp.sum(jnp.argmax(logits, -1) == y)
+            acc = (acc[0] + jnp.sum(losses), acc[1] + correct, acc[2] + bsz)
+            return new, acc
+
+        eb = self.eval_batch
+
+        def eval_step(state, acc, rest, images, labels, mask, i):
+            x = jax.lax.dynamic_slice_in_dim(images, i * eb, eb)
+            y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
+            m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
+            model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
+            losses, logits = loss_and_logits(model(normalize(x, dtype)), y)
+            correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
+            return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
+
+        self.train_step = jax.jit(train_step, donate_argnums=(0, 1))
+        self.eval_step = jax.jit(eval_step, donate_argnums=(1,))
+        self.order = jax.jit(lambda epoch, n: jax.random.permutation(
+            jax.random.fold_in(k_order, epoch), n), static_argnums=1)
+
+    @staticmethod
+    def zeros():
+        import jax.numpy as jnp
+        return (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+    def put_test(self, data: ImageData):
+        """The test split on the device, padded to whole eval batches, with a validity mask."""
+        import jax
+        n, b = len(data.test_y), self.eval_batch
+        batches = -(-n // b)
+        pad = batches * b - n
+        x = np.concatenate([data.test_x, np.zeros((pad, *data.test_x.shape[1:]), np.uint8)])
+        y = np.concatenate([data.test_y, np.zeros(pad, np.int32)])
+        mask = np.arange(batches * b) < n
+        return jax.device_put(x), jax.device_put(y), jax.device_put(mask), batches
+
+    def evaluate(self, state, test) -> tuple:
+        x, y, mask, batches = test
+        acc = self.zeros()
+        for i in range(batches):
+            acc = self.eval_step(state, acc, self.rest, x, y, mask, i)
+        return tuple(float(a) for a in acc)
+
+
+class Checkpoints:
+    """Orbax checkpoints of the training state, one per finished epoch."""
+
+    def __init__(self, directory: str):
+        import orbax.checkpoint as ocp
+        self.ocp = ocp
+        self.directory = directory
+        self.manager = ocp.CheckpointManager(
+            directory, options=ocp.CheckpointManagerOptions(
+                max_to_keep=KEEP_CHECKPOINTS, create=True, enable_async_checkpointing=False))
+
+    def save(self, epoch: int, state: dict, meta: dict) -> None:
+        ocp = self.ocp
+        self.manager.save(epoch, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+        self.manager.wait_until_finished()
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, template: dict, fp: dict) -> tuple[dict, dict]:
+        import jax
+        ocp = self.ocp
+        epoch = self.latest()
+        if epoch is None:
+            raise ArchError(f"--resume: no checkpoint in {self.directory}",
+                            hint="the run stopped before its first epoch ended; start it again "
+                                 "without --resume in a new --out")
+        where = os.path.join(self.directory, str(epoch))
+        try:
+            meta = self.manager.restore(epoch, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as exc:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
+            raise _corrupt(where, exc) from None
+        diff = mismatch(meta.get("fingerprint", {}), fp)
+        if diff:
+            raise ArchError(f"checkpoint {where} belongs to another run:\n  " + "\n  ".join(diff),
+                            hint="resume with the settings it was made with, or start a new run "
+                                 "with another --out")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        try:
+            state = self.manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as exc:  # noqa: BLE001
+            raise _corrupt(where, exc) from None
+        if meta.get("epoch") != epoch:
+            raise _corrupt(where, ValueError(f"its metadata says epoch {meta.get('epoch')}"))
+        return state, meta
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _corrupt(where: str, exc: Exception) -> ArchError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ArchError(f"checkpoint {where} cannot be read: {first[:300]}",
+                     hint="it is damaged or incomplete; delete that folder to resume from the "
+                          "checkpoint before it, or start a new run with another --out")
+
+
+def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
+          progress: bool = True, log=print) -> dict:
+    """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py)."""
+    import jax
+    from flax import nnx
+
+    use_compilation_cache()
+    fp = fingerprint(net, data, recipe, "jax")
+    run = RunDir(out, fp, resume)
+    spe = steps_per_epoch(recipe, len(data.train_y))
+    trainer = Trainer(net, recipe, spe, len(data.classes), len(data.test_y))
+    ckpt = Checkpoints(run.checkpoints)
+    state, history, start = trainer.init_state, [], 0
+    try:
+        if resume:
+            state, meta = ckpt.restore(state, fp)
+            history, start = meta["history"], meta["epoch"]
+            log(f"resuming {out} after epoch {start} of {recipe.epochs}")
+        state = jax.device_put(state)
+        images, labels = jax.device_put(data.train_x), jax.device_put(data.train_y)
+        test = trainer.put_test(data)
+        log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} "
+            f"per epoch, {recipe.precision}, {jax.devices()[0].platform}")
+        compiled = False
+        for epoch in range(start + 1, recipe.epochs + 1):
+            order = trainer.order(epoch, len(data.train_y))
+            bar = Progress(epoch, recipe.epochs, spe, recipe.batch_size, progress)
+            acc = trainer.zeros()
+            t0 = time.perf_counter()
+            compile_s = 0.0
+            for i in range(spe):
+                state, acc = trainer.train_step(state, acc, trainer.rest, images, labels, order)
+                if not compiled:  # the first call compiles: time it apart from the epoch
+                    jax.block_until_ready(acc)
+                    compile_s = time.perf_counter() - t0
+                    compiled = True
+                    t0 = time.perf_counter()
+                if bar.active and (i + 1) % PROGRESS_EVERY == 0:
+                    bar.update(i + 1, *(float(a) for a in acc))
+            train_acc = tuple(float(a) for a in acc)  # waits for the epoch's last step
+            seconds = time.perf_counter() - t0
+            bar.close()
+            steps_timed = spe - 1 if compile_s else spe
+            lr = float(trainer.lr_fn(epoch * spe - 1))
+            h = epoch_record(epoch, epoch * spe, lr, train_acc, trainer.evaluate(state, test),
+                             seconds, steps_timed * recipe.batch_size, compile_s)
+            history.append(h)
+            ckpt.save(epoch, state, {"epoch": epoch, "fingerprint": fp,
+                                                             "history": history})
+            run.write_metrics(history)
+            log(format_epoch(h, recipe.epochs))
+        if not history:
+            raise ArchError(f"{out}: the run has already finished all {recipe.epochs} epochs",
+                            hint="pass a larger --epochs only in a new run (the schedule "
+                                 "depends on it)")
+        final = nnx.merge(trainer.g_eval, state["params"], state["stats"], trainer.rest)
+        model_file = run.file("model.safetensors")
+        weights.save(model_file, weights.jax_to_torch(
+            net, nnx.to_pure_dict(nnx.state(final))))
+        result = summary(net, fp, history, model_file)
+        run.write_json("summary.json", result)
+        log(format_summary(result))
+        result["state"] = jax.tree.map(np.asarray, {k: state[k] for k in ("params", "stats")})
+        return result
+    finally:
+        ckpt.close()
+
+
+def use_compilation_cache() -> None:
+    """Keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a resumed
+    or repeated run skips most compilation. $JAX_COMPILATION_CACHE_DIR wins if set."""
+    import jax
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                          "archc", "xla")
+    jax.config.update("jax_compilation_cache_dir", folder)
