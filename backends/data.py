@@ -107,9 +107,10 @@ def _stack(items: dict, split: str, source: str, classes: tuple[str, ...]):
     if not items:
         raise ArchError(f"{source}: no {split} images found", hint=LAYOUT_HINT)
     keys = sorted(items)
-    shapes = {items[k].shape for k in keys}
-    if len(shapes) != 1:
-        first = {s: next(k for k in keys if items[k].shape == s) for s in shapes}
+    first: dict = {}  # shape -> the first image (in sorted order) that has it
+    for k in keys:
+        first.setdefault(items[k].shape, k)
+    if len(first) != 1:
         desc = ", ".join(f"{'x'.join(map(str, s))} ({'/'.join(k)})" for s, k in first.items())
         raise ArchError(f"{source}: images differ in size: {desc}",
                         hint="every image of a data set must have the same height and width")

@@ -43,6 +43,14 @@ def fingerprint(net: Network, data: ImageData, recipe: Recipe, backend: str) -> 
     }
 
 
+def check_classes(net: Network, data: ImageData) -> None:
+    """The network must end in one logit per class of the data set."""
+    n = len(data.classes)
+    if tuple(net.output_shape) != (n, 1, 1):
+        raise ArchError(f"{net.name} outputs {'x'.join(map(str, net.output_shape))}, but the "
+                        f"data set has {n} classes", hint=f"build it with -D classes={n}")
+
+
 def _jsonable(v):
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
@@ -59,6 +67,30 @@ def mismatch(saved: dict, current: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}: checkpoint has {a!r}, this run has {b!r}")
     return out
+
+
+def corrupt_checkpoint(where: str, exc: Exception) -> ArchError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ArchError(f"checkpoint {where} cannot be read: {first[:300]}",
+                     hint="it is damaged or incomplete; delete it to resume from the checkpoint "
+                          "before it, or start a new run with another --out")
+
+
+def no_checkpoint(folder: str) -> ArchError:
+    return ArchError(f"--resume: no checkpoint in {folder}",
+                     hint="the run stopped before its first epoch ended; start it again without "
+                          "--resume, in a new --out")
+
+
+def check_checkpoint(meta: dict, fp: dict, where: str, epoch: int) -> None:
+    """A checkpoint's metadata must belong to this run (fingerprint) and to `epoch`."""
+    diff = mismatch(meta.get("fingerprint", {}), fp)
+    if diff:
+        raise ArchError(f"checkpoint {where} belongs to another run:\n  " + "\n  ".join(diff),
+                        hint="resume with the settings it was made with, or start a new run "
+                             "with another --out")
+    if meta.get("epoch") != epoch:
+        raise corrupt_checkpoint(where, ValueError(f"its metadata says epoch {meta.get('epoch')}"))
 
 
 class RunDir:
@@ -207,3 +239,75 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Loop:
+    """What a backend's training loop provides to `run_epochs` (train_jax / train_torch)."""
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Draw the epoch's data order and reset the train metric accumulators."""
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """One optimizer step, dispatched (need not wait for the device)."""
+        raise NotImplementedError
+
+    def train_metrics(self) -> tuple[float, float, float]:
+        """(loss sum, correct, count) of the epoch so far; waits for the device."""
+        raise NotImplementedError
+
+    def evaluate(self) -> tuple[float, float, float]:
+        """(loss sum, correct, count) on the test split."""
+        raise NotImplementedError
+
+    def lr(self, step: int) -> float:
+        raise NotImplementedError
+
+    def save(self, epoch: int, meta: dict) -> None:
+        """Checkpoint the training state after `epoch`, atomically."""
+        raise NotImplementedError
+
+
+PROGRESS_EVERY = 25  # steps between progress-bar updates (each one waits for the device)
+
+
+def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[dict],
+               start: int, progress: bool, log) -> list[dict]:
+    """Epochs start+1 .. recipe.epochs: train, evaluate, checkpoint, log, plot."""
+    compiled = False
+    for epoch in range(start + 1, recipe.epochs + 1):
+        loop.begin_epoch(epoch)
+        bar = Progress(epoch, recipe.epochs, spe, recipe.batch_size, progress)
+        t0 = time.perf_counter()
+        compile_s = 0.0
+        for i in range(spe):
+            loop.step()
+            if not compiled:  # the first step compiles (or warms up): timed apart
+                loop.train_metrics()
+                compile_s, compiled = time.perf_counter() - t0, True
+                t0 = time.perf_counter()
+            if bar.active and (i + 1) % PROGRESS_EVERY == 0:
+                bar.update(i + 1, *loop.train_metrics())
+        train = loop.train_metrics()
+        seconds = time.perf_counter() - t0
+        bar.close()
+        timed = spe - 1 if compile_s else spe
+        h = epoch_record(epoch, epoch * spe, loop.lr(epoch * spe - 1), train, loop.evaluate(),
+                         seconds, timed * recipe.batch_size, compile_s)
+        history.append(h)
+        loop.save(epoch, {"epoch": epoch, "fingerprint": run.fp, "history": history})
+        run.write_metrics(history)
+        log(format_epoch(h, recipe.epochs))
+    if not history:
+        raise ArchError(f"{run.path}: the run has already finished all {recipe.epochs} epochs",
+                        hint="to train longer, start a new run with a larger --epochs (the "
+                             "schedule depends on it)")
+    return history
+
+
+def finish(run: RunDir, net: Network, history: list[dict], log) -> dict:
+    """Write and print the summary (after model.safetensors is written)."""
+    result = summary(net, run.fp, history, run.file("model.safetensors"))
+    run.write_json("summary.json", result)
+    log(format_summary(result))
+    return result

@@ -20,19 +20,17 @@ Design (what makes it fast, and what makes --resume exact):
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
-from archc.compiler import ArchError, Network
+from archc.compiler import Network
 
 from . import jax_backend, weights
 from .data import ImageData
-from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, schedule, steps_per_epoch
-from .run_dir import (Progress, RunDir, epoch_record, fingerprint, format_epoch,
-                      format_summary, mismatch, summary)
+from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
+from .run_dir import (Loop, RunDir, check_checkpoint, check_classes, corrupt_checkpoint, finish,
+                      fingerprint, no_checkpoint, run_epochs)
 
-PROGRESS_EVERY = 25  # steps between progress-bar updates (each one is a device sync)
 KEEP_CHECKPOINTS = 2
 
 
@@ -69,7 +67,7 @@ def normalize(x, dtype):
 class Trainer:
     """Compiled train and eval steps for one network and recipe, over pure-dict states."""
 
-    def __init__(self, net: Network, recipe: Recipe, spe: int, n_classes: int, n_test: int):
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int):
         import jax
         import jax.numpy as jnp
         import optax
@@ -77,10 +75,6 @@ class Trainer:
 
         self.recipe, self.spe = recipe, spe
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        if net.output_shape != (n_classes, 1, 1):
-            raise ArchError(f"{net.name} outputs {'x'.join(map(str, net.output_shape))}, but "
-                            f"the data set has {n_classes} classes",
-                            hint=f"build it with -D classes={n_classes}")
         model = jax_backend.compile_module(net, seed=recipe.seed)
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
@@ -90,9 +84,12 @@ class Trainer:
         self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
         self.tx = optimizer(recipe, spe)
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
-        self.init_state = {"params": params, "stats": stats, "opt": self.tx.init(params),
-                           "step": jnp.zeros((), jnp.int32)}
-        self.lr_fn = schedule(recipe, spe)
+        # jitted: eager jnp calls would each compile a tiny XLA program (0.2-0.4 s apiece here)
+        state = {"params": params, "stats": stats, "opt": jax.jit(self.tx.init)(params),
+                 "step": np.zeros((), np.int32)}
+        # kept on the host: the train step donates (deletes) the device buffers it is given
+        self.init_state = jax.tree.map(np.asarray, state)
+        self.lrs = lr_table(recipe, spe)
         self.dtype = jnp.bfloat16 if recipe.precision == "bf16" else jnp.float32
         self.key = jax.random.key(recipe.seed)
         bsz, g_train, g_eval, tx, dtype = recipe.batch_size, self.g_train, self.g_eval, self.tx, \
@@ -156,8 +153,9 @@ class Trainer:
 
     @staticmethod
     def zeros():
-        import jax.numpy as jnp
-        return (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        import jax
+        return jax.device_put((np.zeros((), np.float32), np.zeros((), np.int32),
+                               np.zeros((), np.int32)))
 
     def put_test(self, data: ImageData):
         """The test split on the device, padded to whole eval batches, with a validity mask."""
@@ -203,39 +201,55 @@ class Checkpoints:
         ocp = self.ocp
         epoch = self.latest()
         if epoch is None:
-            raise ArchError(f"--resume: no checkpoint in {self.directory}",
-                            hint="the run stopped before its first epoch ended; start it again "
-                                 "without --resume in a new --out")
+            raise no_checkpoint(self.directory)
         where = os.path.join(self.directory, str(epoch))
         try:
             meta = self.manager.restore(epoch, args=ocp.args.Composite(
                 meta=ocp.args.JsonRestore()))["meta"]
         except Exception as exc:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
-            raise _corrupt(where, exc) from None
-        diff = mismatch(meta.get("fingerprint", {}), fp)
-        if diff:
-            raise ArchError(f"checkpoint {where} belongs to another run:\n  " + "\n  ".join(diff),
-                            hint="resume with the settings it was made with, or start a new run "
-                                 "with another --out")
+            raise corrupt_checkpoint(where, exc) from None
+        check_checkpoint(meta, fp, where, epoch)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
             state = self.manager.restore(epoch, args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as exc:  # noqa: BLE001
-            raise _corrupt(where, exc) from None
-        if meta.get("epoch") != epoch:
-            raise _corrupt(where, ValueError(f"its metadata says epoch {meta.get('epoch')}"))
+            raise corrupt_checkpoint(where, exc) from None
         return state, meta
 
     def close(self) -> None:
         self.manager.close()
 
 
-def _corrupt(where: str, exc: Exception) -> ArchError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return ArchError(f"checkpoint {where} cannot be read: {first[:300]}",
-                     hint="it is damaged or incomplete; delete that folder to resume from the "
-                          "checkpoint before it, or start a new run with another --out")
+class JaxLoop(Loop):
+    """The Loop protocol of run_dir.run_epochs over a Trainer and device-resident data."""
+
+    def __init__(self, trainer: Trainer, ckpt: Checkpoints, state: dict, data: ImageData):
+        import jax
+        self.trainer, self.ckpt, self.n = trainer, ckpt, len(data.train_y)
+        self.state = jax.device_put(state)
+        self.images, self.labels = jax.device_put(data.train_x), jax.device_put(data.train_y)
+        self.test = trainer.put_test(data)
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.order = self.trainer.order(epoch, self.n)
+        self.acc = self.trainer.zeros()
+
+    def step(self) -> None:
+        self.state, self.acc = self.trainer.train_step(self.state, self.acc, self.trainer.rest,
+                                                       self.images, self.labels, self.order)
+
+    def train_metrics(self):
+        return tuple(float(a) for a in self.acc)
+
+    def evaluate(self):
+        return self.trainer.evaluate(self.state, self.test)
+
+    def lr(self, step: int) -> float:
+        return float(self.trainer.lrs[step])
+
+    def save(self, epoch: int, meta: dict) -> None:
+        self.ckpt.save(epoch, self.state, meta)
 
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
@@ -244,62 +258,28 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     import jax
     from flax import nnx
 
+    check_classes(net, data)
     use_compilation_cache()
     fp = fingerprint(net, data, recipe, "jax")
     run = RunDir(out, fp, resume)
     spe = steps_per_epoch(recipe, len(data.train_y))
-    trainer = Trainer(net, recipe, spe, len(data.classes), len(data.test_y))
+    trainer = Trainer(net, recipe, spe, len(data.test_y))
     ckpt = Checkpoints(run.checkpoints)
-    state, history, start = trainer.init_state, [], 0
     try:
+        state, history, start = trainer.init_state, [], 0
         if resume:
             state, meta = ckpt.restore(state, fp)
             history, start = meta["history"], meta["epoch"]
             log(f"resuming {out} after epoch {start} of {recipe.epochs}")
-        state = jax.device_put(state)
-        images, labels = jax.device_put(data.train_x), jax.device_put(data.train_y)
-        test = trainer.put_test(data)
+        loop = JaxLoop(trainer, ckpt, state, data)
         log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} "
             f"per epoch, {recipe.precision}, {jax.devices()[0].platform}")
-        compiled = False
-        for epoch in range(start + 1, recipe.epochs + 1):
-            order = trainer.order(epoch, len(data.train_y))
-            bar = Progress(epoch, recipe.epochs, spe, recipe.batch_size, progress)
-            acc = trainer.zeros()
-            t0 = time.perf_counter()
-            compile_s = 0.0
-            for i in range(spe):
-                state, acc = trainer.train_step(state, acc, trainer.rest, images, labels, order)
-                if not compiled:  # the first call compiles: time it apart from the epoch
-                    jax.block_until_ready(acc)
-                    compile_s = time.perf_counter() - t0
-                    compiled = True
-                    t0 = time.perf_counter()
-                if bar.active and (i + 1) % PROGRESS_EVERY == 0:
-                    bar.update(i + 1, *(float(a) for a in acc))
-            train_acc = tuple(float(a) for a in acc)  # waits for the epoch's last step
-            seconds = time.perf_counter() - t0
-            bar.close()
-            steps_timed = spe - 1 if compile_s else spe
-            lr = float(trainer.lr_fn(epoch * spe - 1))
-            h = epoch_record(epoch, epoch * spe, lr, train_acc, trainer.evaluate(state, test),
-                             seconds, steps_timed * recipe.batch_size, compile_s)
-            history.append(h)
-            ckpt.save(epoch, state, {"epoch": epoch, "fingerprint": fp,
-                                                             "history": history})
-            run.write_metrics(history)
-            log(format_epoch(h, recipe.epochs))
-        if not history:
-            raise ArchError(f"{out}: the run has already finished all {recipe.epochs} epochs",
-                            hint="pass a larger --epochs only in a new run (the schedule "
-                                 "depends on it)")
+        history = run_epochs(run, loop, recipe, spe, history, start, progress, log)
+        state = loop.state
         final = nnx.merge(trainer.g_eval, state["params"], state["stats"], trainer.rest)
-        model_file = run.file("model.safetensors")
-        weights.save(model_file, weights.jax_to_torch(
-            net, nnx.to_pure_dict(nnx.state(final))))
-        result = summary(net, fp, history, model_file)
-        run.write_json("summary.json", result)
-        log(format_summary(result))
+        weights.save(run.file("model.safetensors"),
+                     weights.jax_to_torch(net, nnx.to_pure_dict(nnx.state(final))))
+        result = finish(run, net, history, log)
         result["state"] = jax.tree.map(np.asarray, {k: state[k] for k in ("params", "stats")})
         return result
     finally:
