@@ -274,6 +274,8 @@ PROGRESS_EVERY = 25  # steps between progress-bar updates (each one waits for th
 def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[dict],
                start: int, progress: bool, log) -> list[dict]:
     """Epochs start+1 .. recipe.epochs: train, evaluate, checkpoint, log, plot."""
+    if start >= recipe.epochs:
+        log(f"nothing to do: {run.path} has finished all {recipe.epochs} epochs")
     compiled = False
     for epoch in range(start + 1, recipe.epochs + 1):
         loop.begin_epoch(epoch)
@@ -298,10 +300,6 @@ def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[
         loop.save(epoch, {"epoch": epoch, "fingerprint": run.fp, "history": history})
         run.write_metrics(history)
         log(format_epoch(h, recipe.epochs))
-    if not history:
-        raise ArchError(f"{run.path}: the run has already finished all {recipe.epochs} epochs",
-                        hint="to train longer, start a new run with a larger --epochs (the "
-                             "schedule depends on it)")
     return history
 
 

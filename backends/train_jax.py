@@ -90,22 +90,22 @@ class Trainer:
         # kept on the host: the train step donates (deletes) the device buffers it is given
         self.init_state = jax.tree.map(np.asarray, state)
         self.lrs = lr_table(recipe, spe)
-        self.dtype = jnp.bfloat16 if recipe.precision == "bf16" else jnp.float32
-        self.key = jax.random.key(recipe.seed)
-        bsz, g_train, g_eval, tx, dtype = recipe.batch_size, self.g_train, self.g_eval, self.tx, \
-            self.dtype
-        smoothing, do_augment, has_dropout = recipe.label_smoothing, recipe.augment, \
-            self.has_dropout
-        k_order, base = jax.random.split(self.key)
+        # the closures below see plain values, not self: what the jitted steps depend on
+        dtype = jnp.bfloat16 if recipe.precision == "bf16" else jnp.float32
+        g_train, g_eval, tx, has_dropout = self.g_train, self.g_eval, self.tx, self.has_dropout
+        bsz, smoothing, do_augment = recipe.batch_size, recipe.label_smoothing, recipe.augment
+        k_order, base = jax.random.split(jax.random.key(recipe.seed))
 
         def cast(tree):
             return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
 
-        def loss_and_logits(logits, y):
+        def loss_and_logits(logits, y, smoothing=0.0):
+            """Per-image cross-entropy in fp32 (label smoothing for training only)."""
             logits = logits.astype(jnp.float32)
-            onehot = optax.smooth_labels(jax.nn.one_hot(y, logits.shape[-1]), smoothing) \
-                if smoothing else jax.nn.one_hot(y, logits.shape[-1])
-            return optax.softmax_cross_entropy(logits, onehot), logits
+            target = jax.nn.one_hot(y, logits.shape[-1])
+            if smoothing:
+                target = optax.smooth_labels(target, smoothing)
+            return optax.softmax_cross_entropy(logits, target), logits
 
         def train_step(state, acc, rest, images, labels, order):
             step = state["step"]
@@ -121,7 +121,7 @@ class Trainer:
                 model = nnx.merge(g_train, cast(params), stats, rest)
                 if has_dropout:
                     nnx.reseed(model, dropout=k_drop)
-                losses, logits = loss_and_logits(model(x), y)
+                losses, logits = loss_and_logits(model(x), y, smoothing)
                 new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
                 return losses.mean(), (losses, logits, new_stats)
 

@@ -121,8 +121,9 @@ class TorchLoop(Loop):
         self.opt.step()
         with torch.no_grad():
             correct = (logits.argmax(-1) == y).sum()
-            self.acc += torch.stack([losses.sum().double(), correct.double(),
-                                     torch.tensor(b, dtype=torch.float64, device=self.device)])
+            self.acc[0] += losses.sum().double()
+            self.acc[1] += correct
+            self.acc[2] += b
         self.i += 1
         self.step_count += 1
 

@@ -279,11 +279,25 @@ def test_resume_errors(trained, env, tmp_path):
     p = archc_cli([*base, "--resume", "--lr", "0.05"], env, check=False)
     assert p.returncode == 2 and "was trained with other settings" in p.stderr
     assert "recipe.lr: checkpoint has 0.1, this run has 0.05" in p.stderr
-    p = archc_cli([*base, "--resume"], env, check=False)
-    assert p.returncode == 2 and "already finished all 5 epochs" in p.stderr
+    p = archc_cli([*base, "--resume"], env)  # a finished run: nothing to do, the summary
+    assert "has finished all 5 epochs" in p.stdout and "test accuracy    best" in p.stdout
     p = archc_cli([*base[:-1], str(tmp_path / "none"), "--resume"], env, check=False)
     assert p.returncode == 2 and "holds no run to resume" in p.stderr
     p = archc_cli(["train", "sqnxt", "-D", "classes=7", "--data", PACK, "--out",
                    str(tmp_path / "c7")], env, check=False)
     assert p.returncode == 2 and "outputs 7x1x1, but the data set has 10 classes" in p.stderr
     assert not (tmp_path / "c7").exists()
+
+
+def test_progress_bar(monkeypatch, capsys):
+    """On a terminal: a per-epoch bar with loss, accuracy and images/s; elsewhere: none."""
+    from archc.backends.run_dir import Progress
+    assert not Progress(1, 3, 10, 32, enabled=True).active  # pytest's stderr is no terminal
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert not Progress(1, 3, 10, 32, enabled=False).active
+    bar = Progress(2, 3, 10, 32, enabled=True)
+    bar.update(5, loss=11.5, correct=40, count=160)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "epoch 2/3" in err and "loss 0.0719" in err and "acc 25.00%" in err
+    assert "img/s" in err
