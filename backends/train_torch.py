@@ -2,8 +2,8 @@
 
 It exists to compare with the JAX loop, so it is made fair rather than naive: the data set
 sits on the device as uint8, each batch is gathered, cropped, flipped and normalised there
-(the same operations as train_jax.augment / normalize), the model runs channels_last on a
-GPU, and bf16 uses torch.autocast with fp32 master weights. The learning rate of every step is read
+(the same operations as train_jax.augment / normalize), the model runs channels_last, and
+bf16 uses torch.autocast with fp32 master weights. The learning rate of every step is read
 from recipe.lr_table, the optax schedule the JAX loop uses.
 
 Randomness is seeded per epoch (data order, augmentation and dropout from (seed, epoch)), so
@@ -52,18 +52,18 @@ def augment(x, gen):
 class TorchLoop(Loop):
     """The Loop protocol of run_dir.run_epochs in PyTorch (also timed by bench/train_speed.py).
 
-    channels_last: None = on a GPU only (tensor-core convolutions want NHWC); compile_mode:
-    run the model through torch.compile with this mode ("default", "max-autotune", ...)."""
+    channels_last: NHWC memory (the default; on this project's CPU it measured 1.4x faster
+    than NCHW for SqueezeNext-23, docs/benchmarks.md; on a GPU tensor-core convolutions want
+    it); compile_mode: run the model through torch.compile with this mode ("default",
+    "max-autotune", ...)."""
 
     def __init__(self, net: Network, data: ImageData, recipe: Recipe, spe: int,
-                 ckpt_dir: str | None = None, device=None, channels_last: bool | None = None,
+                 ckpt_dir: str | None = None, device=None, channels_last: bool = True,
                  compile_mode: str | None = None):
         import torch
         self.torch, self.recipe, self.spe, self.ckpt_dir = torch, recipe, spe, ckpt_dir
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(recipe.seed)  # initialisation
-        if channels_last is None:
-            channels_last = self.device.type == "cuda"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = torch_backend.compile_module(net).to(self.device).to(
             memory_format=self.memory_format)
