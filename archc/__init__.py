@@ -56,6 +56,29 @@ def compile(target, backend: str = "torch", weight_init: str | None = None,  # n
     return _backend(backend).compile_module(net, init=weight_init)
 
 
+_TRAIN_MODULES = {  # import name -> the extra that installs it
+    "numpy": "train", "PIL": "train", "jax": "train", "flax": "train", "optax": "train",
+    "orbax.checkpoint": "train", "safetensors": "train", "matplotlib": "train", "tqdm": "train"}
+
+
+def _require_training(backend: str) -> None:
+    """A clear error, not an ImportError, when the training dependencies are missing."""
+    import importlib.util
+    wanted = dict(_TRAIN_MODULES, **({"torch": "torch"} if backend == "torch" else {}))
+    missing = []
+    for module in wanted:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # the parent package of a dotted name is missing
+            found = False
+        if not found:
+            missing.append(module)
+    if missing:
+        extras = ",".join(sorted({wanted[m] for m in missing}))
+        raise ArchError(f"archc train --backend {backend} needs packages that are not "
+                        f"installed: {', '.join(missing)}", hint=f"pip install 'archc[{extras}]'")
+
+
 def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = None,
           resume: bool = False, train_per_class: int | None = None,
           test_per_class: int | None = None, progress: bool = True, cache: bool = True,
@@ -65,6 +88,7 @@ def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = 
     recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
     Writes the run folder `out` (metrics.jsonl, curves.png, checkpoints, model.safetensors,
     summary.json) and returns the summary, with the final parameters under "state"."""
+    _require_training(backend)
     from archc.backends.data import load_images
     net = target if isinstance(target, Network) else load(target, **params)
     if recipe is None:

@@ -166,6 +166,7 @@ def _train_out(args) -> str:
 
 def cmd_train(args) -> int:
     import archc
+    archc._require_training(args.backend)
     recipe = _recipe(args)
     net = _network(args)
     archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),

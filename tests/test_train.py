@@ -301,3 +301,16 @@ def test_progress_bar(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "epoch 2/3" in err and "loss 0.0719" in err and "acc 25.00%" in err
     assert "img/s" in err
+
+
+def test_missing_training_dependencies_are_a_clear_error(monkeypatch, capsys):
+    import importlib.util
+
+    from archc._cli import main
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tqdm", "torch") else real(name, *a))
+    assert main(["train", "sqnxt", "--data", "x", "--backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert "needs packages that are not installed: tqdm, torch" in err
+    assert "pip install 'archc[torch,train]'" in err
