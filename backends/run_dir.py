@@ -269,6 +269,7 @@ class Loop:
 
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each one waits for the device)
+KEEP_CHECKPOINTS = 2  # the newest checkpoints a run keeps
 
 
 def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[dict],

@@ -28,10 +28,9 @@ from archc.compiler import Network
 from . import jax_backend, weights
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
-from .run_dir import (Loop, RunDir, check_checkpoint, check_classes, corrupt_checkpoint, finish,
-                      fingerprint, no_checkpoint, run_epochs)
+from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
+                      corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
 
-KEEP_CHECKPOINTS = 2
 
 
 def optimizer(recipe: Recipe, spe: int):

@@ -25,10 +25,9 @@ from archc.compiler import Network
 from . import torch_backend, weights
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, steps_per_epoch
-from .run_dir import (Loop, RunDir, check_checkpoint, check_classes, corrupt_checkpoint, finish,
-                      fingerprint, no_checkpoint, run_epochs)
+from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
+                      corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
 
-KEEP_CHECKPOINTS = 2
 _NAME = re.compile(r"epoch-(\d+)\.safetensors$")
 
 
@@ -189,7 +188,8 @@ class TorchLoop(Loop):
             buf = tensors.get(f"momentum.{i}")
             if buf is not None:
                 if tuple(buf.shape) != tuple(p.shape):
-                    raise corrupt_checkpoint(path, ValueError(f"momentum.{i} has shape {buf.shape}"))
+                    raise corrupt_checkpoint(
+                        path, ValueError(f"momentum.{i} has shape {buf.shape}"))
                 self.opt.state[p]["momentum_buffer"] = torch.from_numpy(buf).to(self.device)
         return meta
 

@@ -87,16 +87,21 @@ def _small(name):
     return {}
 
 
+def _forward_both(tm, jm, x):
+    """The torch module on NCHW `x` and the JAX module (jitted) on its NHWC transpose."""
+    with torch.no_grad():
+        yt = tm(torch.from_numpy(x)).numpy()
+    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    return yt, yj
+
+
 @pytest.mark.parametrize("name", bundled_networks())
 def test_eval_logits_agree_with_torch(name):
     net = load(name)
     tm, jm = _pair(net)
     tm.eval()
     jm.eval()
-    x = _input(net, n=1)
-    with torch.no_grad():
-        yt = tm(torch.from_numpy(x)).numpy()
-    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    yt, yj = _forward_both(tm, jm, _input(net, n=1))
     yt = yt.reshape(yj.shape) if yt.ndim == 2 else yt.transpose(0, 2, 3, 1)
     scale = np.abs(yt).max()
     assert np.abs(yt - yj).max() <= 1e-4 * max(scale, 1e-6), (np.abs(yt - yj).max(), scale)
@@ -110,10 +115,7 @@ def test_train_step_updates_batchnorm_statistics_like_torch(case):
     tm, jm = _pair(net)
     tm.train()
     jm.train()
-    x = _input(net, n=8)
-    with torch.no_grad():
-        yt = tm(torch.from_numpy(x)).numpy()
-    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
+    yt, yj = _forward_both(tm, jm, _input(net, n=8))
     # Train mode normalises with batch statistics of maps as small as 4x4, which amplifies
     # float32 rounding differences through 20+ blocks; 1e-3 of the output scale.
     np.testing.assert_allclose(yj, yt, rtol=0, atol=1e-3 * np.abs(yt).max())

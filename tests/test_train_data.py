@@ -116,7 +116,8 @@ def test_cifar_binary_batches(tmp_path):
 def test_balanced_subset(folder):
     data = D.load_images(str(folder[0]), cache=False)
     sub = data.subset(2, 1, seed=3)
-    assert np.bincount(sub.train_y).tolist() == [2, 2] and np.bincount(sub.test_y).tolist() == [1, 1]
+    assert np.bincount(sub.train_y).tolist() == [2, 2]
+    assert np.bincount(sub.test_y).tolist() == [1, 1]
     again = data.subset(2, 1, seed=3)
     np.testing.assert_array_equal(sub.train_x, again.train_x)
     with pytest.raises(ArchError, match="only 3 images of class 0"):
