@@ -18,7 +18,7 @@ from archc.compiler import (Analysis, ArchError, LayerCost, Network, bundled_net
                             load_source)
 from archc.compiler import analyze as _analyze
 from archc.compiler.report import render, to_json_dict
-from archc.backends.recipe import Recipe
+from archc.backends.train.recipe import Recipe
 
 __version__ = "0.1.0"
 
@@ -56,15 +56,16 @@ def compile(target, backend: str = "torch", weight_init: str | None = None,  # n
     return _backend(backend).compile_module(net, init=weight_init)
 
 
-_TRAIN_MODULES = {  # import name -> the extra that installs it
-    "numpy": "train", "PIL": "train", "jax": "train", "flax": "train", "optax": "train",
-    "orbax.checkpoint": "train", "safetensors": "train", "matplotlib": "train", "tqdm": "train"}
+# import names each training backend needs (pyproject.toml's extras install them)
+_TRAIN_MODULES = ("numpy", "PIL", "safetensors", "matplotlib", "tqdm")
+_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint"), "torch": ("torch",)}
+_TRAIN_EXTRA = {"jax": "train", "torch": "train-torch"}
 
 
 def _require_training(backend: str) -> None:
     """A clear error, not an ImportError, when the training dependencies are missing."""
     import importlib.util
-    wanted = dict(_TRAIN_MODULES, **({"torch": "torch"} if backend == "torch" else {}))
+    wanted = _TRAIN_MODULES + _BACKEND_MODULES.get(backend, ())
     missing = []
     for module in wanted:
         try:
@@ -74,9 +75,9 @@ def _require_training(backend: str) -> None:
         if not found:
             missing.append(module)
     if missing:
-        extras = ",".join(sorted({wanted[m] for m in missing}))
         raise ArchError(f"archc train --backend {backend} needs packages that are not "
-                        f"installed: {', '.join(missing)}", hint=f"pip install 'archc[{extras}]'")
+                        f"installed: {', '.join(missing)}",
+                        hint=f"pip install 'archc[{_TRAIN_EXTRA.get(backend, 'train')}]'")
 
 
 def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = None,
@@ -89,16 +90,16 @@ def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = 
     Writes the run folder `out` (metrics.jsonl, curves.png, checkpoints, model.safetensors,
     summary.json) and returns the summary, with the final parameters under "state"."""
     _require_training(backend)
-    from archc.backends.data import load_images
+    from archc.backends.train.data import load_images
     net = target if isinstance(target, Network) else load(target, **params)
     if recipe is None:
         recipe = Recipe()
     elif isinstance(recipe, dict):
         recipe = Recipe(**recipe)
     if backend == "jax":
-        from archc.backends import train_jax as loop
+        from archc.backends.train import jax_loop as loop
     elif backend == "torch":
-        from archc.backends import train_torch as loop
+        from archc.backends.train import torch_loop as loop
     else:
         raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
     images = load_images(data, cache=cache, log=log).subset(train_per_class, test_per_class,

@@ -114,7 +114,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-# `archc train` options that make the Recipe (backends/recipe.py): (flag, field, type, help)
+# `archc train` options that make the Recipe (backends/train/recipe.py): (flag, field, type, help)
 TRAIN_OPTIONS = [
     ("--epochs", "epochs", int, "epochs to train (default 200, the papers')"),
     ("--batch-size", "batch_size", int, "images per step (default 128)"),
@@ -137,7 +137,7 @@ TRAIN_OPTIONS = [
 def _recipe(args):
     import json
 
-    from archc.backends.recipe import Recipe
+    from archc.backends.train.recipe import Recipe
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS}
     given["augment"], given["nesterov"] = args.augment, args.nesterov
     base = {}

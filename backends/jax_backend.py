@@ -20,7 +20,7 @@ import os
 from archc.compiler import Network
 
 from . import lowering as L
-from .files import write_atomic
+from archc._files import write_atomic
 from .lowering import py_number as num
 
 HEADER = '''"""{doc}

@@ -23,7 +23,7 @@ import numpy as np
 from archc.compiler import ArchError, Network
 
 from . import jax_backend, torch_backend
-from .files import write_atomic
+from archc._files import write_atomic
 
 # op kind -> [(torch tensor name, jax variable name, torch->jax transpose or None)]
 _TABLE = {

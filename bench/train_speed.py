@@ -5,7 +5,7 @@ device-side permutation, random crop (4-pixel zero padding) + flip, normalise, f
 batch norm in train mode (and dropout, if the network has any), cross-entropy, backward,
 SGD with Nesterov momentum 0.9 and weight decay 5e-4 -- and reports images/s.
 
-Rows:  jax (jit, donated state)  archc.backends.train_jax.Trainer's own train_step, as-is
+Rows:  jax (jit, donated state)  archc.backends.train.jax_loop.Trainer's own train_step, as-is
        torch eager               compile_module(net), NCHW contiguous
        torch channels_last       the same module and input in channels_last (NHWC) layout
        torch.compile             torch.compile(model) (channels_last), --compile-mode
@@ -30,7 +30,7 @@ Fairness choices:
     on-disk cache is on by default: a repeated run's torch.compile warm-up is much shorter
     (TORCHINDUCTOR_FORCE_DISABLE_CACHES=1 for a cold one).
   - Both sides also sum the batch loss and count correct predictions on the device, as
-    train_jax's step does for its epoch metrics.
+    jax_loop.s step does for its epoch metrics.
   - Model FLOPs per training step = 3 x forward = 6 x MACs per image (archc's analysis).
 
     python bench/train_speed.py                                        # sqnxt, batch 128, fp32
@@ -54,8 +54,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before jax is
 import numpy as np  # noqa: E402
 
 import archc  # noqa: E402
-from archc.backends.data import ImageData  # noqa: E402
-from archc.backends.recipe import Recipe, steps_per_epoch  # noqa: E402
+from archc.backends.train.data import ImageData  # noqa: E402
+from archc.backends.train.recipe import Recipe, steps_per_epoch  # noqa: E402
 from archc.compiler import ArchError, parse_define  # noqa: E402
 
 VARIANTS = ("jax", "eager", "channels_last", "compile")
@@ -105,7 +105,7 @@ def timed(loop, spe: int, warmup: int, args) -> dict:
 
 def run_jax(net, recipe, images, labels, args) -> dict:
     import jax
-    from archc.backends.train_jax import JaxLoop, Trainer
+    from archc.backends.train.jax_loop import JaxLoop, Trainer
     if args.precision == "fp32":
         jax.config.update("jax_default_matmul_precision", "highest")  # no TF32 on GPU
     spe = steps_per_epoch(recipe, len(labels))
@@ -116,7 +116,7 @@ def run_jax(net, recipe, images, labels, args) -> dict:
 
 def torch_row(net, recipe, images, labels, args, channels_last: bool,
               compile_mode: str | None) -> dict:
-    from archc.backends.train_torch import TorchLoop
+    from archc.backends.train.torch_loop import TorchLoop
     spe = steps_per_epoch(recipe, len(labels))
     loop = TorchLoop(net, synthetic_data(images, labels, args.batch), recipe, spe,
                      device=args.device, channels_last=channels_last, compile_mode=compile_mode)

@@ -1,7 +1,7 @@
 """Golden cost totals (pycls style): every archs/*.arch at its defaults, plus named variants of the
 SqueezeNext family, must reproduce tests/golden/costs.json exactly.
 
-A new or changed network fails here on purpose: run `python bench/update_golden.py` and review
+A new or changed network fails here on purpose: run `python tools/update_golden.py` and review
 the diff of tests/golden/costs.json.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden" / "costs.json"
-HINT = "run `python bench/update_golden.py` and review the diff of tests/golden/costs.json"
+HINT = "run `python tools/update_golden.py` and review the diff of tests/golden/costs.json"
 
-_spec = importlib.util.spec_from_file_location("update_golden", ROOT / "bench" / "update_golden.py")
+_spec = importlib.util.spec_from_file_location("update_golden", ROOT / "tools" / "update_golden.py")
 update_golden = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(update_golden)
 

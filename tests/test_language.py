@@ -243,6 +243,6 @@ def test_op_table_in_docs_is_fresh():
     import sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, str(root / "bench" / "gen_op_docs.py"), "--check"],
+    r = subprocess.run([sys.executable, str(root / "tools" / "gen_op_docs.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -7,7 +7,7 @@ Sources:
 - seed 004 = /work/shared/seeds/004_f6434f8a6e49cf0f.txt (CNN case study): the AlexNet
   first-layer example, the VGG-16 memory/parameter list, the ResNeXt model-capacity example.
 - tests/data/torchvision_params_a.json: parameter counts measured once with torchvision
-  (bench/measure_torchvision_a.py); torchvision itself is not needed here.
+  (tools/measure_torchvision_a.py); torchvision itself is not needed here.
 Disagreements between a seed's numbers and the architecture are recorded in docs/library-a.md.
 """
 from __future__ import annotations

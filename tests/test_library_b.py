@@ -4,7 +4,7 @@ Sources:
 - seed 004 = /work/shared/seeds/004_f6434f8a6e49cf0f.txt (CNN case study): Table 1 (GoogLeNet),
   MobileNet Tables 1 and 3-7.
 - tests/data/torchvision_params_b.json: parameter counts measured once with torchvision
-  (bench/measure_torchvision_b.py); torchvision itself is not needed here.
+  (tools/measure_torchvision_b.py); torchvision itself is not needed here.
 - Chollet 2017 (Xception) Table 3: 22,855,952 parameters (not a seed; the Keras reference).
 Disagreements between a seed's numbers and the architecture are recorded in docs/library-b.md.
 """

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import archc
-from archc.backends.recipe import Recipe, lr_table, schedule
+from archc.backends.train.recipe import Recipe, lr_table, schedule
 from archc.compiler import ArchError
 
 jax = pytest.importorskip("jax")
@@ -79,6 +79,45 @@ def test_other_schedules():
     assert [round(float(fn(s)), 6) for s in (11, 12, 23, 24)] == [0.1, 0.02, 0.02, 0.004]
 
 
+def _optax_schedule(recipe, spe):
+    """The optax schedules archc's pure schedule() reproduces (the test oracle)."""
+    import optax
+    total = recipe.epochs * spe
+    warm = int(round(recipe.warmup_epochs * spe))
+    lr = recipe.lr
+    if recipe.schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(total, lr, pct_start=warm / total if warm else 0.3)
+    if recipe.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total, end_value=0.0) if warm \
+            else optax.cosine_decay_schedule(lr, total)
+    if recipe.schedule == "step":
+        main = optax.piecewise_constant_schedule(
+            lr, {e * spe - warm: recipe.gamma for e in recipe.decay_epochs})
+    else:
+        main = optax.constant_schedule(lr)
+    if not warm:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"epochs": 10}, {"epochs": 10, "warmup_epochs": 1, "milestones": (5,)},
+    {"epochs": 10, "schedule": "cosine"}, {"epochs": 7, "schedule": "cosine", "warmup_epochs": 2},
+    {"epochs": 10, "schedule": "onecycle"}, {"epochs": 9, "schedule": "onecycle",
+                                             "warmup_epochs": 2.5},
+    {"epochs": 3, "schedule": "constant", "warmup_epochs": 1, "lr": 0.05},
+])
+def test_schedule_equals_optax(kw):
+    """The pure schedule (numpy and jax.numpy) is optax's, step for step."""
+    import jax.numpy as jnp
+    r, spe = Recipe(**kw), 7
+    steps = np.arange(r.epochs * spe + 3)
+    want = np.asarray(jax.vmap(_optax_schedule(r, spe))(jnp.asarray(steps)), np.float64)
+    np.testing.assert_allclose(lr_table(r, spe), want[:-3], rtol=2e-6, atol=2e-8)  # optax computes in float32
+    traced = np.asarray(jax.jit(jax.vmap(schedule(r, spe, xp=jnp)))(jnp.asarray(steps)))
+    np.testing.assert_allclose(traced, want, rtol=2e-6, atol=2e-8)  # optax computes in float32
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"epochs": 0}, "--epochs must be at least 1"),
     ({"schedule": "exp"}, "unknown schedule 'exp'"),
@@ -94,7 +133,7 @@ def test_bad_recipe(kw, message):
 
 def test_sgd_matches_torch():
     """optax chain (add_decayed_weights, Nesterov SGD) == torch.optim.SGD, step for step."""
-    from archc.backends.train_jax import optimizer
+    from archc.backends.train.jax_loop import optimizer
     import optax
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal(5).astype(np.float32)
@@ -128,7 +167,7 @@ def _is_crop_or_flip(out, img):
 
 
 def test_augment_jax_and_torch():
-    from archc.backends import train_jax, train_torch
+    from archc.backends.train import jax_loop as train_jax, torch_loop as train_torch
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (16, 8, 8, 3), dtype=np.uint8)  # no zeros: padding is visible
     a = np.asarray(train_jax.augment(jax.numpy.asarray(x), jax.random.key(1)))
@@ -188,8 +227,8 @@ def test_exported_weights_give_the_same_accuracy_in_torch(trained):
     """model.safetensors (torch layout) in the generated torch module scores on the test
     subset what the JAX run reported: the two backends agree on the trained network."""
     from archc.backends import torch_backend, weights
-    from archc.backends.data import load_images
-    from archc.backends.recipe import CIFAR10_MEAN, CIFAR10_STD
+    from archc.backends.train.data import load_images
+    from archc.backends.train.recipe import CIFAR10_MEAN, CIFAR10_STD
     out, _ = trained
     net = archc.load("sqnxt", stages=[1, 1, 1, 1], width=0.5)
     model = torch_backend.compile_module(net)
@@ -291,7 +330,7 @@ def test_resume_errors(trained, env, tmp_path):
 
 def test_progress_bar(monkeypatch, capsys):
     """On a terminal: a per-epoch bar with loss, accuracy and images/s; elsewhere: none."""
-    from archc.backends.run_dir import Progress
+    from archc.backends.train.run_dir import Progress
     assert not Progress(1, 3, 10, 32, enabled=True).active  # pytest's stderr is no terminal
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert not Progress(1, 3, 10, 32, enabled=False).active
@@ -313,4 +352,29 @@ def test_missing_training_dependencies_are_a_clear_error(monkeypatch, capsys):
     assert main(["train", "sqnxt", "--data", "x", "--backend", "torch"]) == 2
     err = capsys.readouterr().err
     assert "needs packages that are not installed: tqdm, torch" in err
-    assert "pip install 'archc[torch,train]'" in err
+    assert "pip install 'archc[train-torch]'" in err
+
+
+def test_torch_training_needs_no_jax(tmp_path):
+    """`archc train --backend torch` runs with jax, flax, optax and orbax unimportable."""
+    script = (
+        "import sys\n"
+        "for m in ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'orbax.checkpoint'):\n"
+        "    sys.modules[m] = None\n"
+        "import numpy as np\n"
+        "import archc\n"
+        "from archc.backends.train.data import ImageData\n"
+        "from archc.backends.train import torch_loop\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)\n"
+        "y = np.arange(40) % 10\n"
+        "data = ImageData(x, y, x[:20], y[:20], tuple('0123456789'), 'synthetic')\n"
+        "net = archc.load('sqnxt', stages=[1, 1, 1, 1], width=0.25)\n"
+        "r = archc.Recipe(epochs=1, batch_size=20)\n"
+        "s = torch_loop.train(net, data, r, sys.argv[1], progress=False, log=lambda *a: None)\n"
+        "assert 'jax' not in sys.modules or sys.modules['jax'] is None\n"
+        "print('ok', s['epochs'])\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok 1")

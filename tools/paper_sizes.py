@@ -1,6 +1,6 @@
 """Compare archc's float32 model sizes with the "Size of model (MB)" columns of seeds 000/001.
 
-    python bench/paper_sizes.py            # prints the markdown table used in docs/paper-tables.md
+    python tools/paper_sizes.py            # prints the markdown table used in docs/paper-tables.md
 
 Names -> settings (docs/paper-tables.md): SqueezeNext-23 v1 = sqnxt stages [6,6,8,1], v5 =
 [2,4,14,1], "1x/2x" = width. SE-SqueezeNext-NN-Wx / Shallow SqueezeNext-NN-Wx: NN - 2 is the

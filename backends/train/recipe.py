@@ -6,9 +6,9 @@ epochs 60, 120, 150 and 180 of 200, and the network's own dropout. The seeds do 
 decay factor, the weight decay or the batch size; archc uses 0.2, 5e-4 and 128, the values of
 the public SqueezeNext CIFAR-10 code the seeds build on (documented in docs/training.md).
 
-The learning rate is an optax schedule of the optimizer step (`schedule()`), the one source of
-truth: the JAX loop calls it inside the jitted step, the torch loop reads `lr_table()`, the
-same function evaluated at every step.
+The learning rate is one function of the optimizer step (`schedule()`), the one source of
+truth: the JAX loop traces it with jax.numpy inside the jitted step, the torch loop reads
+`lr_table()`, the same function evaluated with numpy at every step.
 """
 from __future__ import annotations
 
@@ -93,34 +93,50 @@ def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
     return steps
 
 
-def schedule(recipe: Recipe, steps_per_epoch: int):
-    """The learning rate as an optax schedule of the optimizer step (0-based)."""
-    import optax
+def schedule(recipe: Recipe, steps_per_epoch: int, xp=None):
+    """The learning rate as a function of the optimizer step (0-based).
+
+    Pure arithmetic on `xp` (numpy by default; pass jax.numpy to trace it inside a jitted
+    step), so the torch loop needs neither jax nor optax. The formulas are optax's
+    (piecewise_constant, linear warm-up joined to the main schedule, cosine_decay,
+    warmup_cosine_decay and cosine_onecycle with div_factor 25 and final_div_factor 1e4);
+    tests/test_train.py checks them against optax step by step.
+    """
+    if xp is None:
+        import numpy as xp
     total = recipe.epochs * steps_per_epoch
     warm = int(round(recipe.warmup_epochs * steps_per_epoch))
-    lr = recipe.lr
-    if recipe.schedule == "onecycle":  # warm-up share: --warmup-epochs, else optax's 30%
-        pct = warm / total if warm else 0.3
-        return optax.cosine_onecycle_schedule(total, lr, pct_start=pct)
-    if recipe.schedule == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total, end_value=0.0) if warm \
-            else optax.cosine_decay_schedule(lr, total)
-    if recipe.schedule == "step":
-        main = optax.piecewise_constant_schedule(
-            lr, {e * steps_per_epoch - warm: recipe.gamma for e in recipe.decay_epochs})
-    else:
-        main = optax.constant_schedule(lr)
-    if not warm:
-        return main
-    return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
+    lr, kind = recipe.lr, recipe.schedule
+    bounds = [e * steps_per_epoch for e in recipe.decay_epochs]
+
+    def cosine(t, span, peak, end=0.0):  # from peak to end over `span` steps, then flat
+        frac = xp.clip(t / max(span, 1), 0.0, 1.0)
+        return end + (peak - end) * 0.5 * (1.0 + xp.cos(xp.pi * frac))
+
+    def fn(step):
+        t = xp.asarray(step) * 1.0
+        if kind == "onecycle":  # warm-up share: --warmup-epochs, else optax's 30%
+            up = int((warm / total if warm else 0.3) * total)
+            low, final = lr / 25.0, lr / 25.0 / 1e4
+            rising = low + (lr - low) * 0.5 * (1.0 - xp.cos(xp.pi * xp.clip(t / max(up, 1),
+                                                                            0.0, 1.0)))
+            return xp.where(t < up, rising, cosine(t - up, total - up, lr, final))
+        if kind == "cosine":
+            main = cosine(t - warm, total - warm, lr)
+        elif kind == "step":
+            main = lr * xp.ones_like(t)
+            for b in bounds:
+                main = xp.where(t >= b, main * recipe.gamma, main)
+        else:
+            main = lr * xp.ones_like(t)
+        if not warm:
+            return main
+        return xp.where(t < warm, lr * t / warm, main)
+    return fn
 
 
 def lr_table(recipe: Recipe, steps_per_epoch: int):
     """The schedule evaluated at every step of the run (numpy float64), for the torch loop."""
-    import jax
-    import jax.numpy as jnp
     import numpy as np
-    total = recipe.epochs * steps_per_epoch
-    fn = schedule(recipe, steps_per_epoch)
-    with jax.default_device(jax.devices("cpu")[0]):
-        return np.asarray(jax.jit(jax.vmap(fn))(jnp.arange(total)), dtype=np.float64)
+    return np.asarray(schedule(recipe, steps_per_epoch)(np.arange(recipe.epochs * steps_per_epoch)),
+                      dtype=np.float64)

@@ -1,7 +1,7 @@
 """Print the primitive-op table of docs/language.md from the op registry (compiler/ops.py).
 
-    python bench/gen_op_docs.py            # Markdown to stdout
-    python bench/gen_op_docs.py --check    # exit 1 if docs/language.md's table is stale
+    python tools/gen_op_docs.py            # Markdown to stdout
+    python tools/gen_op_docs.py --check    # exit 1 if docs/language.md's table is stale
 
 The table in docs/language.md sits between the markers `<!-- ops:begin -->` and
 `<!-- ops:end -->`; regenerate it with this script whenever an op is added or changed.
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         doc = (Path(__file__).resolve().parents[1] / "docs" / "language.md").read_text()
         current = doc[doc.index(BEGIN): doc.index(END) + len(END)]
         if current != text:
-            print("docs/language.md: the op table is stale; run python bench/gen_op_docs.py",
+            print("docs/language.md: the op table is stale; run python tools/gen_op_docs.py",
                   file=sys.stderr)
             return 1
         return 0

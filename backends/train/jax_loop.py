@@ -25,7 +25,7 @@ import numpy as np
 
 from archc.compiler import Network
 
-from . import jax_backend, weights
+from .. import jax_backend, weights
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
@@ -35,10 +35,11 @@ from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_cl
 
 def optimizer(recipe: Recipe, spe: int):
     """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does."""
+    import jax.numpy as jnp
     import optax
     return optax.chain(
         optax.add_decayed_weights(recipe.weight_decay),
-        optax.sgd(schedule(recipe, spe), momentum=recipe.momentum or None,
+        optax.sgd(schedule(recipe, spe, xp=jnp), momentum=recipe.momentum or None,
                   nesterov=recipe.nesterov and recipe.momentum > 0))
 
 

@@ -23,7 +23,7 @@ from archc.compiler import ArchError, Network
 from archc.compiler.analysis import analyze
 
 from .data import ImageData
-from .files import write_atomic
+from archc._files import write_atomic
 from .recipe import Recipe
 
 
@@ -242,7 +242,7 @@ class Progress:
 
 
 class Loop:
-    """What a backend's training loop provides to `run_epochs` (train_jax / train_torch)."""
+    """What a backend's training loop provides to `run_epochs` (jax_loop / torch_loop)."""
 
     def begin_epoch(self, epoch: int) -> None:
         """Draw the epoch's data order and reset the train metric accumulators."""

@@ -3,7 +3,7 @@
 torchvision is NOT a dependency of archc. This script was run once, in a scratch install:
 
     pip install --no-deps --target /tmp/tv_b "torchvision==0.28.0"   # the build for torch 2.13
-    PYTHONPATH=/tmp/tv_b python bench/measure_torchvision_b.py > tests/data/torchvision_params_b.json
+    PYTHONPATH=/tmp/tv_b python tools/measure_torchvision_b.py > tests/data/torchvision_params_b.json
 
 It counts `sum(p.numel() for p in m.parameters())` (trainable parameters; BN running stats
 are buffers and are not counted) for each model built with weights=None. googlenet and
@@ -51,7 +51,7 @@ MODELS = {
 def main() -> None:
     out = {
         "how": "sum(p.numel() for p in m.parameters()) of torchvision.models.<builder>(weights=None, ...)"
-               "; measured by bench/measure_torchvision_b.py",
+               "; measured by tools/measure_torchvision_b.py",
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),

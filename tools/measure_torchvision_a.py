@@ -4,7 +4,7 @@ Run once in a scratch environment that has torchvision (it is not a dependency o
 
     python -m venv /tmp/tvenv --system-site-packages
     /tmp/tvenv/bin/pip install --no-deps "torchvision<=0.29.1"
-    /tmp/tvenv/bin/python bench/measure_torchvision_a.py > tests/data/torchvision_params_a.json
+    /tmp/tvenv/bin/python tools/measure_torchvision_a.py > tests/data/torchvision_params_a.json
 
 Each count is sum(p.numel() for p in m.parameters()) of the model built with default
 arguments (weights=None, 1000 classes). tests/test_library_a.py compares archc's analysis
@@ -46,7 +46,7 @@ def main() -> None:
     out = {
         "how": "sum(p.numel() for p in torchvision.models.<name>(weights=None).parameters()); "
                "buffers: running_mean + running_var elements (num_batches_tracked excluded). "
-               "Measured with bench/measure_torchvision_a.py.",
+               "Measured with tools/measure_torchvision_a.py.",
         "note": "torchvision's compiled extension did not load against this torch build; the "
                 "script stubs torch.library.register_fake while importing torchvision (the "
                 "classification models are pure torch.nn, so the counts do not depend on it).",

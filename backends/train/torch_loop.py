@@ -1,8 +1,8 @@
-"""The torch training loop: `archc train --backend torch`, the same recipe as train_jax.py.
+"""The torch training loop: `archc train --backend torch`, the same recipe as jax_loop.py.
 
 It exists to compare with the JAX loop, so it is made fair rather than naive: the data set
 sits on the device as uint8, each batch is gathered, cropped, flipped and normalised there
-(the same operations as train_jax.augment / normalize), the model runs channels_last, and
+(the same operations as jax_loop.augment / normalize), the model runs channels_last, and
 bf16 uses torch.autocast with fp32 master weights. The learning rate of every step is read
 from recipe.lr_table, the optax schedule the JAX loop uses.
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from archc.compiler import Network
 
-from . import torch_backend, weights
+from .. import torch_backend, weights
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,

@@ -1,6 +1,6 @@
 """Write tests/golden/costs.json: the cost totals of every bundled network (pycls-style golden file).
 
-    python bench/update_golden.py
+    python tools/update_golden.py
 
 Run it after adding or changing a file in archs/ (tests/test_golden.py fails until you do), and
 review the diff: a changed number is a changed network.

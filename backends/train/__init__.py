@@ -1,0 +1,8 @@
+"""Training (`archc train`): the recipe, data sets, run folders and the two loops.
+
+    recipe.py      Recipe: the papers' CIFAR-10 recipe and its options; the LR schedule
+    data.py        image folders, tar archives and CIFAR-10 binaries, decoded once and cached
+    run_dir.py     the run folder (metrics, curves, checkpoints, summary) and the epoch driver
+    jax_loop.py    the JAX loop (jitted steps, Orbax checkpoints)
+    torch_loop.py  the torch loop (the same recipe; needs neither jax nor optax)
+"""
