@@ -48,10 +48,9 @@ def build_source(target, backend: str = "torch", weight_init: str | None = None,
     return _backend(backend).build_source(net, init=weight_init)
 
 
-def compile(target, backend: str = "torch", weight_init: str | None = None,  # noqa: A001
-            **params):
-    """An instantiated module for a Network, file or bundled name, built by executing the
-    same source that `archc build` writes (one lowering path)."""
+def build_module(target, backend: str = "torch", weight_init: str | None = None, **params):
+    """An instance of the generated module for a Network, file or bundled name: the same
+    source that `archc build` writes, executed (one lowering path)."""
     net = target if isinstance(target, Network) else load(target, **params)
     return _backend(backend).compile_module(net, init=weight_init)
 
@@ -108,7 +107,15 @@ def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = 
     return loop.train(net, images, recipe, out, resume=resume, progress=progress, log=log)
 
 
-__all__ = ["Analysis", "ArchError", "LayerCost", "Network", "analyze", "build_source",
-           "bundled_networks", "compile", "load", "load_source", "render", "to_json_dict", "train",
-           "Recipe",
-           "__version__"]
+def __getattr__(name):
+    # archc.weights (torch <-> JAX weight exchange, safetensors files) needs numpy, which the
+    # core install does not: imported on first use.
+    if name == "weights":
+        import importlib
+        return importlib.import_module("archc.backends.weights")
+    raise AttributeError(f"module 'archc' has no attribute '{name}'")
+
+
+__all__ = ["Analysis", "ArchError", "LayerCost", "Network", "Recipe", "analyze", "build_module",
+           "build_source", "bundled_networks", "load", "load_source", "render", "to_json_dict",
+           "train", "weights", "__version__"]

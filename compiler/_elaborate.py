@@ -1,20 +1,21 @@
 """Elaboration: evaluate a network definition into the graph IR.
 
 Walks the AST (compiler/_syntax.py) with an environment of values, expands block calls
-and loops, checks every primitive call against its op's signature, and adds one IR node
-per primitive, computing its output shape with the op's own shape rule (compiler/ops.py)
-as it goes. Every failure is an ArchError positioned at the offending source text.
+and loops, binds every call to its signature (compiler/_binding.py), and adds one IR node
+per primitive through the GraphBuilder (compiler/_graph.py), which computes its output
+shape with the op's own rule. Builtin functions live in compiler/_builtins.py. Every
+failure is an ArchError positioned at the offending source text.
 """
 from __future__ import annotations
 
-import math
 import sys
-
-import networkx as nx
 
 from . import _syntax as S
 from . import limits, ops
-from ._values import Tensor, check_int, coerce, show, type_name
+from ._binding import Arg, bind_op, bind_simple, block_signature, coerce_param
+from ._builtins import BUILTIN_DOCS, BUILTINS, TENSOR_FUNCTIONS, OperandError, number, operate
+from ._graph import GraphBuilder, Names
+from ._values import Tensor, check_int, show, type_name
 from .errors import ArchError, Span, did_you_mean
 from .ir import Network
 
@@ -24,136 +25,13 @@ class _Return(Exception):
         self.value = value
 
 
-class _Names:
-    """Hierarchical naming: one instance per block call or labelled loop iteration."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.used: dict[str, Span] = {}
-        self.counters: dict[str, int] = {}
-
-    def claim(self, label: str | None, base: str, span: Span) -> str:
-        if label is None:
-            k = self.counters.get(base, 0)
-            while True:
-                k += 1
-                label = base if base == "input" and k == 1 else f"{base}_{k}"
-                if label not in self.used:
-                    break
-            self.counters[base] = k
-        elif label in self.used:
-            prev = self.used[label]
-            raise ArchError(
-                f"the name '{self.prefix}{label}' is already used (at {prev})", span,
-                hint="names must be unique within a block; inside a loop, label the loop "
-                     "(`stage: for ...`) so that each iteration gets its own scope")
-        self.used[label] = span
-        return label
-
-    def child(self, name: str) -> "_Names":
-        return _Names(f"{self.prefix}{name}.")
-
-
-# -------------------------------------------------------------------------------------
-# builtin (non-layer) functions.  Each takes evaluated positional and keyword values.
-def _num(v, what="argument"):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError(f"{what} must be a number, got {type_name(v)} {show(v)}")
-    return v
-
-
-def _to_int(v):
-    if isinstance(v, bool):
-        raise TypeError("int() of a bool is not allowed")
-    if isinstance(v, str):
-        raise TypeError(f"int() takes a number, got string {show(v)}")
-    v = _num(v)
-    if isinstance(v, float) and not math.isfinite(v):
-        raise ValueError(f"int() of {v}")
-    return int(v)
-
-
-def _make_divisible(v, divisor=8, min_value=None):
-    """The MobileNet/EfficientNet channel rounding rule (as in torchvision)."""
-    v, divisor = _num(v), _num(divisor, "divisor")
-    if not isinstance(divisor, int) or divisor < 1:
-        raise ValueError("divisor must be a positive integer")
-    if min_value is None:
-        min_value = divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-def _range(*a):
-    if not 1 <= len(a) <= 3 or any(isinstance(x, bool) or not isinstance(x, int) for x in a):
-        raise TypeError("range() takes 1 to 3 integers: range(stop), range(start, stop[, step])")
-    if len(a) == 3 and a[2] == 0:
-        raise ValueError("range() step must not be zero")
-    r = range(*a)
-    if len(r) > limits.MAX_LIST:
-        raise ValueError(f"range() of {len(r)} elements exceeds the limit of {limits.MAX_LIST}")
-    return tuple(r)
-
-
-def _seq(v, fn):
-    if not isinstance(v, tuple):
-        raise TypeError(f"{fn}() takes a list, got {type_name(v)}")
-    return v
-
-
-def _minmax(fn):
-    def f(*a):
-        vals = a[0] if len(a) == 1 and isinstance(a[0], tuple) else a
-        if not vals:
-            raise ValueError(f"{fn.__name__}() of nothing")
-        for v in vals:
-            _num(v)
-        return fn(vals)
-    return f
-
-
-BUILTINS = {
-    "int": lambda v: _to_int(v),
-    "float": lambda v: float(_num(v)),
-    "round": lambda v, nd=None: round(_num(v)) if nd is None else round(_num(v), nd),
-    "ceil": lambda v: math.ceil(_num(v)),
-    "floor": lambda v: math.floor(_num(v)),
-    "abs": lambda v: abs(_num(v)),
-    "min": _minmax(min),
-    "max": _minmax(max),
-    "sum": lambda v: sum(_num(x) for x in _seq(v, "sum")),
-    "len": lambda v: len(_seq(v, "len")),
-    "range": _range,
-    "enumerate": lambda v: tuple((i, x) for i, x in enumerate(_seq(v, "enumerate"))),
-    "zip": lambda *vs: tuple(zip(*(_seq(v, "zip") for v in vs))),
-    "make_divisible": _make_divisible,
-    "str": lambda v: v if isinstance(v, str) else show(v),
-}
-BUILTIN_DOCS = {
-    "int": "int(x): truncate toward zero", "float": "float(x)",
-    "round": "round(x[, digits]): nearest, ties to even (Python's rule)",
-    "ceil": "ceil(x): smallest integer >= x", "floor": "floor(x): largest integer <= x",
-    "abs": "abs(x)", "min": "min(a, b, ...) or min(list)", "max": "max(a, b, ...) or max(list)",
-    "sum": "sum(list)", "len": "len(list)", "range": "range([start,] stop[, step]) -> list",
-    "enumerate": "enumerate(list) -> [[0, a], [1, b], ...]", "zip": "zip(l1, l2, ...)",
-    "make_divisible": "make_divisible(v, divisor=8, min_value=none): MobileNet rounding",
-    "str": "str(x): text of a value",
-}
-# Functions that build layers but are not single ops.
-TENSOR_FUNCTIONS = ("split", "activation")
-
-
-# -------------------------------------------------------------------------------------
 class Elaborator:
     def __init__(self, blocks: dict, sources: dict):
         self.blocks = blocks          # name -> S.Definition (kind "block")
         self.sources = sources
-        self.graph = nx.DiGraph()
+        self.builder = GraphBuilder()
         self.steps = 0
         self.stack: list[tuple[str, Span]] = []
-        self.input_node: str | None = None
 
     # ---- entry ----
     def network(self, d: S.Definition, overrides: dict) -> Network:
@@ -165,18 +43,19 @@ class Elaborator:
             raise ArchError(f"network '{d.name}' has no parameter '{name}'", span,
                             hint=did_you_mean(name, [p.name for p in d.params])
                             or "parameters: " + ", ".join(p.name for p in d.params))
+        names = self.builder.root(d.name, d.span)
         env: dict = {}
         for p in d.params:
             if p.name in overrides:
                 value, span = overrides[p.name]
             elif p.default is not None:
-                value, span = self.eval(p.default, env, None), p.default.span
+                value, span = self.eval(p.default, env, names), p.default.span
             else:
                 raise ArchError(f"network parameter '{p.name}' has no default and no value", p.span,
                                 hint=f"give one with -D {p.name}=...")
-            env[p.name] = self._coerce(value, p.type, span, f"parameter '{p.name}'")
+            env[p.name] = coerce_param(value, p.type, span, f"parameter '{p.name}'")
         params = dict(env)
-        names = _Names("")
+        names.scope.args = dict(params)
         self.stack.append((d.name, d.span))
         try:
             self._body(d.body, env, names)
@@ -187,11 +66,13 @@ class Elaborator:
                             hint="end the body with `return <output tensor>`")
         if not isinstance(out, Tensor):
             raise ArchError(f"network '{d.name}' must return a tensor, not {type_name(out)}", d.span)
-        if self.input_node is None:
+        if self.builder.input_node is None:
             raise ArchError(f"network '{d.name}' has no input", d.span,
                             hint="declare it: x = input(3, 32, 32)")
-        return Network(name=d.name, file=d.file, params=params, graph=self.graph,
-                       input=self.input_node, output=out.node, sources=self.sources)
+        names.scope.output = out
+        return Network(name=d.name, file=d.file, params=params, graph=self.builder.graph,
+                       input=self.builder.input_node, output=out.node, sources=self.sources,
+                       scopes=self.builder.scopes, definitions=dict(self.blocks))
 
     # ---- statements ----
     def _tick(self, span: Span):
@@ -200,12 +81,12 @@ class Elaborator:
             raise ArchError(f"evaluation takes more than {limits.MAX_STEPS} steps", span,
                             hint="a loop is probably far larger than intended")
 
-    def _body(self, stmts, env, names):
+    def _body(self, stmts, env, names: Names):
         for st in stmts:
             self._tick(st.span)
             self._stmt(st, env, names)
 
-    def _stmt(self, st, env, names):
+    def _stmt(self, st, env, names: Names):
         if isinstance(st, S.Assign):
             value = self.eval(st.value, env, names)
             if len(st.targets) == 1:
@@ -215,15 +96,20 @@ class Elaborator:
                     n = len(value) if isinstance(value, tuple) else f"a {type_name(value)}"
                     raise ArchError(f"cannot unpack {n} into {len(st.targets)} names", st.span)
                 env.update(zip(st.targets, value))
+            names.record(("assign", st, value))
         elif isinstance(st, S.Return):
-            raise _Return(self.eval(st.value, env, names))
+            value = self.eval(st.value, env, names)
+            names.record(("return", st, value))
+            raise _Return(value)
         elif isinstance(st, S.For):
             self._for(st, env, names)
         elif isinstance(st, S.If):
-            for cond, body in st.branches:
+            for i, (cond, body) in enumerate(st.branches):
                 if self._bool(self.eval(cond, env, names), cond.span, "an `if` condition"):
+                    names.record(("if", st, i))
                     self._body(body, env, names)
                     return
+            names.record(("if", st, len(st.branches) if st.orelse is not None else -1))
             if st.orelse is not None:
                 self._body(st.orelse, env, names)
         elif isinstance(st, S.Assert):
@@ -233,7 +119,7 @@ class Elaborator:
         else:  # pragma: no cover - the parser builds only the statements above
             raise AssertionError(st)
 
-    def _for(self, st: S.For, env, names):
+    def _for(self, st: S.For, env, names: Names):
         seq = self.eval(st.iterable, env, names)
         if not isinstance(seq, tuple):
             raise ArchError(f"`for` needs a list, got {type_name(seq)} {show(seq)}", st.iterable.span,
@@ -249,7 +135,8 @@ class Elaborator:
                 env.update(zip(st.names, item))
             inner = names
             if st.label is not None:
-                inner = names.child(names.claim(f"{st.label}{k}", "", st.span))
+                inner = self.builder.open_scope(names, f"{st.label}{k}", "", "loop", st.span)
+            names.record(("for", st, k, item))
             self._body(st.body, env, inner)
 
     # ---- expressions ----
@@ -305,7 +192,7 @@ class Elaborator:
             v = self.eval(e.operand, env, names)
             if e.op == "not":
                 return not self._bool(v, e.operand.span, "the operand of `not`")
-            return check_int(-_num(v, "the operand of '-'"))
+            return check_int(-number(v, "the operand of '-'"))
         if isinstance(e, S.IfExpr):
             c = self._bool(self.eval(e.cond, env, names), e.cond.span, "an `if` condition")
             return self.eval(e.then if c else e.orelse, env, names)
@@ -324,61 +211,15 @@ class Elaborator:
         b = self.eval(e.right, env, names)
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             if op in ("+", "*") and isinstance(a, Tensor) and isinstance(b, Tensor):
-                return self._apply_op(ops.get("add" if op == "+" else "mul"), [a, b], {}, None, e, names)
+                return self.builder.add_layer(ops.get("add" if op == "+" else "mul"), [a, b], {},
+                                              None, e.span, names)
             raise ArchError(f"operator '{op}' is not defined for {type_name(a)} and {type_name(b)}",
                             e.span, hint="tensors support + (add) and * (channel-wise mul) only")
-        if op in ("==", "!="):
-            same = a == b and (type_name(a) == type_name(b) or
-                               {type_name(a), type_name(b)} <= {"int", "float"})
-            return same if op == "==" else not same
-        if op in ("<", "<=", ">", ">="):
-            if not ((isinstance(a, str) and isinstance(b, str)) or
-                    (type_name(a) in ("int", "float") and type_name(b) in ("int", "float"))):
-                raise ArchError(f"cannot compare {type_name(a)} with {type_name(b)}", e.span)
-            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
-            if len(a) + len(b) > limits.MAX_LIST:
-                raise ArchError(f"list longer than {limits.MAX_LIST} elements", e.span)
-            return a + b
-        if op == "+" and isinstance(a, str) and isinstance(b, str):
-            if len(a) + len(b) > limits.MAX_STRING:
-                raise ArchError(f"string longer than {limits.MAX_STRING} characters", e.span)
-            return a + b
-        if op == "*" and isinstance(a, tuple) and type_name(b) == "int":
-            if len(a) * max(b, 0) > limits.MAX_LIST:
-                raise ArchError(f"list longer than {limits.MAX_LIST} elements", e.span)
-            return a * b
-        x = _num(a, f"the left operand of '{op}'")
-        y = _num(b, f"the right operand of '{op}'")
-        if op == "+":
-            r = x + y
-        elif op == "-":
-            r = x - y
-        elif op == "*":
-            r = x * y
-        elif op == "/":
-            if y == 0:
-                raise ArchError("division by zero", e.right.span)
-            r = x / y
-        elif op == "//":
-            if y == 0:
-                raise ArchError("division by zero", e.right.span)
-            r = x // y
-        elif op == "%":
-            if y == 0:
-                raise ArchError("modulo by zero", e.right.span)
-            r = x % y
-        elif op == "**":
-            if abs(y) > 64 or (x == 0 and y < 0):
-                raise ArchError(f"exponent {y} is out of range", e.right.span)
-            r = x ** y
-            if isinstance(r, complex):
-                raise ArchError("fractional power of a negative number", e.span)
-        else:  # pragma: no cover
-            raise AssertionError(op)
-        if isinstance(r, float) and not math.isfinite(r):
-            raise ArchError("number overflow", e.span)
-        return check_int(r)
+        try:
+            return operate(op, a, b)
+        except OperandError as err:
+            side = {"left": e.left.span, "right": e.right.span}.get(err.side, e.span)
+            raise ArchError(err.message, side) from None
 
     # ---- calls ----
     def _label(self, e: S.Call, env, names):
@@ -431,56 +272,41 @@ class Elaborator:
                         hint=did_you_mean(f, known) or
                         "define it with `block`, or import it: import \"std/....arch\"")
 
-    def _layer_call(self, e: S.Call, env, names):
+    def _args(self, e: S.Call, env, names):
+        args = [Arg(self.eval(a, env, names), a.span, a) for a in e.args]
+        kwargs = {k.name: Arg(self.eval(k.value, env, names), k.span, k.value) for k in e.kwargs}
+        return args, kwargs
+
+    def _layer_call(self, e: S.Call, env, names: Names):
         f = e.func
-        args = [(self.eval(a, env, names), a.span) for a in e.args]
-        kwargs = {k.name: (self.eval(k.value, env, names), k.span) for k in e.kwargs}
+        args, kwargs = self._args(e, env, names)
         if f == "input":
-            if self.stack[-1][0] != self.stack[0][0] or len(self.stack) != 1:
+            if len(self.stack) != 1:
                 raise ArchError("input(...) may only appear in a network body", e.span,
                                 hint="blocks receive tensors as parameters")
-            if self.input_node is not None:
+            if self.builder.input_node is not None:
                 raise ArchError("the network already has an input", e.span,
                                 hint="archc networks have one input")
         if f == "split":
             return self._split(e, args, kwargs, env, names)
         if f == "activation":
-            sig = {"x": None, "kind": None}
-            bound = self._bind_simple("activation", sig, args, kwargs, e)
-            kind, kspan = bound["kind"]
-            if kind not in ops.ACTIVATIONS:
-                raise ArchError(f"unknown activation {show(kind)}", kspan,
-                                hint=did_you_mean(str(kind), ops.ACTIVATIONS)
+            bound = bind_simple("activation", ("x", "kind"), args, kwargs, e.span)
+            kind = bound["kind"]
+            if kind.value not in ops.ACTIVATIONS:
+                raise ArchError(f"unknown activation {show(kind.value)}", kind.span,
+                                hint=did_you_mean(str(kind.value), ops.ACTIVATIONS)
                                 or "activations: " + ", ".join(ops.ACTIVATIONS))
-            f = kind
+            f = kind.value
             args, kwargs = [bound["x"]], {}
         op = ops.get(f)
-        attrs, tensors = self._bind_op(op, args, kwargs, e)
-        return self._apply_op(op, tensors, attrs, self._label(e, env, names), e, names)
+        b = bind_op(op, args, kwargs, e.span)
+        return self.builder.add_layer(op, b.tensors, b.attrs, self._label(e, env, names), e.span,
+                                      names, b.spans, b.exprs)
 
-    def _bind_simple(self, fname, sig, args, kwargs, e):
-        bound = {}
-        keys = list(sig)
-        if len(args) > len(keys):
-            raise ArchError(f"{fname}() takes {len(keys)} arguments, got {len(args)}", e.span)
-        for k, a in zip(keys, args):
-            bound[k] = a
-        for k, v in kwargs.items():
-            if k not in sig:
-                raise ArchError(f"{fname}() has no argument '{k}'", v[1], hint=did_you_mean(k, keys))
-            if k in bound:
-                raise ArchError(f"{fname}() got '{k}' twice", v[1])
-            bound[k] = v
-        for k in keys:
-            if k not in bound:
-                raise ArchError(f"{fname}() is missing '{k}'", e.span,
-                                hint=f"{fname}({', '.join(keys)})")
-        return bound
-
-    def _split(self, e, args, kwargs, env, names):
-        bound = self._bind_simple("split", {"x": None, "sizes": None}, args, kwargs, e)
-        x, xspan = bound["x"]
-        sizes, sspan = bound["sizes"]
+    def _split(self, e, args, kwargs, env, names: Names):
+        bound = bind_simple("split", ("x", "sizes"), args, kwargs, e.span)
+        x, xspan = bound["x"].value, bound["x"].span
+        sizes, sspan = bound["sizes"].value, bound["sizes"].span
         if not isinstance(x, Tensor):
             raise ArchError(f"split() takes a tensor first, got {type_name(x)}", xspan)
         if isinstance(sizes, int) and not isinstance(sizes, bool):
@@ -494,157 +320,17 @@ class Elaborator:
         if sum(sizes) != x.channels:
             raise ArchError(f"split() sizes {show(sizes)} add up to {sum(sizes)}, but the input has "
                             f"{x.channels} channels", sspan)
-        base = names.claim(self._label(e, env, names), "split", e.span)
-        inner = names.child(base)
+        inner = self.builder.open_scope(names, self._label(e, env, names), "split", "split",
+                                        e.span)
         out, start = [], 0
         for i, s in enumerate(sizes):
             attrs = {"start": start, "stop": start + s}
-            out.append(self._apply_op(ops.get("slice"), [x], attrs, str(i), e, inner))
+            out.append(self.builder.add_layer(ops.get("slice"), [x], attrs, str(i), e.span, inner))
             start += s
+        inner.scope.output = tuple(out)
         return tuple(out)
 
-    def _convert(self, arg: ops.Arg, v, span, fname):
-        kind = arg.kind
-        where = f"{fname}(): argument '{arg.name}'"
-
-        def bad(expected, hint=None):
-            raise ArchError(f"{where} must be {expected}, got {type_name(v)} {show(v)}", span,
-                            hint=hint)
-
-        def as_int(x):
-            if isinstance(x, float):
-                bad("an integer", "channel counts and sizes must be whole numbers; choose the "
-                                  "rounding explicitly with int(...), round(...) or ceil(...)")
-            if isinstance(x, bool) or not isinstance(x, int):
-                bad("an integer")
-            if arg.minimum is not None and x < arg.minimum:
-                raise ArchError(f"{where} must be at least {int(arg.minimum)}, got {x}", span)
-            return x
-
-        if v is None and arg.default is None:
-            return None
-        if kind == "tensor":
-            if not isinstance(v, Tensor):
-                bad("a tensor")
-            return v
-        if kind == "int":
-            return as_int(v)
-        if kind == "float":
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                bad("a number")
-            if arg.minimum is not None and v < arg.minimum:
-                raise ArchError(f"{where} must be at least {arg.minimum}, got {v}", span)
-            return float(v)
-        if kind == "bool":
-            if not isinstance(v, bool):
-                bad("true or false")
-            return v
-        if kind == "string":
-            if not isinstance(v, str):
-                bad("a string")
-            if arg.choices and v not in arg.choices:
-                raise ArchError(f"{where} must be one of {', '.join(map(show, arg.choices))}", span)
-            return v
-        if kind in ("pair", "padding"):
-            if kind == "padding" and v == "same":
-                return "same"
-            if isinstance(v, tuple):
-                if len(v) != 2:
-                    bad("an integer or a list [h, w]")
-                return (as_int(v[0]), as_int(v[1]))
-            if isinstance(v, str):
-                bad("an integer, [h, w]" + (' or "same"' if kind == "padding" else ""))
-            x = as_int(v)
-            return (x, x)
-        raise AssertionError(kind)  # pragma: no cover
-
-    def _bind_op(self, op: ops.Op, args, kwargs, e: S.Call):
-        spec = op.args
-        names_ = [a.name for a in spec]
-        variadic = spec and spec[0].kind == "tensors"
-        bound: dict = {}
-        if variadic:
-            vals = args
-            if len(args) == 1 and isinstance(args[0][0], tuple):
-                vals = [(t, args[0][1]) for t in args[0][0]]
-            if not vals:
-                raise ArchError(f"{op.name}() needs at least one tensor", e.span)
-            for t, sp in vals:
-                if not isinstance(t, Tensor):
-                    raise ArchError(f"{op.name}() takes tensors, got {type_name(t)} {show(t)}", sp)
-            bound[spec[0].name] = (tuple(t for t, _ in vals), e.span)
-            rest_spec = spec[1:]
-        else:
-            if len(args) > len(spec):
-                raise ArchError(f"{op.name}() takes at most {len(spec)} positional arguments, got "
-                                f"{len(args)}", args[len(spec)][1], hint=self._signature(op))
-            for a, v in zip(spec, args):
-                bound[a.name] = v
-            rest_spec = spec
-        for k, v in kwargs.items():
-            if k not in names_:
-                raise ArchError(f"{op.name}() has no argument '{k}'", v[1],
-                                hint=did_you_mean(k, names_) or self._signature(op))
-            if k in bound:
-                raise ArchError(f"{op.name}() got argument '{k}' twice", v[1])
-            bound[k] = v
-        attrs, tensors = {}, []
-        for a in (spec if not variadic else spec[:1]) + (rest_spec if variadic else ()):
-            if a.name not in bound:
-                if a.default is ops.REQUIRED:
-                    raise ArchError(f"{op.name}() is missing argument '{a.name}'", e.span,
-                                    hint=self._signature(op))
-                if a.kind in ("pair", "padding") and a.default is not None and a.default != "same":
-                    attrs[a.name] = (a.default, a.default)
-                else:
-                    attrs[a.name] = a.default
-                continue
-            v, sp = bound[a.name]
-            if a.kind == "tensors":
-                tensors.extend(v)
-            elif a.kind == "tensor":
-                tensors.append(self._convert(a, v, sp, op.name))
-            else:
-                attrs[a.name] = self._convert(a, v, sp, op.name)
-        self._arg_spans = {k: sp for k, (_, sp) in bound.items()}
-        return attrs, tensors
-
-    @staticmethod
-    def _signature(op: ops.Op) -> str:
-        parts = []
-        for a in op.args:
-            if a.kind == "tensors":
-                parts.append(f"{a.name}...")
-            elif a.default is ops.REQUIRED:
-                parts.append(a.name)
-            else:
-                d = a.default
-                parts.append(f"{a.name}={show(d)}")
-        return f"{op.name}({', '.join(parts)})"
-
-    def _apply_op(self, op: ops.Op, tensors, attrs, label, e, names):
-        in_shapes = [t.shape for t in tensors]
-        try:
-            attrs = op.normalize(dict(attrs), in_shapes)
-            shape = op.shape(in_shapes, attrs)
-        except ops.OpError as err:
-            span = getattr(self, "_arg_spans", {}).get(err.arg, e.span) if err.arg else e.span
-            raise ArchError(err.message, span, hint=err.hint) from None
-        for v in shape:
-            check_int(v)
-        name = names.prefix + names.claim(label, op.name, e.span)
-        if self.graph.number_of_nodes() >= limits.MAX_NODES:
-            raise ArchError(f"the network has more than {limits.MAX_NODES} layers", e.span)
-        self.graph.add_node(name, op=op.name, attrs=attrs, inputs=tuple(t.node for t in tensors),
-                            in_shapes=tuple(in_shapes), shape=tuple(shape), span=e.span)
-        for t in tensors:
-            self.graph.add_edge(t.node, name)
-        if op.name == "input":
-            self.input_node = name
-        self._arg_spans = {}
-        return Tensor(name, tuple(shape))
-
-    def _block_call(self, d: S.Definition, e: S.Call, env, names):
+    def _block_call(self, d: S.Definition, e: S.Call, env, names: Names):
         if any(n == d.name for n, _ in self.stack):
             chain = [n for n, _ in self.stack]
             chain = chain[chain.index(d.name):] + [d.name]
@@ -656,34 +342,38 @@ class Elaborator:
         pnames = [p.name for p in d.params]
         if len(e.args) > len(d.params):
             raise ArchError(f"block '{d.name}' takes {len(d.params)} arguments, got {len(e.args)}",
-                            e.args[len(d.params)].span, hint=self._block_signature(d))
+                            e.args[len(d.params)].span, hint=block_signature(d))
         given = {}
         for p, a in zip(d.params, e.args):
-            given[p.name] = (self.eval(a, env, names), a.span)
+            given[p.name] = Arg(self.eval(a, env, names), a.span, a)
         for k in e.kwargs:
             if k.name not in pnames:
                 raise ArchError(f"block '{d.name}' has no parameter '{k.name}'", k.span,
-                                hint=did_you_mean(k.name, pnames) or self._block_signature(d))
+                                hint=did_you_mean(k.name, pnames) or block_signature(d))
             if k.name in given:
                 raise ArchError(f"block '{d.name}' got parameter '{k.name}' twice", k.span)
-            given[k.name] = (self.eval(k.value, env, names), k.span)
+            given[k.name] = Arg(self.eval(k.value, env, names), k.span, k.value)
         local: dict = {}
-        scope_name = names.claim(self._label(e, env, names), d.name, e.span)
-        inner = names.child(scope_name)
+        inner = self.builder.open_scope(names, self._label(e, env, names), d.name, "block", e.span,
+                                        definition=d.name)
+        inner.scope.given = {k: a.expr for k, a in given.items()}
         self.stack.append((d.name, e.span))
         try:
             for p in d.params:
                 if p.name in given:
-                    v, sp = given[p.name]
+                    v, sp = given[p.name].value, given[p.name].span
                 elif p.default is not None:
                     v, sp = self.eval(p.default, local, inner), p.default.span
                 else:
                     raise ArchError(f"block '{d.name}' is missing argument '{p.name}'", e.span,
-                                    hint=self._block_signature(d))
-                local[p.name] = self._coerce(v, p.type, sp, f"block '{d.name}' parameter '{p.name}'")
+                                    hint=block_signature(d))
+                local[p.name] = coerce_param(v, p.type, sp,
+                                             f"block '{d.name}' parameter '{p.name}'")
+            inner.scope.args = dict(local)
             try:
                 self._body(d.body, local, inner)
             except _Return as r:
+                inner.scope.output = r.value
                 return r.value
             raise ArchError(f"block '{d.name}' ends without `return`", _closing_brace(d.span),
                             hint="end the block with `return <tensor>`")
@@ -696,19 +386,6 @@ class Elaborator:
             raise
         finally:
             self.stack.pop()
-
-    @staticmethod
-    def _block_signature(d: S.Definition) -> str:
-        return f"{d.name}({', '.join(f'{p.name}: {p.type}' for p in d.params)})"
-
-    def _coerce(self, v, typ, span, what):
-        try:
-            return coerce(v, typ)
-        except TypeError as err:
-            hint = None
-            if typ == "int" and isinstance(v, float):
-                hint = "choose the rounding explicitly: int(...), round(...) or ceil(...)"
-            raise ArchError(f"{what}: {err}", span, hint=hint) from None
 
 
 def _closing_brace(span: Span) -> Span:

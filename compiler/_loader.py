@@ -7,7 +7,8 @@ from pathlib import Path
 
 from . import _syntax as S
 from . import limits
-from ._elaborate import BUILTINS, TENSOR_FUNCTIONS, elaborate
+from ._builtins import BUILTINS, TENSOR_FUNCTIONS
+from ._elaborate import elaborate
 from ._parser import parse, parse_expression
 from .errors import ArchError, Span, did_you_mean
 from .ir import Network

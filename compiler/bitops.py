@@ -3,9 +3,9 @@ sparsity, scored against a MicroNet-challenge baseline (docs/bitops.md).
 
 Every count comes from the op registry (compiler/ops.py): a conv's vector length is its
 MACs per output element, its weight and bias counts are `params()`, a pool's window reads,
-an add's or a scale's element count are `elementwise_ops()`. This module only decides, per
-op *category*, how those counts turn into multiplies, adds and stored bits, and at what
-width -- that decision is a rule set:
+an add's or a scale's element count are `elementwise_ops()`, and each op's `bitops` rule
+(ops.BitRule) says how those counts turn into multiplies, adds and stored bits. This module
+applies the rules at the widths of a precision spec, under a rule set:
 
     table1    the rules behind seed 002's Table 1 (ProfitableNet; ../shared/reference/
               micronet-scoring.md): integer vector length, 1-bit mask only for pruned layers
@@ -30,18 +30,6 @@ BASELINES = {
     "imagenet": ("ImageNet: MobileNetV2-1.4", 6.9e6, 1170e6),
     "cifar100": ("CIFAR-100: WideResNet-28-10", 36.5e6, 10.49e9),
 }
-
-# Per-element (multiplies, adds) of activations. relu, sigmoid and swish are counting.py's;
-# the others are archc's convention, documented in docs/bitops.md.
-ACTIVATION_OPS = {
-    "relu": (1, 0), "relu6": (1, 0), "leaky_relu": (1, 0), "sigmoid": (2, 1),
-    "swish": (3, 1), "hsigmoid": (1, 1), "hswish": (2, 1), "tanh": (2, 1), "elu": (2, 1),
-}
-
-TYPE_LABELS = {"conv": "Conv", "linear": "FC", "relu": "ReLU", "sigmoid": "Sigmoid",
-               "global_avgpool": "Pool", "global_maxpool": "Pool", "avgpool": "Pool",
-               "maxpool": "Pool", "mul": "Scale", "add": "Elt", "bn": "BN"}
-
 
 @dataclass(frozen=True)
 class RuleSet:
@@ -109,19 +97,19 @@ class BitReport:
 
 
 def _folded_bn(net: Network) -> dict:
-    """bn node -> the conv/linear node it folds into."""
+    """normalisation node -> the weighted (conv/linear) node it folds into."""
     out = {}
     for n in net.layers():
         d = net.node(n)
-        if d["op"] != "bn" or len(d["inputs"]) != 1:
+        if not net.op(n).bitops.folds or len(d["inputs"]) != 1:
             continue
         src = d["inputs"][0]
-        if net.op(src).category in ("conv", "linear") and net.graph.out_degree(src) == 1:
+        if net.op(src).bitops.kind == "weighted" and net.graph.out_degree(src) == 1:
             out[n] = src
     return out
 
 
-# ---- cost rules per op category -----------------------------------------------------------
+# ---- one function per BitRule kind ---------------------------------------------------------
 def _weighted(c: BitCost, op, ins, out, a, p, rules: RuleSet, bias: bool):
     """conv and linear: one dot product of `vector length` terms per output element."""
     outputs = ops.numel(out)
@@ -153,35 +141,26 @@ def _norm(c, op, ins, out, a, p, rules, bias):
     c.storage_bits = stored * rules.param_bits(p.bias_bits)
 
 
-def _activation(c, op, ins, out, a, p, rules, bias):
-    m, s = ACTIVATION_OPS.get(op.name, (1, 0))
-    n = op.elementwise_ops(ins, out, a)                 # one per element
-    c.mul_bits = rules.mul_bits(max(c.in_bits))
-    c.muls = m * n
-    if s:
-        c.add_bits, c.adds = p.acc_bits, s * n
+def _elementwise(c, op, ins, out, a, p, rules, bias):
+    """Activations, residual adds, SE scaling: the rule's multiplies and adds per op."""
+    n = op.elementwise_ops(ins, out, a)
+    if op.bitops.muls:
+        c.mul_bits, c.muls = rules.mul_bits(max(c.in_bits)), op.bitops.muls * n
+    if op.bitops.adds and n:
+        c.add_bits, c.adds = p.acc_bits, op.bitops.adds * n
 
 
 def _pool(c, op, ins, out, a, p, rules, bias):
-    """Window reads minus one per output are adds; average pools divide once per output."""
+    """Window reads minus one per output are adds; the rule's multiplies per output (an
+    average pool's divide)."""
     reads = op.elementwise_ops(ins, out, a)
     outputs = ops.numel(out)
     c.add_bits, c.adds = p.acc_bits, reads - outputs
     c.mul_bits = rules.mul_bits(max(c.in_bits))
-    if "avg" in op.name:
-        c.muls = outputs
+    c.muls = op.bitops.muls * outputs
 
 
-def _merge(c, op, ins, out, a, p, rules, bias):
-    n = op.elementwise_ops(ins, out, a)
-    if op.name == "mul":
-        c.mul_bits, c.muls = rules.mul_bits(max(c.in_bits)), n
-    elif n:
-        c.add_bits, c.adds = p.acc_bits, n
-
-
-CATEGORY_RULES = {"conv": _weighted, "linear": _weighted, "norm": _norm,
-                  "activation": _activation, "pool": _pool, "merge": _merge}
+RULES = {"weighted": _weighted, "norm": _norm, "elementwise": _elementwise, "pool": _pool}
 
 
 def bitops(net: Network, rules: str | RuleSet = "table1", spec: QuantSpec | None = None,
@@ -205,12 +184,12 @@ def bitops(net: Network, rules: str | RuleSet = "table1", spec: QuantSpec | None
         op = ops.get(d["op"])
         ins, out, a = list(d["in_shapes"]), d["shape"], d["attrs"]
         p = prec[n]
-        c = BitCost(n, d["op"], TYPE_LABELS.get(d["op"], d["op"]),
+        c = BitCost(n, d["op"], op.bitops.label or d["op"],
                     tuple(prec[i].act_bits for i in d["inputs"]), None, None, None, None)
         if n in folded:
             c.folded = [f"folded into {folded[n]}"]
         else:
-            rule = CATEGORY_RULES.get(op.category)
+            rule = RULES.get(op.bitops.kind)
             if rule is not None:
                 bias = "bias" in op.params(ins, out, a) or n in has_bias_from
                 rule(c, op, ins, out, a, p, rules, bias)

@@ -8,7 +8,15 @@ Node data (all plain, JSON-friendly values except `span`):
     in_shapes input shapes, (C, H, W) each
     shape     output shape (C, H, W)
     span      compiler.errors.Span of the call that created it
+    scope     name of the innermost Scope the layer belongs to ("" for the network's own)
+    exprs     attribute name -> the caller's expression (compiler._syntax) for the
+              attributes the call gave explicitly
 Edges run producer -> consumer. Insertion order is a topological (data-flow) order.
+
+Scopes (`Network.scopes`, name -> Scope, parents before children) keep the structure of the
+source: every block call, labelled loop iteration and split() is one, with the values it was
+called with; block calls and the network also keep a trace of what their body did (see
+Scope), which the backends use to emit one class per block.
 """
 from __future__ import annotations
 
@@ -17,6 +25,35 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from . import ops
+
+
+@dataclass
+class Scope:
+    """A named group of layers: a block call, a labelled loop iteration, a split(), or the
+    network itself (name "").
+
+    Block calls and the network are *frames* (they have their own variables); loop
+    iterations and splits only name layers inside their frame. A frame's `trace` records
+    its body's evaluation in order, as tuples:
+        ("assign", S.Assign, value)          after the value was computed
+        ("for", S.For, k, item)              iteration k (from 1) binds item
+        ("if", S.If, branch)                 branch index taken, -1 when none
+        ("layer", node)                      a layer created directly in this frame
+        ("scope", name)                      a child scope created directly in this frame
+        ("return", S.Return, value)
+    Values keep tensors as compiler._values.Tensor (node name and shape).
+    """
+
+    name: str                 # the common prefix of its layers, without the final "."
+    kind: str                 # "network" | "block" | "loop" | "split"
+    parent: str | None        # enclosing scope (None for the network)
+    frame: str                # the block call or network whose variables it uses
+    span: object              # the call, the loop statement, or the network definition
+    definition: str | None = None            # block or network name
+    args: dict = field(default_factory=dict)     # parameter -> value, as bound
+    given: dict = field(default_factory=dict)    # parameter -> the caller's expression
+    output: object = None                    # the value returned (frames)
+    trace: list = field(default_factory=list)
 
 
 @dataclass
@@ -29,6 +66,8 @@ class Network:
     output: str               # name of the node whose output is the network's output
     sources: dict = field(default_factory=dict, repr=False)  # file -> text
     doc: str = ""
+    scopes: dict = field(default_factory=dict, repr=False)   # name -> Scope
+    definitions: dict = field(default_factory=dict, repr=False)  # block name -> S.Definition
 
     def layers(self) -> list:
         """Node names in data-flow order, input excluded."""
@@ -47,7 +86,3 @@ class Network:
 
     def op(self, name: str) -> ops.Op:
         return ops.get(self.graph.nodes[name]["op"])
-
-    def param_counts(self, name: str) -> dict:
-        d = self.graph.nodes[name]
-        return self.op(name).params(d["in_shapes"], d["shape"], d["attrs"])

@@ -16,13 +16,18 @@ Cost conventions (docs/costs.md explains them with examples):
 - `params`: trainable weights (conv/linear weight and bias, BN gamma and beta).
 - `buffers`: non-trainable state (BN running mean and variance).
 
+Each op also declares what the other layers of archc would otherwise have to guess:
+- `stateful`: whether its layer is a module in the generated code (it holds parameters,
+  buffers or a train/eval mode), or a function call;
+- `bitops`: its BitRule, how the bit-op analysis (compiler/bitops.py) turns its counts into
+  multiplies, adds and stored bits (docs/bitops.md).
+
 To add an op: write one class here with `@register`; the language, analysis and JSON
-output pick it up. Backends then need one lowering entry (they raise a clear error
-naming the op until they have one).
+output pick it up. Backends then need one lowering entry each (docs/adding-an-op.md; they
+raise a clear error naming the op until they have one).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 Shape = tuple  # (C, H, W)
@@ -36,6 +41,28 @@ class OpError(Exception):
     def __init__(self, message: str, hint: str | None = None, arg: str | None = None):
         super().__init__(message)
         self.message, self.hint, self.arg = message, hint, arg
+
+
+@dataclass(frozen=True)
+class BitRule:
+    """How compiler/bitops.py counts an op (the MicroNet rules, docs/bitops.md).
+
+    kind   weighted     a dot product per output element (conv, linear): vector-length
+                        multiplies and adds, weight storage, sparsity
+           norm         an unfolded normalisation: its element-wise ops, half multiplies and
+                        half adds; its parameters stored at the bias precision
+           elementwise  `muls` multiplies and `adds` adds per element-wise op
+           pool         window reads minus one adds per output, `muls` multiplies per output
+           none         free (reshapes, slices, concatenation, dropout)
+    folds  a normalisation folded into a directly preceding weighted layer (BN)
+    label  the type column of seed 002's Table 1 ("Conv", "FC", "Pool" ...), else the op name
+    """
+
+    kind: str = "none"
+    muls: float = 0
+    adds: float = 0
+    folds: bool = False
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,8 @@ class Op:
     args: tuple = ()
     doc: str = ""
     category: str = "other"   # conv | linear | norm | activation | pool | dropout | shape | merge
+    stateful: bool = False    # a module (parameters, buffers or a train/eval mode), not a call
+    bitops: BitRule = BitRule()
 
     # -- argument normalisation -------------------------------------------------
     def normalize(self, attrs: dict, inputs: list) -> dict:
@@ -155,6 +184,8 @@ class Input(Op):
 class Conv(Op):
     name = "conv"
     category = "conv"
+    stateful = True
+    bitops = BitRule("weighted", label="Conv")
     doc = ("2-D convolution. kernel, stride and dilation take n or [h, w]; padding takes n, "
            "[h, w] or \"same\" (dilation*(k-1)/2 per side, odd kernels).")
     args = (Arg("x", "tensor"), Arg("out", "int", minimum=1), Arg("kernel", "pair", minimum=1),
@@ -203,6 +234,8 @@ class Conv(Op):
 class Linear(Op):
     name = "linear"
     category = "linear"
+    stateful = True
+    bitops = BitRule("weighted", label="FC")
     doc = "Fully connected layer on a flattened input (C x 1 x 1)."
     args = (Arg("x", "tensor"), Arg("out", "int", minimum=1), Arg("bias", "bool", True))
 
@@ -231,6 +264,8 @@ class Linear(Op):
 class BatchNorm(Op):
     name = "bn"
     category = "norm"
+    stateful = True
+    bitops = BitRule("norm", folds=True, label="BN")
     doc = "Batch normalisation over channels (PyTorch momentum convention)."
     args = (Arg("x", "tensor"), Arg("eps", "float", 1e-5, minimum=0.0),
             Arg("momentum", "float", 0.1, minimum=0.0), Arg("affine", "bool", True))
@@ -251,6 +286,7 @@ class BatchNorm(Op):
 class LRN(Op):
     name = "lrn"
     category = "norm"
+    bitops = BitRule("norm")
     doc = "Local response normalisation across channels (AlexNet)."
     args = (Arg("x", "tensor"), Arg("size", "int", minimum=1), Arg("alpha", "float", 1e-4),
             Arg("beta", "float", 0.75), Arg("k", "float", 1.0))
@@ -268,21 +304,24 @@ class _Activation(Op):
         return numel(out)
 
 
-def _activation(name: str, doc: str, extra: tuple = ()):
-    cls = type(f"Act_{name}", (_Activation,), {"name": name, "doc": doc,
-                                               "args": (Arg("x", "tensor"),) + extra})
+def _activation(name: str, doc: str, muls: int, adds: int, extra: tuple = (), label=None):
+    """An activation; (muls, adds) per element for the bit-op analysis: relu, sigmoid and
+    swish are the MicroNet counting code's, the others archc's convention (docs/bitops.md)."""
+    cls = type(f"Act_{name}", (_Activation,), {
+        "name": name, "doc": doc, "args": (Arg("x", "tensor"),) + extra,
+        "bitops": BitRule("elementwise", muls=muls, adds=adds, label=label)})
     return register(cls)
 
 
-_activation("relu", "max(x, 0)")
-_activation("relu6", "min(max(x, 0), 6)")
-_activation("elu", "x if x > 0 else alpha*(exp(x)-1)", (Arg("alpha", "float", 1.0),))
-_activation("leaky_relu", "x if x > 0 else slope*x", (Arg("slope", "float", 0.01),))
-_activation("sigmoid", "1 / (1 + exp(-x))")
-_activation("tanh", "tanh(x)")
-_activation("swish", "x * sigmoid(x) (SiLU)")
-_activation("hswish", "x * relu6(x + 3) / 6 (MobileNetV3)")
-_activation("hsigmoid", "relu6(x + 3) / 6 (MobileNetV3)")
+_activation("relu", "max(x, 0)", 1, 0, label="ReLU")
+_activation("relu6", "min(max(x, 0), 6)", 1, 0)
+_activation("elu", "x if x > 0 else alpha*(exp(x)-1)", 2, 1, (Arg("alpha", "float", 1.0),))
+_activation("leaky_relu", "x if x > 0 else slope*x", 1, 0, (Arg("slope", "float", 0.01),))
+_activation("sigmoid", "1 / (1 + exp(-x))", 2, 1, label="Sigmoid")
+_activation("tanh", "tanh(x)", 2, 1)
+_activation("swish", "x * sigmoid(x) (SiLU)", 3, 1)
+_activation("hswish", "x * relu6(x + 3) / 6 (MobileNetV3)", 2, 1)
+_activation("hsigmoid", "relu6(x + 3) / 6 (MobileNetV3)", 1, 1)
 
 ACTIVATIONS = tuple(n for n, op in REGISTRY.items() if op.category == "activation")
 
@@ -313,6 +352,7 @@ class _Pool(Op):
 @register
 class MaxPool(_Pool):
     name = "maxpool"
+    bitops = BitRule("pool", label="Pool")
     doc = "Max pooling; stride defaults to the kernel; ceil_mode as in PyTorch."
     args = (Arg("x", "tensor"), Arg("kernel", "pair", minimum=1),
             Arg("stride", "pair", None, minimum=1), Arg("padding", "pair", 0, minimum=0),
@@ -322,6 +362,7 @@ class MaxPool(_Pool):
 @register
 class AvgPool(_Pool):
     name = "avgpool"
+    bitops = BitRule("pool", muls=1, label="Pool")  # one divide per output
     doc = "Average pooling; stride defaults to the kernel; ceil_mode as in PyTorch."
     args = (Arg("x", "tensor"), Arg("kernel", "pair", minimum=1),
             Arg("stride", "pair", None, minimum=1), Arg("padding", "pair", 0, minimum=0),
@@ -342,12 +383,14 @@ class _GlobalPool(Op):
 @register
 class GlobalAvgPool(_GlobalPool):
     name = "global_avgpool"
+    bitops = BitRule("pool", muls=1, label="Pool")
     doc = "Average over the whole H x W plane: C x H x W -> C x 1 x 1."
 
 
 @register
 class GlobalMaxPool(_GlobalPool):
     name = "global_maxpool"
+    bitops = BitRule("pool", label="Pool")
     doc = "Maximum over the whole H x W plane: C x H x W -> C x 1 x 1."
 
 
@@ -356,6 +399,7 @@ class GlobalMaxPool(_GlobalPool):
 class Dropout(Op):
     name = "dropout"
     category = "dropout"
+    stateful = True   # train/eval mode and a random stream
     doc = "Dropout with drop probability p (identity at inference)."
     args = (Arg("x", "tensor"), Arg("p", "float", 0.5, minimum=0.0))
 
@@ -420,6 +464,7 @@ class Concat(Op):
 class Add(Op):
     name = "add"
     category = "merge"
+    bitops = BitRule("elementwise", adds=1, label="Elt")
     doc = "Element-wise sum of tensors of one shape (residual connections)."
     args = (Arg("xs", "tensors"),)
 
@@ -441,6 +486,7 @@ class Add(Op):
 class Mul(Op):
     name = "mul"
     category = "merge"
+    bitops = BitRule("elementwise", muls=1, label="Scale")
     doc = "Element-wise product; the second input may be C x 1 x 1 (channel-wise scaling, SE)."
     args = (Arg("x", "tensor"), Arg("scale", "tensor"))
 
@@ -455,9 +501,7 @@ class Mul(Op):
         return numel(out)
 
 
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
-__all__ = ["REGISTRY", "ACTIVATIONS", "Arg", "Op", "OpError", "REQUIRED", "register", "get",
-           "numel", "fmt", "math"]
+__all__ = ["REGISTRY", "ACTIVATIONS", "Arg", "BitRule", "Op", "OpError", "REQUIRED", "register", "get",
+           "numel", "fmt"]

@@ -17,7 +17,7 @@ import pytest
 
 import archc.compiler as C
 from archc._cli import main
-from archc.compiler.bitops import RULESETS, bitops, render
+from archc.compiler.bitops import bitops
 from archc.compiler.errors import ArchError
 from archc.compiler.quant import load_quant, parse_quant
 
@@ -52,11 +52,6 @@ def paper_name(name: str) -> str:
 def _profitable():
     net = C.load("profitablenet")
     return net, bitops(net, "table1", load_quant("profitablenet.quant"))
-
-
-def costed_rows(net) -> list:
-    r = bitops(net, "table1", load_quant("profitablenet.quant"))
-    return [c.name for c in r.layers if c.costed]
 
 
 def _table1():

@@ -12,7 +12,7 @@ import pytest
 
 from archc import _cli
 from archc.compiler import ArchError, load_source
-from archc.compiler import _parser
+from archc.compiler import _diagnose, _parser
 
 ANY = object()  # check(..., hint=ANY): a hint is present, its text is checked separately
 HEAD = "network N() {\n    x = input(3, 32, 32)\n"
@@ -115,10 +115,10 @@ def test_unterminated_string(diag):
           hint="a string ends with '\"' on the same line")
 
 
-@pytest.mark.parametrize("message", sorted(_parser._EXAMPLES))
+@pytest.mark.parametrize("message", sorted(_diagnose._EXAMPLES))
 def test_every_known_mistake_is_recognised(message):
     """Each example of `_EXAMPLES` produces its message, also when nested deeper."""
-    for example in _parser._EXAMPLES[message]:
+    for example in _diagnose._EXAMPLES[message]:
         with pytest.raises(ArchError) as info:
             _parser.parse(example, "e.arch")
         assert info.value.message == message, example

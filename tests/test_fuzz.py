@@ -7,7 +7,6 @@ duplicate, swap, insert characters or tokens) of the bundled archs/*.arch and ar
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

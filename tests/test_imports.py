@@ -32,3 +32,16 @@ def test_check_imports_no_framework():
 
 def test_import_archc_imports_no_framework():
     _run("import archc\nimport archc.compiler\n" + CHECK)
+
+
+def test_public_api_names():
+    """Every name in archc.__all__ resolves; none shadows a builtin; the weight exchange is
+    exported (lazily: `import archc` needs no numpy)."""
+    import builtins
+
+    import archc
+    for name in archc.__all__:
+        assert getattr(archc, name) is not None, name
+    assert not set(archc.__all__) & set(dir(builtins))
+    assert archc.weights.save and archc.weights.load and archc.weights.load_into_jax
+    _run("import sys\nimport archc\nassert 'numpy' not in sys.modules\n")

@@ -80,13 +80,6 @@ def _input(net, n=2, seed=0):
     return np.random.RandomState(seed).randn(n, c, h, w).astype(np.float32)
 
 
-def _small(name):
-    """Networks run at their default size; ImageNet networks with a `resolution` parameter
-    also run at a reduced one to keep the suite fast (counts and shapes are checked above
-    at the default size)."""
-    return {}
-
-
 def _forward_both(tm, jm, x):
     """The torch module on NCHW `x` and the JAX module (jitted) on its NHWC transpose."""
     with torch.no_grad():
@@ -217,7 +210,7 @@ def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
     assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
 
 
-def test_compile_api_jax():
-    m = archc.compile("shallow_sqnxt", backend="jax", width=0.25)
+def test_build_module_api_jax():
+    m = archc.build_module("shallow_sqnxt", backend="jax", width=0.25)
     m.eval()
     assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)

@@ -114,10 +114,6 @@ def rev(cell: str) -> str:
     return "x".join(reversed(cell.split("x")))
 
 
-def row_by_label(rows, label):
-    return next(r for r in rows if r["label"] == label)
-
-
 def row_by_layer(rows, spec):
     return next(r for r in rows if r["archc_layers"] == spec)
 

@@ -19,7 +19,6 @@ from archc.compiler import ArchError, library_dir, ops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = sorted(p.stem for p in Path(library_dir()).glob("*.arch"))
-SQNXT_FAMILY = {"sqnxt", "se_sqnxt", "shallow_sqnxt"}
 VARIANTS = [(n, {}) for n in ARCHS] + [
     ("sqnxt", {"width": 0.5}), ("sqnxt", {"width": 2.0, "stages": [1, 1, 2, 1]}),
     ("sqnxt", {"dropout": 0.3, "stages": [1, 1, 1, 1]}),
@@ -160,7 +159,7 @@ def test_an_op_without_lowering_is_a_clear_error():
 
 # ---- the generated module -------------------------------------------------------------------
 def test_state_dict_keys_follow_the_ir_names():
-    module = archc.compile("se_sqnxt", stages=[1, 2, 4, 1])
+    module = archc.build_module("se_sqnxt", stages=[1, 2, 4, 1])
     keys = module.state_dict().keys()
     assert "stage3.block2.conv1.conv.weight" in keys
     assert "stage1.block1.se.fc1.bias" in keys and "bn1.running_var" in keys
@@ -202,7 +201,7 @@ def test_example_imports_as_users_do(tmp_path, monkeypatch):
 
 
 def test_dropout_is_a_module_with_train_eval():
-    module = archc.compile("se_sqnxt", dropout=0.5, stages=[1, 1, 1, 1]).eval()
+    module = archc.build_module("se_sqnxt", dropout=0.5, stages=[1, 1, 1, 1]).eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(module(x), module(x))

@@ -108,7 +108,7 @@ def test_same_logits_as_torchvision(stem):
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
-    ours = archc.compile(stem, **params).eval()
+    ours = archc.build_module(stem, **params).eval()
     state = {_rename(k, rules): v for k, v in ref.state_dict().items()}
     result = ours.load_state_dict(state, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
