@@ -267,11 +267,11 @@ def module_tree(net: Network) -> L.ModuleTree:
     return L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in STATEFUL], NNX_ATTRS)
 
 
-def build_source(net: Network, init: str | None = None, probe: bool = False) -> str:
+def build_source(net: Network, init: str | None = None, tap: bool = False) -> str:
     """The Flax NNX module for `net` as Python source text (deterministic).
 
     init: weight initialisation override (else the network's `init` parameter, else
-    PyTorch's default scheme). probe: call `self.probe(layer_name, value)` after every step.
+    PyTorch's default scheme). tap: pass every layer's output through `tap(layer_name, value)`.
     """
     L.check_lowerable(net, LOWER, "jax")
     scheme = L.init_scheme(net, init)
@@ -280,7 +280,7 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
     tree = module_tree(net)
     ctors, body = L.emit_forward(
         steps, lambda s: LOWER[s.op](_Ctx(s, tree.path(s.name) if s.op in STATEFUL else None,
-                                          scheme)), probe)
+                                          scheme)), tap)
     params = "; ".join(f"{k} = {L.value_text(v)}" for k, v in net.params.items())
     c, h, w = net.input_shape
     oc, oh, ow = net.output_shape
@@ -291,6 +291,7 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
            f"Weight initialisation: {scheme}. Call .train() / .eval() to switch modes."]
     doc = [L.doc_text(d) for d in doc]
     src = [HEADER.format(doc=doc[0], file=L.doc_text(os.path.basename(net.file))), PRELUDE,
+           L.TAP_SOURCE if tap else "",
            f"\nclass {cls}(nnx.Module):", '    """' + doc[0]] + \
           [("    " + d) if d else "" for d in doc[1:]] + ['    """', "",
            "    def __init__(self, *, rngs: nnx.Rngs):"]
@@ -302,8 +303,6 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
             src += L.wrap_assign(f"self.{node.path}", ctors[node.layer], "        ")
     if not nodes:
         src.append("        pass")
-    if probe:
-        src += ["", "    @staticmethod", "    def probe(name, value):", "        pass"]
     src += ["", "    def __call__(self, x):"] + body
     if (oh, ow) == (1, 1):
         src.append(f"        return {out_var}.reshape({out_var}.shape[0], {num(oc)})")
@@ -312,17 +311,23 @@ def build_source(net: Network, init: str | None = None, probe: bool = False) -> 
     return "\n".join(src) + "\n"
 
 
-def compile_module(net: Network, init: str | None = None, probe: bool = False, seed: int = 0):
+def compile_module(net: Network, init: str | None = None, tap=None, seed: int = 0):
     """An instance of the generated module: exec of build_source()'s text (archc wrote it from
-    validated IR: names are identifiers, numbers are repr of int/float)."""
+    validated IR: names are identifiers, numbers are repr of int/float).
+
+    tap: build in tap mode, passing every layer's output through tap(layer_name, value) ->
+    value in data-flow order (True: tap mode with no function yet; see lowering.set_tap)."""
     from flax import nnx
-    src = build_source(net, init=init, probe=probe)
+    src = build_source(net, init=init, tap=tap is not None)
     namespace: dict = {"__name__": f"archc_generated_jax_{net.name}"}
     exec(compile(src, f"<archc jax: {net.name}>", "exec"), namespace)  # noqa: S102
     cls = namespace[L.class_name(net)]
     # Initialise inside one jit: the same values as eager initialisation (the same random
     # bits), but one XLA compilation instead of one per initializer call.
-    return nnx.jit(lambda: cls(rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
+    module = nnx.jit(lambda: cls(rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
+    if callable(tap):
+        L.set_tap(module, tap)
+    return module
 
 
 def write_source(net: Network, path, init: str | None = None) -> str:

@@ -224,12 +224,34 @@ def wrap_assign(target: str, expr: str, indent: str, width: int = 99) -> list:
     return [f"{indent}{target} = {head}(", f"{indent}    {rest[:-1]}", f"{indent})"]
 
 
+TAP_SOURCE = '''
+TAPS = []  # archc's tap mode: functions (layer_name, value) -> value, see backends.set_tap
+
+
+def tap(name, value):
+    """Every layer's output passes through here (tap mode only)."""
+    for fn in TAPS:
+        value = fn(name, value)
+    return value
+'''
+
+
+def set_tap(module, fn) -> None:
+    """Make a module built in tap mode pass every layer's output through fn(name, value) ->
+    value (None: no tap). The functions live in the generated file's globals."""
+    taps = type(module).__dict__.get("forward") or type(module).__dict__.get("__call__")
+    holder = getattr(taps, "__globals__", {}).get("TAPS")
+    if holder is None:
+        raise ValueError("this module was not built in tap mode (compile_module(..., tap=...))")
+    holder[:] = [] if fn is None else [fn]
+
+
 def emit_forward(steps: list, lower, probe: bool = False, indent: str = "        "):
     """(constructors by layer, forward body lines) for data-flow steps.
 
     lower(step) -> (constructor source or None, expression source). Steps of one top-level
     group ("stage3.block2") get a comment line; an identity onto its own variable needs no
-    statement; with probe, `self.probe(layer_name, value)` follows every step.
+    statement; with probe (tap mode), `value = tap(layer_name, value)` follows every step.
     """
     ctors, body, group = {}, [], ""
     for s in steps:
@@ -244,5 +266,5 @@ def emit_forward(steps: list, lower, probe: bool = False, indent: str = "       
         if expr != s.output:
             body += wrap_assign(s.output, expr, indent)
         if probe:
-            body.append(f'{indent}self.probe("{s.name}", {s.output})')
+            body.append(f'{indent}{s.output} = tap("{s.name}", {s.output})')
     return ctors, body

@@ -15,6 +15,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import archc  # noqa: E402
 from archc.backends import jax_backend as jb  # noqa: E402
+from archc.backends import lowering  # noqa: E402
 from archc.backends import torch_backend as tb  # noqa: E402
 from archc.backends import weights as W  # noqa: E402
 from archc.compiler import bundled_networks, load  # noqa: E402
@@ -34,7 +35,7 @@ def _id(case):
 
 def _abstract(net):
     """The generated module built abstractly (shapes only, no memory, no compute)."""
-    return nnx.eval_shape(lambda: jb.compile_module(net, probe=True))
+    return nnx.eval_shape(lambda: jb.compile_module(net, tap=True))
 
 
 def test_reserved_attribute_list_covers_nnx_module():
@@ -53,7 +54,7 @@ def test_params_and_every_layer_shape_match_analysis(case):
     assert n_params == totals["params"]
     assert n_stats == totals["buffers"]
     seen = {}
-    type(model).probe = staticmethod(lambda layer, v: seen.__setitem__(layer, tuple(v.shape)))
+    lowering.set_tap(model, lambda layer, v: seen.__setitem__(layer, tuple(v.shape)) or v)
     model.eval()
     graphdef, state = nnx.split(model)
     c, h, w = net.input_shape

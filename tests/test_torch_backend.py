@@ -40,12 +40,12 @@ def _id(v):
 def built():
     cache = {}
 
-    def get(name, params, probe=False):
-        key = (name, repr(sorted(params.items())), probe)
+    def get(name, params, tap=False):
+        key = (name, repr(sorted(params.items())), tap)
         if key not in cache:
             net = archc.load(name, **params)
             torch.manual_seed(0)
-            cache[key] = (net, archc.analyze(net), torch_backend.compile_module(net, probe=probe))
+            cache[key] = (net, archc.analyze(net), torch_backend.compile_module(net, tap=True if tap else None))
         return cache[key]
     return get
 
@@ -66,9 +66,9 @@ def test_param_count_equals_analysis(built, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_id)
 def test_every_layer_has_its_static_shape(built, variant):
-    net, analysis, module = built(*variant, probe=True)
+    net, analysis, module = built(*variant, tap=True)
     seen = {}
-    module.probe = lambda name, value: seen.setdefault(name, _static(value.shape))
+    lowering.set_tap(module, lambda name, value: seen.setdefault(name, _static(value.shape)) and value)
     module.eval()
     with torch.no_grad():
         out = module(torch.randn(1, *net.input_shape))
@@ -137,10 +137,10 @@ def test_every_registry_op_has_a_lowering():
 def test_all_ops_network_lowers_exactly():
     net = archc.load_source(ALL_OPS)
     assert {net.node(n)["op"] for n in net.graph.nodes} == set(ops.REGISTRY)
-    module = torch_backend.compile_module(net, probe=True)
-    assert sum(p.numel() for p in module.parameters()) == archc.analyze(net).totals["params"]
     seen = {}
-    module.probe = lambda name, value: seen.setdefault(name, _static(value.shape))
+    module = torch_backend.compile_module(
+        net, tap=lambda name, value: seen.setdefault(name, _static(value.shape)) and value)
+    assert sum(p.numel() for p in module.parameters()) == archc.analyze(net).totals["params"]
     out = module(torch.randn(2, *net.input_shape))
     out.sum().backward()
     assert seen == {n: net.node(n)["shape"] for n in net.layers()}
