@@ -116,7 +116,7 @@ class BoundOp(NamedTuple):
     attrs: dict        # attribute name -> normalised-by-kind value (defaults filled in)
     tensors: list      # input tensors in argument order
     spans: dict        # argument name -> span of the value given (for positioned errors)
-    exprs: dict        # attribute name -> the caller's expression, for attributes given
+    exprs: dict        # attribute name -> (the caller's expression, its value), when given
 
 
 def bind_op(op: ops.Op, args: list, kwargs: dict, span: Span) -> BoundOp:
@@ -168,7 +168,7 @@ def bind_op(op: ops.Op, args: list, kwargs: dict, span: Span) -> BoundOp:
         else:
             attrs[a.name] = convert(a, v.value, v.span, op.name)
             if v.expr is not None:
-                exprs[a.name] = v.expr
+                exprs[a.name] = (v.expr, v.value)
     return BoundOp(attrs, tensors, {k: v.span for k, v in bound.items()}, exprs)
 
 
