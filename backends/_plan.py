@@ -167,6 +167,8 @@ class Val:
         value = fn(self.value, other.value)
         if self.const and other.const:
             return Val.literal(value, self.hint)
+        if other.const and other.value == 0 and type(other.value) is int:
+            return Val(value, self.text, hint=self.hint)         # x + 0, x - 0
         if self.hole or other.hole:
             return Val(value, hint=self.hint)
         return Val(value, f"{self.text} {op} {paren(other.text)}", hint=self.hint)
@@ -291,7 +293,9 @@ class Rendered:
     outputs: list = field(default_factory=list)
     out_tuple: bool = False
     out_channels: list = field(default_factory=list)  # per output: ("const", v)|("text", t)|None
-    holes: list = field(default_factory=list)     # [(value, hint, forward)]
+    holes: list = field(default_factory=list)     # [(value, hint, forward, text, names)]
+    pyvalues: dict = field(default_factory=dict)  # Python name or text -> value in this call
+    out_channel_values: list = field(default_factory=list)
     ifs: list = field(default_factory=list)       # [(statement, branch, condition texts)]
     needs: set = field(default_factory=set)
     ext: dict = field(default_factory=dict)       # external node -> forward text
@@ -343,10 +347,14 @@ class Renderer:
 
     # -- values ------------------------------------------------------------------------------
     def text(self, v: Val, forward: bool) -> str:
+        """A Val in the class: a literal, constructor code, or a hole (\x00k\x00). In
+        forward() only literals and attributes of self exist: other values are holes that
+        remember their constructor code, which __init__ stores on self."""
         if v.const:
             return v.text
         if v.hole or forward:
-            self.r.holes.append((v.value, v.hint, forward))
+            avail = tuple(self.pyenv()) + tuple(self.r.pyvalues)
+            self.r.holes.append((v.value, v.hint, forward, v.text, avail))
             return f"\x00{len(self.r.holes) - 1}\x00"
         return v.text
 
@@ -379,6 +387,7 @@ class Renderer:
         if not ok:
             return Val(value, hint=hint)
         self.r.needs |= scope.needs
+        self.r.pyvalues.setdefault(text, value)
         return Val(value, text, hint=hint)
 
     # -- entry ---------------------------------------------------------------------------------
@@ -391,6 +400,7 @@ class Renderer:
         elif not self._parameters(net.definitions[s.definition]):
             return None
         self.walk(s.name)
+        r.pyvalues.update(self.pyenv())
         if self.root:
             r.outputs = [net.output]
         else:
@@ -401,6 +411,7 @@ class Renderer:
                 return None
             r.outputs, r.out_tuple = [t.node for t in outs], isinstance(out, tuple)
             r.out_channels = [self._out_channel(t) for t in outs]
+            r.out_channel_values = [t.shape[0] for t in outs]
             if not r.items:
                 return None
         self._sequences()
@@ -618,17 +629,22 @@ class Renderer:
         return [item]
 
     def _child_channel(self, oc, cp, sc, t) -> Val:
+        """The channel count of a child block's output, in this class's terms: the child's
+        claim (a literal, or one of its arguments) with this call's argument substituted,
+        checked against the IR's shape."""
+        v = None
         if oc is not None and oc[0] == "const":
-            return Val.literal(oc[1])
-        if oc is not None:
+            v = Val.literal(oc[1])
+        elif oc is not None:
             for name, archc, default in cp.params:
                 if oc[1] == name:
-                    return self.translate(sc.given.get(archc), sc.args[archc], name)
+                    v = self.translate(sc.given.get(archc), sc.args[archc], name)
             for ch, archc in cp.channel_params:
                 if oc[1] == ch:
-                    src = sc.args[archc]
-                    return self.tchan.get(src.node) or Val(t.shape[0])
-        return Val(t.shape[0], hint="channels")
+                    v = self.tchan.get(sc.args[archc].node)
+        if v is None or not P.same_value(v.value, t.shape[0]):
+            return Val(t.shape[0], hint=f"{sc.name.rsplit('.', 1)[-1]}_channels")
+        return v
 
     # -- sequences: a labelled loop of chained block calls -----------------------------------
     def _sequences(self):
@@ -675,7 +691,8 @@ class Renderer:
             out.append(f"{rel(it.inputs)} -> {rel(it.outputs)}: {it.expr} {it.hint} "
                        f"{it.multi} {[self.plan.ranks.get(n, 4) for n in it.inputs]}")
         out.append(f"return {rel(r.outputs)} {r.out_tuple} {r.out_channels}")
-        return [HOLE.sub("\x00", line) for line in out]
+        return [HOLE.sub(lambda m: f"\x00{r.holes[int(m.group(1))][3] or ''}\x00", line)
+                for line in out]
 
     def _relative(self, nodes) -> list:
         return [self.r.ext.get(n) or n[len(self.prefix):] for n in nodes]
@@ -817,7 +834,7 @@ class Plan:
         root = Renderer(self, "").run()
         self.needs |= root.needs
         fill = {}
-        for k, (value, _, _) in enumerate(root.holes):
+        for k, (value, *_) in enumerate(root.holes):
             fill[k] = P.literal(value)
             if fill[k] is None:
                 raise PlanError(f"cannot write the value {value!r} in Python")
@@ -847,28 +864,40 @@ class Plan:
     def _holes(self, cp: ClassPlan):
         """Holes -> literals (one value in every call) or constructor arguments."""
         rs, r0 = cp.instances, cp.instances[0]
-        fill, hoisted = {}, []
+        fill, hoisted, stored = {}, [], []
         taken = {p[0] for p in r0.params} | {c for c, _ in r0.channel_params} | \
-            set(r0.forward_args) | set(self.backend.reserved_locals)
-        for k, (value, hint, forward) in enumerate(r0.holes):
+            set(r0.forward_args) | set(self.backend.reserved_locals) | \
+            {e[1].path[0] for e in r0.init if e[0] == "member"}
+        for k, (value, hint, forward, text, avail) in enumerate(r0.holes):
             values = [r.holes[k][0] for r in rs]
             lit = P.literal(value)
-            if lit is not None and all(type(v) is type(value) and v == value for v in values):
+            if lit is not None and all(P.same_value(v, value) for v in values):
                 fill[k] = lit
+                continue
+            # a name of the class that holds exactly these values in every call
+            known = text or next((n for n in avail if len(set(map(repr, values))) > 1 and all(
+                P.same_value(v, r.pyvalues.get(n)) for v, r in zip(values, rs))), None)
+            if known is not None and not forward:
+                fill[k] = known
                 continue
             name = identifier(hint, taken)
             taken.add(name)
-            hoisted.append((name, forward, k))
             fill[k] = f"self.{name}" if forward else name
+            if known is not None:     # forward() reads it from self; __init__ computes it
+                stored.append(("store", name, known))
+            else:                     # the caller passes it
+                hoisted.append((name, forward, k))
         for r in rs:
             self.hoisted_args[r.scope] = {name: r.holes[k][0] for name, _, k in hoisted}
         cp.fill = fill
         cp.hoisted = [(name, forward) for name, forward, _ in hoisted]
-        cp.init = [_fill(e, fill) for e in r0.init]
+        cp.init = [_fill(e, fill) for e in r0.init] + stored
         cp.items = list(r0.items)
         cp.params, cp.channel_params = list(r0.params), list(r0.channel_params)
         cp.forward_args, cp.forward_params = r0.forward_args, r0.forward_params
-        cp.out_channels, cp.out_tuple, cp.needs = r0.out_channels, r0.out_tuple, r0.needs
+        cp.out_tuple, cp.needs = r0.out_tuple, r0.needs
+        cp.out_channels = [oc if oc is not None else _match_output(cp, k)
+                           for k, oc in enumerate(r0.out_channels)]
 
     def _finish(self, cp: ClassPlan):
         """Dead constructor code removed; unused parameters dropped; forward() written."""
@@ -880,6 +909,8 @@ class Plan:
                 live = (live - set(e[1])) | names_in(e[2])
             elif e[0] == "member":
                 live |= names_in(e[1].ctor)
+            elif e[0] == "store":
+                live |= names_in(e[2])
             else:
                 live |= names_in(e[1]) | {n for m in e[2] for n in names_in(m.ctor)}
             kept.append(e)
@@ -889,6 +920,23 @@ class Plan:
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
         cp.forward = _forward(self, r0, cp.fill, cp.items)
+
+
+def _match_output(cp: ClassPlan, k: int):
+    """An output whose channel count the class cannot compute, named after the argument
+    that has its value in every call (when the calls differ in it): the caller's text for
+    that argument then stands for it (and the caller checks it against the IR)."""
+    rs = cp.instances
+    values = [r.out_channel_values[k] for r in rs]
+    if len(set(values)) < 2:
+        return None
+    for name, _ in cp.channel_params:
+        if all(r.pyvalues.get(name) == v for r, v in zip(rs, values)):
+            return ("text", name)
+    for name, _, _ in cp.params:
+        if all(P.same_value(r.pyvalues.get(name), v) for r, v in zip(rs, values)):
+            return ("text", name)
+    return None
 
 
 def _relative_item(r: Rendered, it: Item, swap: dict | None = None) -> tuple:
@@ -1060,6 +1108,8 @@ def _fill(entry, fill: dict):
         return HOLE.sub(lambda m: fill[int(m.group(1))], t)
     if entry[0] == "assign":
         return ("assign", entry[1], sub(entry[2]))
+    if entry[0] == "store":
+        return entry
     m = entry[1]
     return ("member", Member(m.path, sub(m.ctor), m.kind))
 

@@ -215,6 +215,13 @@ def _binop(e, scope):
         v = _fold(lambda: B.operate(op, a[2], b[2]))
         if v is not _NO:
             return _const(v)
+    one, zero = _int_const(a, 1) or _int_const(b, 1), _int_const(a, 0) or _int_const(b, 0)
+    if op == "*" and one:                           # 1 * x is x (the caller checks it)
+        return b if _int_const(a, 1) else a
+    if op in ("+", "-") and _int_const(b, 0) or op == "+" and _int_const(a, 0):
+        return b if _int_const(a, 0) and op == "+" else a
+    if op == "*" and zero:                          # 0 * n is 0 for the integer n it holds
+        return _const(0)
     if op in ("==", "!="):
         ka, kb = _kind_of(e.left, scope), _kind_of(e.right, scope)
         if ka is None or ka != kb or ka == "other":
@@ -229,6 +236,10 @@ def _binop(e, scope):
     if op == "**":  # right-associative
         return (f"{_wrap(a, p + 1)} ** {_wrap(b, p)}", p, _NO)
     return (f"{_wrap(a, p)} {op} {_wrap(b, p + 1)}", p, _NO)
+
+
+def _int_const(r, n: int) -> bool:
+    return type(r[2]) is int and r[2] == n
 
 
 def _kind_of(e, scope) -> str | None:

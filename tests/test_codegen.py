@@ -214,3 +214,31 @@ def test_lowering_wraps_long_calls():
     lines = lowering.wrap("x = ", "f(" + ", ".join(f"a{i}" for i in range(40)) + ")", "")
     assert all(len(line) <= 99 for line in lines) and len(lines) > 1
     ast.parse("\n".join(lines))   # still one valid statement
+
+
+def test_channel_rule_agrees_with_the_shape_rule_for_every_op():
+    """ops.Op.channels (the symbolic channel rule generated classes use) gives the channel
+    count of ops.Op.shape for every layer of a network using every op, and of the library."""
+    from test_torch_backend import ALL_OPS
+    nets = [archc.load_source(ALL_OPS)] + [load(n) for n in ("googlenet", "mobilenet_v3")]
+    assert {nets[0].node(x)["op"] for x in nets[0].graph.nodes} == set(ops.REGISTRY)
+    for net in nets:
+        for name in net.graph.nodes:
+            d = net.node(name)
+            got = ops.get(d["op"]).channels([s[0] for s in d["in_shapes"]], d["attrs"])
+            assert got in (None, d["shape"][0]), (name, got, d["shape"])
+
+
+def test_checked_in_jax_example_is_current():
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "se_sqnxt_jax.py"
+    assert example.read_text() == archc.build_source("se_sqnxt", backend="jax")
+
+
+def test_make_divisible_helper_is_archcs_rule():
+    """The helper written into generated files computes archc's make_divisible builtin."""
+    from archc.compiler._builtins import BUILTINS
+    ns: dict = {}
+    exec(compile(_pyexpr.MAKE_DIVISIBLE, "<helper>", "exec"), ns)  # noqa: S102 - our own text
+    for v in (1, 7.5, 16, 30.1, 96 / 4, 100, 3.999, 1e3 / 3):
+        for d in (1, 4, 8, 16):
+            assert ns["make_divisible"](v, d) == BUILTINS["make_divisible"](v, d), (v, d)

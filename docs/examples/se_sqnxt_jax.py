@@ -58,7 +58,7 @@ def flatten(x):
 
 def init_weights(module, rngs):
     """xavier_uniform weights and zero biases for every conv and linear layer."""
-    kernel_init = nnx.initializers.xavier_uniform()
+    kernel_init = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
     for _, layer in nnx.iter_modules(module):
         if isinstance(layer, (nnx.Conv, nnx.Linear)):
             layer.kernel[...] = kernel_init(rngs.params(), layer.kernel.shape)
@@ -115,9 +115,10 @@ class SqnxtBlock(nnx.Module):
         self.conv4 = ConvBn(c1, c1, kernel=(3, 1), padding=(1, 0), bias=True, rngs=rngs)
         self.conv5 = ConvBn(c1, out, bias=True, rngs=rngs)
         self.se = Se(out, ratio=se_ratio, rngs=rngs)
-        self.shortcut = None
         if stride == 2 or in_channels != out:
             self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True, rngs=rngs)
+        else:
+            self.shortcut = None
 
     def __call__(self, x):
         y = self.conv1(x)
@@ -149,12 +150,16 @@ class SESqueezeNext(nnx.Module):
         self.conv1 = nnx.Conv(3, 64, (3, 3), padding=0, rngs=rngs)
         self.bn1 = BatchNorm(64)
         self.stage1 = Sequential(block1=SqnxtBlock(64, 32, se_ratio=16.0, rngs=rngs))
-        self.stage2 = Sequential(block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0, rngs=rngs),
-                                 block2=SqnxtBlock(64, 64, se_ratio=16.0, rngs=rngs))
-        self.stage3 = Sequential(block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0, rngs=rngs),
-                                 block2=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
-                                 block3=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
-                                 block4=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs))
+        self.stage2 = Sequential(
+            block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0, rngs=rngs),
+            block2=SqnxtBlock(64, 64, se_ratio=16.0, rngs=rngs),
+        )
+        self.stage3 = Sequential(
+            block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0, rngs=rngs),
+            block2=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
+            block3=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
+            block4=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
+        )
         self.stage4 = Sequential(block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0, rngs=rngs))
         self.conv2 = nnx.Conv(256, 128, (1, 1), padding=0, rngs=rngs)
         self.bn2 = BatchNorm(128)

@@ -68,9 +68,10 @@ class SqnxtBlock(nn.Module):
         self.conv4 = ConvBn(c1, c1, kernel=(3, 1), padding=(1, 0), bias=True)
         self.conv5 = ConvBn(c1, out, bias=True)
         self.se = Se(out, ratio=se_ratio)
-        self.shortcut = None
         if stride == 2 or in_channels != out:
             self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True)
+        else:
+            self.shortcut = None
 
     def forward(self, x):
         y = self.conv1(x)
