@@ -61,7 +61,8 @@ class Backend:
     container     constructor of a plain group of members (a labelled loop iteration)
     sequence      function([(name, ctor)]) -> constructor of named members applied in order
     instance      function(class, [args]) -> a class instantiation expression
-    init_code     function(scheme) -> (lines ending the network's __init__, extra source)
+    init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
+                  source)
     root_return   function(expr, net) -> the network's returned expression
     ranks         function(net) -> node -> runtime rank of its value
     weights       op -> [(tensor name, permutation from the torch layout or None, which)]
@@ -292,7 +293,8 @@ def build_source(backend: Backend, net: Network, init: str | None = None,
     scheme = init_scheme(net, init)
     cls = class_name(net)
     plan = _plan_of(net, backend, tap)
-    init_lines, init_extra = backend.init_code(scheme)
+    used = {d["op"] for _, d in net.graph.nodes(data=True)}
+    init_lines, init_extra = backend.init_code(scheme, used)
     body: list = []
     for cp in plan.classes:
         body += ["", ""] + _class(backend, net, cp, tap)

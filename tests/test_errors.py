@@ -326,3 +326,79 @@ def test_api_raises_positioned_archerror():
     with pytest.raises(ArchError) as info:
         load_source(HEAD + "    return convv(x)\n}\n", filename="api.arch")
     assert info.value.format().startswith("api.arch:3:12: error: unknown layer")
+
+
+# ---- resampling, rearranging and stochastic-depth ops (issue 13) ---------------------------
+def _op_error(diag, stmt):
+    return diag(HEAD + f"    {stmt}\n    return y\n}}\n")
+
+
+def test_upsample_bad_scale(diag):
+    err = _op_error(diag, "y = upsample(x, 0)")
+    check(err, "t.arch:3:21", "upsample(): argument 'scale' must be at least 1, got 0",
+          "    y = upsample(x, 0)", caret="0")
+    err = _op_error(diag, "y = upsample(x, 1.5)")
+    check(err, "t.arch:3:21", "upsample(): argument 'scale' must be an integer, got float 1.5",
+          "    y = upsample(x, 1.5)", caret="1.5", hint=ANY)
+
+
+def test_upsample_scale_and_size_together_or_neither(diag):
+    hint = "upsample(x, 2) doubles H and W; upsample(x, size=[h, w]) resizes to h x w"
+    err = _op_error(diag, "y = upsample(x, 2, size=[3, 3])")
+    check(err, "t.arch:3:24", "upsample needs exactly one of scale and size",
+          "    y = upsample(x, 2, size=[3, 3])", caret="size=[3, 3]", hint=hint)
+    err = _op_error(diag, "y = upsample(x)")
+    check(err, "t.arch:3:9", "upsample needs exactly one of scale and size",
+          "    y = upsample(x)", caret="upsample(x)", hint=hint)
+
+
+def test_upsample_align_corners_needs_bilinear_and_mode_is_checked(diag):
+    err = _op_error(diag, "y = upsample(x, 2, align_corners=true)")
+    check(err, "t.arch:3:24", 'upsample: align_corners=true needs mode="bilinear"',
+          "    y = upsample(x, 2, align_corners=true)", caret="align_corners=true",
+          hint="PyTorch defines align_corners only for interpolating modes")
+    err = _op_error(diag, 'y = upsample(x, 2, mode="bicubic")')
+    check(err, "t.arch:3:24", "upsample(): argument 'mode' must be one of \"nearest\", \"bilinear\"",
+          '    y = upsample(x, 2, mode="bicubic")', caret='mode="bicubic"')
+
+
+@pytest.mark.parametrize("stmt, col, message", [
+    ("y = pixel_shuffle(x, 2)", 26, "pixel_shuffle: 3 channels are not divisible by r^2 = 4"),
+    ("y = pixel_unshuffle(x, 3)", 28,
+     "pixel_unshuffle: the input's 32x32 (H x W) is not divisible by r = 3"),
+    ("y = channel_shuffle(x, 2)", 28, "channel_shuffle: 3 channels are not divisible by groups=2"),
+])
+def test_rearrangement_sizes_that_do_not_divide(diag, stmt, col, message):
+    check(_op_error(diag, stmt), f"t.arch:3:{col}", message, "    " + stmt, caret=stmt[col - 5])
+
+
+def test_conv_transpose_errors(diag):
+    stmt = "y = conv_transpose(x, 8, kernel=3, stride=2, output_padding=2)"
+    check(_op_error(diag, stmt), "t.arch:3:50",
+          "conv_transpose: output_padding 2 must be smaller than stride 2 or dilation 1",
+          "    " + stmt, caret="output_padding=2", hint=ANY)
+    stmt = "y = conv_transpose(x, 8, kernel=3, groups=2)"
+    check(_op_error(diag, stmt), "t.arch:3:40",
+          "conv_transpose: input channels 3 are not divisible by groups=2", "    " + stmt,
+          caret="groups=2")
+    stmt = "y = x -> global_avgpool -> conv_transpose(8, kernel=1, padding=1)"
+    check(_op_error(diag, stmt), "t.arch:3:32",
+          "conv_transpose output would be 0x0 (H x W): input 1x1, kernel 1x1, padding 1x1",
+          "    " + stmt, caret="conv_transpose(8, kernel=1, padding=1)",
+          hint="the spatial size must stay positive")
+
+
+@pytest.mark.parametrize("p, message", [
+    ("1.0", "drop_path probability must be in [0, 1), got 1.0"),
+    ("-0.1", "drop_path(): argument 'p' must be at least 0.0, got -0.1"),
+])
+def test_drop_path_probability_outside_0_1(diag, p, message):
+    stmt = f"y = drop_path(x, {p})"
+    check(_op_error(diag, stmt), "t.arch:3:22", message, "    " + stmt, caret=p)
+
+
+def test_adaptive_pool_size_must_be_positive(diag):
+    stmt = "y = adaptive_maxpool(x, [0, 2])"
+    check(_op_error(diag, stmt), "t.arch:3:29",
+          "adaptive_maxpool(): argument 'size' must be at least 1, got 0", "    " + stmt,
+          caret="[0, 2]")

@@ -120,6 +120,14 @@ network AllOps(classes: int = 7) {
     s1 = s1 -> g1: conv(8, kernel=3, padding="same", groups=4) -> t1: tanh
     s2 = s2 -> sw: swish -> hs: hswish -> id: identity
     y = m: concat(s1, s2) -> d: dropout(0.25)
+    u = y -> ct: conv_transpose(8, kernel=3, stride=2, padding=1, output_padding=[1, 0], groups=4,
+                                dilation=[1, 2], bias=false)
+          -> up: upsample(size=[5, 8], mode="bilinear")
+    v = y -> un: upsample(2) -> pu: pixel_unshuffle(2) -> cs: channel_shuffle(8)
+          -> pxs: pixel_shuffle(4) -> aap: adaptive_avgpool([5, 8])
+    w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[5, 8], mode="bilinear", align_corners=true)
+          -> ws: slice(0, 16)
+    y = cat2: concat(u, v, w) -> dpth: drop_path(0.1)
     g = y -> gm: global_maxpool -> fa: linear(32) -> bn2: bn -> hsig: hsigmoid
     y = sc: mul(y, g)
     z = y -> ga: global_avgpool -> sg: sigmoid
@@ -146,6 +154,8 @@ def test_all_ops_network_lowers_exactly():
     assert seen == {n: net.node(n)["shape"] for n in net.layers()}
     assert module.b1.eps == 0.001 and module.b1.momentum == 0.01
     assert isinstance(module.d, torch.nn.Dropout) and module.d.p == 0.25
+    assert type(module.dpth).__name__ == "DropPath" and module.dpth.p == 0.1
+    assert module.ct.output_padding == (1, 0) and module.ct.dilation == (1, 2)
 
 
 def test_an_op_without_lowering_is_a_clear_error():
