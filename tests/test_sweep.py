@@ -97,7 +97,7 @@ def test_product_order_and_costs_match_analyze():
 
 def test_hundred_combinations_in_seconds():
     program = load_program("se_sqnxt")
-    grids = [parse_grid("width=[" + ", ".join(f"{0.25 + 0.075 * i:.3f}" for i in range(25)) + "]"),
+    grids = [parse_grid("width=[" + ", ".join(f"{0.25 + 0.05 * i:.2f}" for i in range(25)) + "]"),
              parse_grid("stages=[[1,1,1,1], [1,2,4,1], [1,2,8,1], [2,2,16,1]]")]
     t0 = time.perf_counter()
     s = run(program, grids)

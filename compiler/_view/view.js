@@ -115,7 +115,10 @@
       const a = rep(u), b = rep(v);
       if (a === b) continue;
       const key = a + "\u0000" + b;
-      if (!kinds.has(key) || kinds.get(key) === "data") kinds.set(key, kind);
+      // an edge that stands for several keeps a residual/concat/scale style only when all
+      // of them have it (into a collapsed block, the main path is plain data)
+      if (!kinds.has(key)) kinds.set(key, kind);
+      else if (kinds.get(key) !== kind) kinds.set(key, "data");
     }
     for (const [key, kind] of kinds) {
       const [a, b] = key.split("\u0000");
