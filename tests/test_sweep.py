@@ -205,3 +205,17 @@ def test_plot_and_output_file(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert table.read_text().count("\n| ") == 7 and proc.stdout == ""
     assert "6 combinations in" in proc.stderr
+
+
+def test_sweep_and_view_import_no_framework(tmp_path):
+    """Like `archc analyze`, sweep and view stay on the compiler side: no torch, jax or flax."""
+    code = ("import sys, contextlib, io\n"
+            "from archc._cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    assert main(['sweep', 'se_sqnxt', '--grid', 'width=[0.5, 1.0]']) == 0\n"
+            f"    assert main(['view', 'se_sqnxt', '-o', {str(tmp_path / 'v.html')!r}]) == 0\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'jax', 'flax'))\n"
+            "assert not bad, bad\n")
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
