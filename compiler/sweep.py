@@ -61,27 +61,26 @@ def parse_grid(text: str) -> Grid:
 
     if "=" not in text:
         name = text.strip()
-        return _raise(err(f"--grid expects name=[values], got '{name}'", 8, 8 + max(len(name), 1),
-                          hint=f"e.g. --grid '{name if name.isidentifier() else 'width'}="
-                               "[0.5, 1.0, 2.0]'"))
+        raise err(f"--grid expects name=[values], got '{name}'", 8, 8 + max(len(name), 1),
+                  hint=f"e.g. --grid '{name if name.isidentifier() else 'width'}=[0.5, 1.0, 2.0]'")
     name, value = (part.strip() for part in text.split("=", 1))
     if not name.isidentifier():
-        _raise(err(f"'{name}' is not a parameter name", 8, 8 + max(len(name), 1)))
+        raise err(f"'{name}' is not a parameter name", 8, 8 + max(len(name), 1))
     offset = len("--grid ") + len(name) + 2          # column of the value's first character
     if not value:
-        _raise(err(f"--grid {name}= has no values", offset - 1, offset,
-                   hint=f"e.g. --grid '{name}=[1, 2]'"))
+        raise err(f"--grid {name}= has no values", offset - 1, offset,
+                  hint=f"e.g. --grid '{name}=[1, 2]'")
     try:
         expr = parse_expression(value, GRID_FILE)
     except ArchError as e:
         col = offset + ((e.span.column - 1) if e.span else 0)
-        _raise(err(e.message, col))
+        raise err(e.message, col) from None
     if not isinstance(expr, S.ListLit):
-        _raise(err(f"--grid {name}: the values must be a [list], got '{value}'", offset,
-                   offset + len(value), hint=f"a single value is -D {name}={value}; a grid "
-                                             f"is --grid '{name}=[{value}, ...]'"))
+        raise err(f"--grid {name}: the values must be a [list], got '{value}'", offset,
+                  offset + len(value), hint=f"a single value is -D {name}={value}; a grid "
+                                            f"is --grid '{name}=[{value}, ...]'")
     if not expr.items:
-        _raise(err(f"--grid {name}: the list of values is empty", offset, offset + len(value)))
+        raise err(f"--grid {name}: the list of values is empty", offset, offset + len(value))
     values, spans = [], []
     for item in expr.items:
         s = item.span
@@ -94,10 +93,6 @@ def parse_grid(text: str) -> Grid:
                             hint="grid values are not evaluated; give each value itself") from None
         spans.append(span)
     return Grid(name, values, spans, display)
-
-
-def _raise(e: ArchError):
-    raise e
 
 
 def combinations(grids: list[Grid], fixed: dict) -> list[dict]:

@@ -91,7 +91,7 @@ TITLES = {**{k: v[0] for k, v in METRICS.items()}, "size_mb_with_buffers": "size
           "runs": "runs"}
 
 
-def _cell(key: str, v, bits: int) -> str:
+def _cell(key: str, v) -> str:
     if v is None:
         return "-"
     if key in ("size_mb", "size_mb_with_buffers", "storage_mb"):
@@ -125,7 +125,7 @@ def render(sweep: Sweep, fmt: str, front: list[int], axes: tuple) -> str:
                      for i, r in enumerate(sweep.rows)]}, indent=1) + "\n"
     head = names + [TITLES[c] for c in cols] + ["Pareto"]
     body = [[show(r["values"][n]) for n in names]
-            + [_cell(c, r.get(c), sweep.bits) for c in cols] + ["*" if i in on_front else ""]
+            + [_cell(c, r.get(c)) for c in cols] + ["*" if i in on_front else ""]
             for i, r in enumerate(sweep.rows)]
     if fmt == "csv":
         buf = io.StringIO()

@@ -21,6 +21,7 @@ import json
 import re
 from importlib import resources
 
+from . import ops
 from ._values import Tensor, show
 from .analysis import Analysis
 
@@ -70,7 +71,7 @@ def view_data(a: Analysis, bits=None) -> dict:
     bitcost = {c.name: c for c in bits.layers} if bits is not None else {}
     layers = [{"name": net.input, "op": "input", "scope": "", "out": hwc(net.input_shape),
                "inputs": [], "in": [], "params": 0, "macs": 0, "elementwise": 0,
-               "activations": _numel(net.input_shape), "attrs": {}, "source": ""}]
+               "activations": ops.numel(net.input_shape), "attrs": {}, "source": ""}]
     for lc in a.layers:
         d = net.node(lc.name)
         row = {"name": lc.name, "op": lc.op, "scope": d.get("scope", ""),
@@ -102,13 +103,6 @@ def view_data(a: Analysis, bits=None) -> dict:
             "parameters": {k: show(v) for k, v in net.params.items()},
             "layers": layers, "scopes": scopes, "edges": edges, "totals": totals,
             "output": net.output, "bitops": bits is not None}
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _asset(name: str) -> str:
