@@ -90,6 +90,10 @@ def test_statistics_per_class_and_channel(run, tmp_path):
             sel = g[test.test_y == k]
             np.testing.assert_allclose(b["mean"][k], sel.mean(0), atol=1e-6)
             np.testing.assert_allclose(b["std"][k], sel.std(0), atol=1e-5)
+        means = np.stack([g[test.test_y == k].mean(0) for k in range(10)])
+        stds = np.stack([g[test.test_y == k].std(0) for k in range(10)])
+        assert b["between_class_std"] == pytest.approx(means.std(0).mean(), abs=1e-6)
+        assert b["within_class_std"] == pytest.approx(stds.mean(), abs=1e-6)
         np.testing.assert_allclose(b["mean_all"], g.mean(0), atol=1e-6)
         np.testing.assert_allclose(b["std_all"], g.std(0), atol=1e-5)
     assert json.loads((tmp_path / "se_activations.json").read_text())["blocks"][3]["channels"] == 64

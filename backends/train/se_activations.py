@@ -174,8 +174,13 @@ def gate_statistics(net: Network, tensors: dict, images: np.ndarray, labels: np.
         total = max(int(count.sum()), 1)
         mean_all = s1[g].sum(0) / total
         std_all = np.sqrt(np.maximum(s2[g].sum(0) / total - mean_all ** 2, 0.0))
+        present = count > 0
         blocks.append({**c, "mean": mean.tolist(), "std": std.tolist(),
-                       "mean_all": mean_all.tolist(), "std_all": std_all.tolist()})
+                       "mean_all": mean_all.tolist(), "std_all": std_all.tolist(),
+                       # Fig. 10's "class-dependent": how far the class means spread, per
+                       # channel, averaged; Fig. 11's spread: the std within a class, averaged
+                       "between_class_std": float(mean[present].std(0).mean()),
+                       "within_class_std": float(std[present].mean())})
     return {"images": int(count.sum()), "images_per_class": count.tolist(),
             "accuracy": 100.0 * correct / max(len(labels), 1), "blocks": blocks}
 
@@ -254,7 +259,8 @@ def plot_means(result: dict, path: str) -> None:
         for k, name in enumerate(result["classes"]):
             if result["images_per_class"][k]:
                 ax.plot(channels, b["mean"][k], lw=0.9, label=name)
-        ax.set_title(b["block"], fontsize=9)
+        ax.set_title(f"{b['block']} (between-class std {b['between_class_std']:.3f})",
+                     fontsize=9)
         ax.set_ylim(0, 1)
         ax.set_xlabel("channel", fontsize=8)
         ax.set_ylabel("activation", fontsize=8)
@@ -275,7 +281,8 @@ def plot_spread(result: dict, path: str) -> None:
         mean, std = np.asarray(b["mean_all"]), np.asarray(b["std_all"])
         ax.fill_between(channels, mean - std, mean + std, alpha=0.3, lw=0)
         ax.plot(channels, mean, lw=0.9)
-        ax.set_title(f"{b['block']} (mean std {std.mean():.3f})", fontsize=9)
+        ax.set_title(f"{b['block']} (std {std.mean():.3f}; within class "
+                     f"{b['within_class_std']:.3f})", fontsize=9)
         ax.set_ylim(0, 1)
         ax.set_xlabel("channel", fontsize=8)
         ax.set_ylabel("activation", fontsize=8)
