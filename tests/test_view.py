@@ -110,7 +110,7 @@ def test_expanding_and_collapsing_a_block(browser, se, tmp_path):
         assert page.locator("#svg .node").count() == before - 1 + 9
         # the residual add's inputs are drawn as residual edges
         assert page.locator("#svg path.edge.residual[data-to='l:stage1.block1.add']").count() == 2
-        page.click("#svg .cluster[data-name='stage1.block1'] text")
+        page.click("#svg .cluster-label[data-name='stage1.block1'] text")
         assert page.locator("#svg .node").count() == before
         assert problems == []
     finally:

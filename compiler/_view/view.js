@@ -147,6 +147,7 @@
     marker.appendChild(el("path", { d: "M0,0 L10,5 L0,10 z", fill: "#667085" }));
     defs.appendChild(marker);
     svg.appendChild(defs);
+    const labels = [];                    // frame labels go on top of everything
     const clusters = g.nodes().filter((id) => id.startsWith("c:"))
       .sort((a, b) => chainOf(a.slice(2)).length - chainOf(b.slice(2)).length);
     for (const cid of clusters) {
@@ -157,12 +158,8 @@
       const label = el("text", { x: n.x - n.width / 2 + 6, y: n.y - n.height / 2 + 11 },
                        "▾ " + clip(s.title, 90));
       label.appendChild(el("title", {}, s.title + "\nclick to collapse " + s.name));
-      box.appendChild(label);
-      box.addEventListener("click", (ev) => {
-        if (ev.target !== label) return;
-        expanded.delete(s.name);
-        draw();
-      });
+      labels.push([box, label]);
+      label.addEventListener("click", () => { expanded.delete(s.name); draw(); });
       svg.appendChild(box);
     }
     for (const e of g.edges()) {
@@ -192,6 +189,12 @@
         if (info.block) { expanded.add(info.name); draw(); } else select(info.name, false);
       });
       svg.appendChild(node);
+    }
+    for (const [box, label] of labels) {  // drawn last, still part of their frame's group
+      const top = el("g", { class: box.getAttribute("class").replace("cluster", "cluster-label"),
+                            "data-name": box.dataset.name });
+      top.appendChild(label);
+      svg.appendChild(top);
     }
     document.body.dataset.nodes = infos.size;
     document.body.dataset.ready = "1";
