@@ -244,8 +244,8 @@ def _grid(n: int, title: str):
     return fig, axes
 
 
-def _save(fig, path: str) -> None:
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+def _save(fig, path: str, bottom: float = 0.0) -> None:
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
     write_atomic(path, lambda f: fig.savefig(f, format="png"))
 
 
@@ -266,8 +266,9 @@ def plot_means(result: dict, path: str) -> None:
         ax.set_ylabel("activation", fontsize=8)
         ax.tick_params(labelsize=7)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=7, ncol=2)
-    _save(fig, path)
+    fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=min(len(labels), 10),
+               frameon=False)
+    _save(fig, path, bottom=0.07)
 
 
 def plot_spread(result: dict, path: str) -> None:
