@@ -181,6 +181,9 @@ def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
     names = [g.name for g in sweep.grids]
     for px, py, i in pts:
         text = ", ".join(f"{n}={show(sweep.rows[i]['values'][n])}" for n in names)
+        if "acc" in (x, y):
+            runs = sweep.rows[i]["runs"]
+            text += f" ({runs} run{'s' if runs != 1 else ''})"
         ax.annotate(text, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set_xlabel(TITLES[x])
     ax.set_ylabel(TITLES[y])
