@@ -246,6 +246,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
+    from archc._cli_explore import add_commands  # view, sweep, inspect, analyze --format dot
+    add_commands(sub)
     return p
 
 
