@@ -70,6 +70,13 @@ def cmd_analyze(args) -> int:
         raise ArchError(f"--bits must be between 1 and 64, got {args.bits}")
     if args.quant and not args.bitops:
         raise ArchError("--quant needs --bitops RULES", None, hint="e.g. --bitops table1 --quant int8")
+    if args.format == "dot":
+        if args.bitops:
+            raise ArchError("--format dot shows the layer graph; it does not take --bitops",
+                            hint="use --format table/markdown/csv/json with --bitops")
+        from archc.compiler.dot import to_dot
+        sys.stdout.write(to_dot(analyze(net, bits=args.bits)))
+        return 0
     if args.bitops:
         from archc.compiler.bitops import bitops, render as render_bitops
         from archc.compiler.quant import load_quant
@@ -188,7 +195,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="per-layer shapes, parameters, MACs and memory")
     target(a)
-    a.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    a.add_argument("--format", choices=["table", "markdown", "csv", "json", "dot"], default="table",
+                   help="dot: the layer graph for Graphviz, blocks as clusters")
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
     a.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
@@ -246,7 +254,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
-    from archc._cli_explore import add_commands  # view, sweep, inspect, analyze --format dot
+    from archc._cli_explore import add_commands  # view, sweep, inspect
     add_commands(sub)
     return p
 

@@ -1,4 +1,4 @@
-"""`archc view`, `archc sweep`, `archc inspect` and `archc analyze --format dot`: the
+"""`archc view`, `archc sweep` and `archc inspect` (analyze --format dot is _cli.py's): the
 command-line wiring of the exploration tools (compiler/view.py, compiler/dot.py,
 compiler/sweep.py, compiler/sweep_report.py, backends/train/se_activations.py).
 
@@ -72,19 +72,6 @@ def cmd_view(args) -> int:
     print(f"wrote {out} ({len(html.encode()) / 1e3:.0f} kB, {len(net.layers())} layers): "
           "open it in a browser; it needs no network")
     return 0
-
-
-def _analyze_with_dot(original):
-    def run(args) -> int:
-        if args.format != "dot":
-            return original(args)
-        if args.bitops:
-            raise ArchError("--format dot shows the layer graph; it does not take --bitops",
-                            hint="use --format table/markdown/csv/json with --bitops")
-        from archc.compiler.dot import to_dot
-        sys.stdout.write(to_dot(analyze(_network(args), bits=args.bits)))
-        return 0
-    return run
 
 
 # ---- sweep -----------------------------------------------------------------------------------
@@ -162,14 +149,7 @@ def _run_backend(run: str) -> str:
 
 
 def add_commands(sub) -> None:
-    """Register view, sweep and inspect, and --format dot on analyze."""
-    analyze_parser = sub.choices.get("analyze")
-    if analyze_parser is not None:
-        for action in analyze_parser._actions:
-            if action.dest == "format" and action.choices is not None:
-                action.choices = [*action.choices, "dot"]
-                action.help = "dot: the layer graph for Graphviz, blocks as clusters"
-        analyze_parser.set_defaults(func=_analyze_with_dot(analyze_parser.get_default("func")))
+    """Register view, sweep and inspect."""
 
     v = sub.add_parser("view", help="the network as one offline HTML page: graph, layer table",
                        description="Write a self-contained HTML page: the layer graph with "
