@@ -68,7 +68,20 @@ def load_source(text: str, /, filename=_UNSET, **params) -> Network:
 def analyze(target, /, bits=_UNSET, **params) -> Analysis:
     """Analyse a Network, or load a file/bundled name with `params` and analyse it."""
     net = _network("analyze", target, params, {"bits": bits})
-    return _analyze(net, bits=_given(bits, 32))
+    bits = _given(bits, 32)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 64:
+        raise ArchError(f"archc.analyze(): keyword argument 'bits' must be an integer from 1 "
+                        f"to 64, not {bits!r:.40}")
+    return _analyze(net, bits=bits)
+
+
+def _own_string(fn: str, keyword: str, value, default):
+    """An own keyword that takes a string (or None): checked, the default if not given."""
+    value = _given(value, default)
+    if value is not None and not isinstance(value, str):
+        raise ArchError(f"archc.{fn}(): keyword argument '{keyword}' must be a string, not "
+                        f"{type(value).__name__}")
+    return value
 
 
 def _backend(backend: str):
@@ -88,7 +101,9 @@ def build_source(target, /, backend=_UNSET, weight_init=_UNSET, **params) -> str
     parameter (the CLI's --init)."""
     own = {"backend": backend, "weight_init": weight_init}
     net = _network("build_source", target, params, own)
-    return _backend(_given(backend, "torch")).build_source(net, init=_given(weight_init, None))
+    init = _own_string("build_source", "weight_init", weight_init, None)
+    return _backend(_own_string("build_source", "backend", backend, "torch")).build_source(
+        net, init=init)
 
 
 def build_module(target, /, backend=_UNSET, weight_init=_UNSET, **params):
@@ -96,7 +111,9 @@ def build_module(target, /, backend=_UNSET, weight_init=_UNSET, **params):
     source that `archc build` writes, executed (one lowering path)."""
     own = {"backend": backend, "weight_init": weight_init}
     net = _network("build_module", target, params, own)
-    return _backend(_given(backend, "torch")).compile_module(net, init=_given(weight_init, None))
+    init = _own_string("build_module", "weight_init", weight_init, None)
+    return _backend(_own_string("build_module", "backend", backend, "torch")).compile_module(
+        net, init=init)
 
 
 # import names each training backend needs (pyproject.toml's extras install them)
