@@ -190,7 +190,8 @@ def _cli_case(argv, capsys):
     assert "Traceback" not in err and "internal error" not in err, err[-3000:]
     if rc == 2:
         assert POSITIONED.match(err) or err.startswith("error: "), err[:3000]
-        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029\u202e]", err), repr(err[:3000])
+        raw = re.search(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029\u202e]", err)
+        assert not raw, repr(err[:3000])
         assert len(err) < 20_000, len(err)
     return rc, out, err
 
