@@ -73,14 +73,15 @@ def _range(*a):
 
 def _enumerate(v):
     v = _seq(v, "enumerate")
-    list_cost(3 * len(v) + measure(v)[0], measure(v)[1] + 1)
+    size, depth = measure(v)
+    list_cost(2 * len(v) + size, depth + 1)  # [i, x] pairs: the pairs and their indices
     return make_list(make_list((i, x)) for i, x in enumerate(v))
 
 
 def _zip(*vs):
     vs = [_seq(v, "zip") for v in vs]
     n = min((len(v) for v in vs), default=0)
-    list_cost(n * (len(vs) + 1) + sum(measure(v)[0] for v in vs),
+    list_cost(n * (len(vs) + 1) + sum(measure(v)[0] for v in vs),  # an upper bound
               max((measure(v)[1] for v in vs), default=0) + 1)
     return make_list(make_list(t) for t in zip(*vs))
 

@@ -1,4 +1,5 @@
-"""Runtime values of the .arch language and their type rules."""
+"""Runtime values of the .arch language, their type rules, and what they cost: list values
+carry their size and depth (ListValue), checked before any list is built (make_list)."""
 from __future__ import annotations
 
 import math
