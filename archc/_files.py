@@ -40,8 +40,9 @@ def check_output_path(path) -> str:
     path = os.fspath(path)
     shown = path
     if not path or path.endswith(os.sep):
-        raise ArchError(f"cannot write '{shown}': it names a folder, not a file",
-                        hint="give a file name, e.g. -o model.py")
+        what = "the path is empty" if not path else "it names a folder, not a file"
+        raise ArchError(f"cannot write '{shown}': {what}", hint="give a file name, e.g. "
+                        "-o model.py")
     full = os.path.abspath(path)
     try:
         st = os.lstat(full)

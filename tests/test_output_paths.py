@@ -130,3 +130,30 @@ def test_a_killed_build_leaves_no_temporary_file(tmp_path):
         err = p.communicate(timeout=30)[1]
     assert p.returncode == 128 + signal.SIGTERM, err
     assert os.listdir(tmp_path) == []
+
+
+def test_the_unnamed_file_gets_a_name_only_when_complete(tmp_path, monkeypatch):
+    """Where /proc links work (here emulated with linkat(AT_EMPTY_PATH), which needs root),
+    no named temporary file exists while the content is written."""
+    import ctypes
+    if os.geteuid() != 0 or not hasattr(os, "O_TMPFILE"):
+        pytest.skip("needs root for linkat(AT_EMPTY_PATH) and O_TMPFILE")
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def link(src, dst, follow_symlinks=True):
+        fd = int(src.rsplit("/", 1)[1])
+        if libc.linkat(fd, b"", -100, os.fsencode(dst), 0x1000):  # AT_FDCWD, AT_EMPTY_PATH
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    seen = []
+    real = _files._write_all
+
+    def write_all(f, data):
+        real(f, data)
+        seen.append(sorted(os.listdir(tmp_path)))
+    monkeypatch.setattr(_files.os, "link", link)
+    monkeypatch.setattr(_files, "_write_all", write_all)
+    monkeypatch.setattr(_files, "_NO_TMPFILE", set())
+    _files.write_atomic(tmp_path / "m.py", "text")
+    assert seen == [[]]  # written, unnamed: nothing in the folder yet
+    assert (tmp_path / "m.py").read_text() == "text" and litter(tmp_path) == []
+    assert stat.S_IMODE(os.stat(tmp_path / "m.py").st_mode) == 0o666 & ~_umask()
