@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from . import limits
+from .errors import printable
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ def _scalar(v) -> str:
     if v is None:
         return "none"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace(
-            "\n", "\\n").replace("\t", "\\t") + '"'
+        text = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace(
+            "\t", "\\t")
+        return '"' + printable(text) + '"'  # no terminal control reaches an output raw
     if isinstance(v, Tensor):
         return f"tensor {v.shape[0]}x{v.shape[1]}x{v.shape[2]} from '{v.node}'"
     if isinstance(v, int) and v.bit_length() > 64:

@@ -421,3 +421,13 @@ def test_json_output_is_strict_json(tmp_path, monkeypatch, capsys):
         def strict(c):
             raise ValueError(c)
         json.loads(out, parse_constant=strict)
+
+
+def test_values_printed_in_reports_are_escaped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.arch").write_text('network N(s: string = "a\x1b[2J\u202eb") {\n'
+                                     " x = input(3, 8, 8)\n return x\n}\n")
+    for fmt in ("table", "markdown"):
+        assert _cli.main(["analyze", "t.arch", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out and '"a\\x1b[2J\\u202eb"' in out
