@@ -39,7 +39,7 @@ def tiny(tmp_path):
 
 def cli(tmp_path, monkeypatch, capsys, *argv):
     monkeypatch.chdir(tmp_path)
-    rc = _cli.main(["train", "t.arch", "--data", "data", "--backend", "torch", "--epochs", "2",
+    rc = _cli.main(["train", "t.arch", "--data", "data", "--backend", "torch", "--epochs", "1",
                     "--batch-size", "4", "--no-progress", "--no-cache", *argv])
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "internal error" not in err, err
@@ -50,14 +50,14 @@ def cli(tmp_path, monkeypatch, capsys, *argv):
 def test_resume_takes_the_subset_from_run_json(tiny, monkeypatch, capsys):
     pytest.importorskip("torch")
     rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--train-per-class", "4",
-                       "--test-per-class", "2", "--epochs", "1")
+                       "--test-per-class", "2")
     assert rc == 0, err
     run = json.loads((tiny / "r" / "run.json").read_text())
     assert (run["data"]["train_per_class"], run["data"]["test_per_class"]) == (4, 2)
-    rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--resume", "--epochs", "1")
+    rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--resume")
     assert rc == 0, err
     assert "has finished all 1 epochs" in out
-    rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--resume", "--epochs", "1",
+    rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--resume",
                        "--train-per-class", "5")
     assert rc == 2 and "data.train_per_class: checkpoint has 4, this run has 5" in err
 
