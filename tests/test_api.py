@@ -83,3 +83,14 @@ def test_python_values_are_converted(arch):
     net = archc.load(arch, bits=np.int64(2), width=np.float32(0.5))
     assert net.params["bits"] == 2 and type(net.params["bits"]) is int
     assert type(net.params["width"]) is float
+
+
+def test_compiler_load_takes_the_file_positionally(tmp_path):
+    """archc.compiler.load / load_source: a network parameter may be called `target` or
+    `text` (the file or source is positional only)."""
+    from archc import compiler as C
+    src = ("network N(target: int = 4, text: int = 2) {\n    x = input(3, 8, 8)\n"
+           "    return x -> c: conv(target * text, kernel=1)\n}\n")
+    (tmp_path / "t.arch").write_text(src)
+    assert C.load(str(tmp_path / "t.arch"), target=5).node("c")["attrs"]["out"] == 10
+    assert C.load_source(src, text=3).node("c")["attrs"]["out"] == 12

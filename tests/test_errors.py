@@ -431,3 +431,18 @@ def test_values_printed_in_reports_are_escaped(tmp_path, monkeypatch, capsys):
         assert _cli.main(["analyze", "t.arch", "--format", fmt]) == 0
         out = capsys.readouterr().out
         assert "\x1b" not in out and "\u202e" not in out and '"a\\x1b[2J\\u202eb"' in out
+
+
+def test_quant_spec_that_is_not_text_is_a_positioned_error(tmp_path):
+    """A --quant file is read like an .arch file: bounded, decoded with the bad byte's
+    position, lines numbered as the parser numbers them (a form feed does not end a line)."""
+    from archc._cli import main
+    bad = tmp_path / "bin.quant"
+    bad.write_bytes(b"conv*: weight_bits=8\n\xd0\xff\n")
+    assert main(["analyze", "se_sqnxt", "--bitops", "table1", "--quant", str(bad)]) == 2
+    ff = tmp_path / "ff.quant"
+    ff.write_text("conv*: weight_bits=8\f\nbad: w=1\n")
+    from archc.compiler.quant import load_quant
+    with pytest.raises(ArchError) as e:
+        load_quant(str(ff))
+    assert e.value.span.line == 2
