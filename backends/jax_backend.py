@@ -37,8 +37,8 @@ _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules pertu
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
 RESERVED_GLOBALS = frozenset({
-    "jax", "jnp", "nnx", "math", "BatchNorm", "Scope", "Sequential", "max_pool", "avg_pool",
-    "lrn", "flatten", "init_weights", "tap", "TAPS", "make_divisible", "_ceil_extra",
+    "jax", "jnp", "nnx", "math", "OrderedDict", "BatchNorm", "Scope", "Sequential", "max_pool",
+    "avg_pool", "lrn", "flatten", "init_weights", "tap", "TAPS", "make_divisible", "_ceil_extra",
     "ConvTranspose", "upsample", "adaptive_pool", "pixel_shuffle", "pixel_unshuffle",
     "channel_shuffle"})
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
@@ -381,8 +381,8 @@ def init_weights(module, rngs):
 '''
 
 
-def _root_return(expr: str, net: Network) -> str:
-    oc, oh, ow = net.output_shape
+def _root_return(expr: str, shape: tuple) -> str:
+    oc, oh, ow = shape
     return f"{paren(expr)}.reshape(-1, {oc})" if (oh, ow) == (1, 1) else expr
 
 
@@ -412,7 +412,8 @@ BACKEND = L.Backend(
              "conv_transpose": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)}},
     instantiate=_instantiate, title="Flax NNX module", layout="NHWC",
     modes=" Call .train() / .eval() to switch modes.",
-    imports=(("math.", "import math"), (None, None), ("jax.", "import jax"),
+    imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+             (None, None), ("jax.", "import jax"),
              ("jnp.", "import jax.numpy as jnp"), (None, "from flax import nnx")))
 
 

@@ -63,7 +63,7 @@ class Backend:
     instance      function(class, [args]) -> a class instantiation expression
     init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
                   source)
-    root_return   function(expr, net) -> the network's returned expression
+    root_return   function(expr, shape) -> an output's returned expression (shape: C, H, W)
     ranks         function(net) -> node -> runtime rank of its value
     weights       op -> [(tensor name, permutation from the torch layout or None, which)]
                   which: "param" | "buffer"; entries of optional tensors are skipped by
@@ -339,11 +339,17 @@ def header(backend: Backend, net: Network, body: str) -> list:
 
 def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
     c, h, w = net.input_shape
-    oc, oh, ow = net.output_shape
     shape = (lambda c, h, w: f"{c} x {h} x {w}") if backend.layout == "NCHW" else \
         (lambda c, h, w: f"{h} x {w} x {c}")
-    out = f"N x {oc}" if (oh, ow) == (1, 1) else f"N x {shape(oc, oh, ow)}"
-    return [""] + textwrap.wrap(f"Input: N x {shape(c, h, w)} ({backend.layout}). Output: {out}. "
+
+    def out(node):
+        oc, oh, ow = net.node(node)["shape"]
+        return f"N x {oc}" if (oh, ow) == (1, 1) else f"N x {shape(oc, oh, ow)}"
+    if net.outputs:
+        outs = "Outputs, an OrderedDict: " + ", ".join(f"{k} {out(n)}" for k, n in net.outputs)
+    else:
+        outs = f"Output: {out(net.output)}"
+    return [""] + textwrap.wrap(f"Input: N x {shape(c, h, w)} ({backend.layout}). {outs}. "
                                 f"Weight initialisation: {scheme}.{backend.modes}", width=88)
 
 
@@ -443,8 +449,19 @@ def _forward_body(lines: list, indent: str, ret) -> list:
         if target == expr:
             continue
         out += wrap(f"{target} = ", expr, indent)
-    out += wrap("return ", ret(lines[-1][1]), indent)
-    return out
+    returned = ret(lines[-1][1])
+    if isinstance(returned, list):
+        # named outputs: an OrderedDict, whose order JAX keeps through jit (a dict's keys
+        # it sorts); one entry a line when they do not fit on one
+        pairs = [(_pyexpr.literal(k), v) for k, v in returned]
+        line = f"{indent}return OrderedDict([{', '.join(f'({k}, {v})' for k, v in pairs)}])"
+        if len(line) <= WIDTH:
+            return out + [line]
+        out.append(f"{indent}return OrderedDict([")
+        for k, v in pairs:
+            out += wrap(f"({k}, ", v, indent + "    ", trail="),")
+        return out + [f"{indent}])"]
+    return out + wrap("return ", returned, indent)
 
 
 def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
@@ -496,7 +513,13 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
     src += _init_body(backend, plan.root_init, ind, tap)
     src += [ind + line for line in init_lines]
     src += ["", f"    def {backend.forward_name}(self, x):"]
-    src += _forward_body(plan.root_forward, ind, lambda e: backend.root_return(e, net))
+    shapes = [net.node(node)["shape"] for _, node in net.output_list()]
+
+    def ret(e):
+        if isinstance(e, list):   # named outputs
+            return [(k, backend.root_return(v, shape)) for (k, v), shape in zip(e, shapes)]
+        return backend.root_return(e, shapes[0])
+    src += _forward_body(plan.root_forward, ind, ret)
     return src
 
 

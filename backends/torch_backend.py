@@ -243,7 +243,7 @@ BACKEND = L.Backend(
     module_base="nn.Module", forward_name="forward", super_init=True, rngs=False,
     helpers=HELPERS, container="nn.Module()", sequence=_sequence,
     instance=lambda cls, args: f"{cls}({', '.join(args)})", init_code=_init_code,
-    root_return=lambda expr, net: expr, ranks=ranks,
+    root_return=lambda expr, shape: expr, ranks=ranks,
     weights={"conv": {"weight": ("weight", None), "bias": ("bias", None)},
              "linear": {"weight": ("weight", None), "bias": ("bias", None)},
              "bn": {"weight": ("weight", None), "bias": ("bias", None),

@@ -139,8 +139,8 @@ BUILTIN_DOCS = {
     "make_divisible": "make_divisible(v, divisor=8, min_value=none): MobileNet rounding",
     "str": "str(x): text of a value",
 }
-# Functions that build layers but are not single ops.
-TENSOR_FUNCTIONS = ("split", "activation")
+# Functions that build layers but are not single ops (outputs: a network's named outputs).
+TENSOR_FUNCTIONS = ("split", "activation", "outputs")
 
 
 def cost(*values, per_element: int = 1) -> int:

@@ -75,14 +75,38 @@ _SQUEEZENET = [(r"^features\.0\.", "features.conv0."),
                (r"^features\.(\d+)\.", r"features.fire\1."),
                (r"^classifier\.1\.", "classifier.conv1.")]
 
+_GOOGLENET = [(r"^(inception\w+)\.branch(\d)\.(\d)\.", r"\1.branch\2_\3."), (r"^", "")]
+_IDENTITY = [(r"^", "")]
+
 MAPS = {
     # archc stem: (torchvision builder, builder kwargs, archc params, rules, input size)
+    # A key "stem@case" is another configuration of archs/<stem>.arch.
     "mobilenet_v2": ("mobilenet_v2", {}, {}, _MOBILENET_V2, 224),
     "resnet": ("resnet50", {}, {"depth": 50}, _RESNET, 224),
     "vgg": ("vgg16", {}, {"config": "D"}, _FEATURES_CLASSIFIER, 224),
     "alexnet": ("alexnet", {}, {}, _FEATURES_CLASSIFIER, 224),
     "squeezenet": ("squeezenet1_0", {}, {"version": "1.0"}, _SQUEEZENET, 224),
+    # the auxiliary heads as named outputs, compared with torchvision's GoogLeNetOutputs /
+    # InceptionOutputs (which it returns in training mode only; see AUX_IN_TRAINING)
+    "googlenet@aux": ("googlenet", {"aux_logits": True, "init_weights": False},
+                      {"variant": "torchvision", "aux_logits": True}, _GOOGLENET, 224),
+    "inception_v3@aux": ("inception_v3", {"aux_logits": True, "init_weights": False},
+                         {"aux_logits": True}, _IDENTITY, 299),
 }
+# torchvision computes these networks' aux heads only when the network is in training mode:
+# the reference runs with its root module in training mode and every submodule (BN,
+# dropout, the heads) in eval mode, which gives the eval-mode value of every output.
+AUX_IN_TRAINING = {"googlenet@aux", "inception_v3@aux"}
+
+
+def _outputs(value) -> dict:
+    """A network's outputs by name: torchvision's namedtuples and dicts, archc's dicts; a
+    single tensor is {None: tensor}."""
+    if isinstance(value, dict):
+        return dict(value)
+    if hasattr(value, "_fields"):
+        return dict(zip(value._fields, value))
+    return {None: value}
 
 
 def _rename(key: str, rules) -> str:
@@ -93,14 +117,17 @@ def _rename(key: str, rules) -> str:
     raise AssertionError(f"no rename rule for torchvision key '{key}'")
 
 
-@pytest.mark.parametrize("stem", list(MAPS))
-def test_same_logits_as_torchvision(stem):
+@pytest.mark.parametrize("case", list(MAPS))
+def test_same_logits_as_torchvision(case):
+    stem = case.split("@")[0]
     if not (Path(library_dir()) / f"{stem}.arch").exists():
         pytest.skip(f"archs/{stem}.arch does not exist yet")
     models = _torchvision_models()
-    builder, kwargs, params, rules, size = MAPS[stem]
+    builder, kwargs, params, rules, size = MAPS[case]
     torch.manual_seed(0)
-    ref = getattr(models, builder)(weights=None, **kwargs).eval()
+    ref = _builder(models, builder)(weights=None, **kwargs).eval()
+    if case in AUX_IN_TRAINING:
+        ref.training = True
     with torch.no_grad():  # non-trivial BN statistics, so the BN mapping is exercised
         for m in ref.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -114,6 +141,13 @@ def test_same_logits_as_torchvision(stem):
     assert not result.missing_keys and not result.unexpected_keys
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        want, got = ref(x), ours(x)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        want, got = _outputs(ref(x)), _outputs(ours(x))
+    assert list(got) == list(want)     # the same outputs, in the same order
+    for name in want:
+        assert got[name].shape == want[name].shape, name
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def _builder(models, name):
+    """torchvision.models.<name>, or models.segmentation.<name>."""
+    return getattr(models, name, None) or getattr(models.segmentation, name)
