@@ -171,6 +171,11 @@ class Val:
             return Val(value, self.text, hint=self.hint)         # x + 0, x - 0
         if self.hole or other.hole:
             return Val(value, hint=self.hint)
+        if op == "+" and other.text.isidentifier():   # a + t + t -> a + 2 * t (DenseNet)
+            m = re.fullmatch(rf"(.*) \+ (?:(\d+) \* )?{re.escape(other.text)}", self.text)
+            if m:
+                k = int(m.group(2) or 1) + 1
+                return Val(value, f"{m.group(1)} + {k} * {other.text}", hint=self.hint)
         return Val(value, f"{self.text} {op} {paren(other.text)}", hint=self.hint)
 
     def __add__(self, other):

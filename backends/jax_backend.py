@@ -323,6 +323,7 @@ LOWER = {
     "pixel_shuffle": _fn("pixel_shuffle({0}, {r})", "r"),
     "pixel_unshuffle": _fn("pixel_unshuffle({0}, {r})", "r"),
     "channel_shuffle": _fn("channel_shuffle({0}, {groups})", "groups"),
+    "crop": lambda c: Lowered(None, f"{c.x()}[:, {L.crop_slices(c)}]"),
     "adaptive_avgpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "
                                                 f"{_tuple(c, 'size', True)}, jnp.mean)"),
     "adaptive_maxpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "

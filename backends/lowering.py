@@ -98,6 +98,14 @@ class Backend:
         return self.lower[ctx.op](ctx)
 
 
+def crop_slices(ctx: LowerCtx) -> str:
+    """`top:bottom, left:right` of a crop's centre window (ops.Crop: rows from (H - h) // 2,
+    columns from (W - w) // 2); literal, since the input's size is the IR's."""
+    (_, h, w), (oh, ow) = ctx.in_shapes[0], ctx.value("size")
+    top, left = (h - oh) // 2, (w - ow) // 2
+    return f"{top}:{top + oh}, {left}:{left + ow}"
+
+
 # ---- small pieces of source ----------------------------------------------------------------
 def py_number(v) -> str:
     """Source text for an int, float or bool coming from the IR; nothing else passes."""
@@ -492,16 +500,16 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
                    init_lines: list, tap: bool) -> list:
     ind = "        "
     c, h, w = net.input_shape
-    params = ", ".join(f"{k} = {value_text(v)}".replace(" ", "\xa0")
+    # escaped before wrapping, so that no escape pushes a line past the width
+    params = ", ".join(doc_text(f"{k} = {value_text(v)}").replace(" ", "\xa0")
                        for k, v in net.params.items())
-    doc = [f"{net.name}, compiled by archc from {os.path.basename(net.file)}."]
+    body = [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
     if net.doc:
-        doc += [""] + textwrap.wrap(net.doc, width=88)
+        body += [""] + textwrap.wrap(doc_text(net.doc), width=88)
     if params:
-        doc += [""] + [line.replace("\xa0", " ") for line in
-                       textwrap.wrap(f"Parameters as used: {params}.", width=88)]
-    doc += _io_doc(backend, net, scheme)
-    body = [doc_text(line) for line in doc]
+        body += [""] + [line.replace("\xa0", " ") for line in
+                        textwrap.wrap(f"Parameters as used: {params}.", width=88)]
+    body += [doc_text(line) for line in _io_doc(backend, net, scheme)]
     src = [f"class {cls}({backend.module_base}):", '    """' + body[0]]
     src += [("    " + line) if line else "" for line in body[1:]] + ['    """']
     if tap:

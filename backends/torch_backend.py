@@ -163,6 +163,7 @@ LOWER = {
     "pixel_shuffle": lambda c: Lowered(None, f"F.pixel_shuffle({_x4(c)}, {c.f('r')})"),
     "pixel_unshuffle": lambda c: Lowered(None, f"F.pixel_unshuffle({_x4(c)}, {c.f('r')})"),
     "channel_shuffle": lambda c: Lowered(None, f"F.channel_shuffle({_x4(c)}, {c.f('groups')})"),
+    "crop": lambda c: Lowered(None, f"{_x4(c)}[:, :, {L.crop_slices(c)}]"),
     "adaptive_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, "
                                                 f"{c.pair('size', True)})"),
     "adaptive_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({_x4(c)}, "
@@ -198,7 +199,7 @@ LOWER = {
 _RANK = {"flatten": 2, "linear": 2, "conv": 4, "bn": 4, "lrn": 4, "maxpool": 4, "avgpool": 4,
          "global_avgpool": 4, "global_maxpool": 4, "input": 4, "conv_transpose": 4,
          "upsample": 4, "pixel_shuffle": 4, "pixel_unshuffle": 4, "channel_shuffle": 4,
-         "adaptive_avgpool": 4, "adaptive_maxpool": 4}
+         "adaptive_avgpool": 4, "adaptive_maxpool": 4, "crop": 4}
 
 
 def ranks(net: Network) -> dict:

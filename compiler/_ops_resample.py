@@ -5,7 +5,7 @@ Part of the op registry: compiler/ops.py imports this module, so these classes a
 
     upsample          nearest / bilinear interpolation (PyTorch's F.interpolate)
     conv_transpose    transposed convolution (PyTorch's ConvTranspose2d)
-    pixel_shuffle, pixel_unshuffle, channel_shuffle    pure rearrangements, free
+    pixel_shuffle, pixel_unshuffle, channel_shuffle, crop    rearrangements, free
     adaptive_avgpool, adaptive_maxpool                 pooling to a given output size
     drop_path         stochastic depth (torchvision's StochasticDepth, mode "row")
 """
@@ -167,6 +167,22 @@ class ChannelShuffle(Op):
             raise OpError(f"channel_shuffle: {c} channels are not divisible by "
                           f"groups={a['groups']}", arg="groups")
         return inputs[0]
+
+
+@register
+class Crop(Op):
+    name = "crop"
+    category = "shape"
+    doc = ("The centre size[0] x size[1] window of H x W (n or [h, w], at most the input): rows "
+           "from (H - h) // 2, columns from (W - w) // 2 (U-Net's skip connections).")
+    args = (Arg("x", "tensor"), Arg("size", "pair", minimum=1))
+
+    def shape(self, inputs, a):
+        c, h, w = inputs[0]
+        if a["size"][0] > h or a["size"][1] > w:
+            raise OpError(f"crop: {fmt(a['size'])} is larger than the input's {h}x{w} (H x W)",
+                          arg="size")
+        return (c, *a["size"])
 
 
 # ---- adaptive pooling ------------------------------------------------------------------------

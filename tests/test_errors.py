@@ -522,3 +522,9 @@ def test_adaptive_pool_size_must_be_positive(diag):
     check(_op_error(diag, stmt), "t.arch:3:29",
           "adaptive_maxpool(): argument 'size' must be at least 1, got 0", "    " + stmt,
           caret="[0, 2]")
+
+
+def test_crop_larger_than_the_input(diag):
+    stmt = "y = crop(x, [16, 40])"
+    check(_op_error(diag, stmt), "t.arch:3:17",
+          "crop: 16x40 is larger than the input's 32x32 (H x W)", "    " + stmt, caret="[16, 40]")

@@ -346,10 +346,12 @@ _RESAMPLE_ARGS = {
     "adaptive_avgpool": {"size": _PAIR},
     "adaptive_maxpool": {"size": _PAIR},
     "drop_path": {"p": _mostly(lambda r: r.choice([0.0, 0.3, 0.99]), -0.5, 1.0, 2, "0.1")},
+    "crop": {"size": _mostly(_pair(1, 9), 0, [2, 0], 1.5)},
 }
 _REQUIRED = {"conv_transpose": ("out", "kernel"), "pixel_shuffle": ("r",),
              "pixel_unshuffle": ("r",), "channel_shuffle": ("groups",),
-             "adaptive_avgpool": ("size",), "adaptive_maxpool": ("size",), "drop_path": ("p",)}
+             "adaptive_avgpool": ("size",), "adaptive_maxpool": ("size",), "drop_path": ("p",),
+             "crop": ("size",)}
 
 
 def _resample_source(op: str, r) -> str:

@@ -49,6 +49,17 @@ def test_upsample_and_pool_costs_by_hand():
         == 4 * 7 * 9
 
 
+def test_crop_takes_the_centre_window():
+    """rows from (H - h) // 2, columns from (W - w) // 2: 7 -> 4 starts at row 1, 9 -> 4 at
+    column 2; free, like a slice"""
+    torch = pytest.importorskip("torch")
+    from archc.backends import torch_backend as tb
+    n = net_of("return crop(x, 4)")
+    assert archc.analyze(n).layer("crop_1").elementwise_ops == 0
+    x = torch.randn(1, 4, 7, 9)
+    assert torch.equal(tb.compile_module(n)(x), x[:, :, 1:5, 2:6])
+
+
 def test_rearrangements_are_free_and_keep_the_element_count():
     n = net_of("return x -> pixel_unshuffle(1) -> upsample([2, 2]) -> pixel_unshuffle(2) "
                "-> channel_shuffle(8) -> pixel_shuffle(2)")
@@ -107,7 +118,7 @@ CASES = """
           -> cs: channel_shuffle(4) -> ps: pixel_shuffle(2) -> up5: upsample([1, 2])
           -> ap: adaptive_avgpool([13, 17])
     d = x -> am: adaptive_maxpool([5, 4]) -> up6: upsample(size=[13, 17], mode="bilinear")
-    e = x -> up7: upsample(size=[3, 5]) -> up8: upsample(size=[13, 17])
+    e = x -> up7: upsample(size=[3, 5]) -> up8: upsample(size=[16, 20]) -> cr: crop([13, 17])
     f = x -> up9: upsample(size=[4, 4], mode="bilinear") -> aq: adaptive_avgpool([13, 17])
     return concat(a, b, n, c, d, e, f) -> dp: drop_path(0.2) -> ag: adaptive_maxpool(20)
 """

@@ -125,8 +125,8 @@ network AllOps(classes: int = 7) {
           -> up: upsample(size=[5, 8], mode="bilinear")
     v = y -> un: upsample(2) -> pu: pixel_unshuffle(2) -> cs: channel_shuffle(8)
           -> pxs: pixel_shuffle(4) -> aap: adaptive_avgpool([5, 8])
-    w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[5, 8], mode="bilinear", align_corners=true)
-          -> ws: slice(0, 16)
+    w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[7, 9], mode="bilinear", align_corners=true)
+          -> ws: slice(0, 16) -> cr: crop([5, 8])
     y = cat2: concat(u, v, w) -> dpth: drop_path(0.1)
     g = y -> gm: global_maxpool -> fa: linear(32) -> bn2: bn -> hsig: hsigmoid
     y = sc: mul(y, g)
