@@ -18,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import _torchvision_names as N  # noqa: E402
 import archc  # noqa: E402
 from archc.compiler import library_dir  # noqa: E402
 
@@ -92,6 +93,25 @@ MAPS = {
                       {"variant": "torchvision", "aux_logits": True}, _GOOGLENET, 224),
     "inception_v3@aux": ("inception_v3", {"aux_logits": True, "init_weights": False},
                          {"aux_logits": True}, _IDENTITY, 299),
+    # the library of issue 13 (rename functions in tests/_torchvision_names.py); small
+    # inputs where the size is not the point
+    "shufflenet_v2": ("shufflenet_v2_x1_0", {}, {}, N.shufflenet_v2, 96),
+    "efficientnet": ("efficientnet_b0", {}, {}, N.efficientnet, 96),
+    "efficientnet@b5": ("efficientnet_b5", {}, {"variant": "b5"}, N.efficientnet, 64),
+    "densenet": ("densenet121", {}, {}, N.densenet, 96),
+    "regnet": ("regnet_x_400mf", {}, {}, N.regnet, 96),
+    "regnet@y": ("regnet_y_400mf", {}, {"variant": "y_400mf"}, N.regnet, 96),
+    "mnasnet": ("mnasnet0_5", {}, {"width": 0.5}, N.mnasnet, 96),
+    "fcn": ("fcn_resnet50", {"weights_backbone": None, "aux_loss": True},
+            {"aux": True, "resolution": 96}, N.fcn, 96),
+    "deeplabv3": ("deeplabv3_resnet50", {"weights_backbone": None, "aux_loss": True},
+                  {"aux": True, "resolution": 96}, N.deeplabv3, 96),
+    "deeplabv3@mobilenet": ("deeplabv3_mobilenet_v3_large",
+                            {"weights_backbone": None, "aux_loss": True},
+                            {"backbone": "mobilenet_v3_large", "aux": True, "resolution": 96},
+                            N.deeplabv3_mobilenet, 96),
+    "lraspp": ("lraspp_mobilenet_v3_large", {"weights_backbone": None},
+               {"resolution": 96}, N.lraspp, 96),
 }
 # torchvision computes these networks' aux heads only when the network is in training mode:
 # the reference runs with its root module in training mode and every submodule (BN,
@@ -110,6 +130,8 @@ def _outputs(value) -> dict:
 
 
 def _rename(key: str, rules) -> str:
+    if callable(rules):
+        return rules(key)
     for pattern, repl in rules:
         new, n = re.subn(pattern, repl, key)
         if n:
