@@ -32,11 +32,14 @@ from ._plan import Lowered, LowerCtx, ModuleTree, Plan, PlanError  # noqa: F401 
 #   xavier_uniform  Glorot uniform (SqueezeNext)      xavier_normal   Glorot normal
 #   kaiming_normal  He normal, fan_out, ReLU gain (torchvision's ResNet)
 #   kaiming_uniform He uniform, fan_in, ReLU gain
+#   lecun_uniform   uniform, fan_in, gain 1: U(+-sqrt(3 / fan_in)), Caffe's "xavier" filler
+#                   (its default variance_norm FAN_IN; the SqueezeNext ImageNet prototxts)
 INIT_SCHEMES = {"default": None,
                 "xavier_uniform": ("uniform", "fan_avg", 1.0),
                 "xavier_normal": ("normal", "fan_avg", 1.0),
                 "kaiming_normal": ("normal", "fan_out", 2.0),
-                "kaiming_uniform": ("uniform", "fan_in", 2.0)}
+                "kaiming_uniform": ("uniform", "fan_in", 2.0),
+                "lecun_uniform": ("uniform", "fan_in", 1.0)}
 WIDTH = 99   # longest generated line
 
 

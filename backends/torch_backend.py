@@ -213,9 +213,10 @@ def ranks(net: Network) -> dict:
 def _init_code(scheme: str, used: set):
     if scheme == "default":
         return [], ""
-    dist, fan, _ = L.INIT_SCHEMES[scheme]
+    dist, fan, scale = L.INIT_SCHEMES[scheme]
+    gain = "relu" if scale == 2.0 else "linear"    # variance scale / fan: gain 2 or 1
     call = f"nn.init.xavier_{dist}_(m.weight)" if fan == "fan_avg" else \
-        f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="relu")'
+        f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="{gain}")'
     kinds = "nn.Conv2d, nn.ConvTranspose2d, nn.Linear" if "conv_transpose" in used else \
         "nn.Conv2d, nn.Linear"
     return ["init_weights(self)"], f'''
