@@ -124,7 +124,8 @@ class _Graph:
             self.overrides[p] = _folded(self, p, bn)
 
     def fresh(self, name: str) -> str:
-        """`name`, or `name_`, `name__` ... when a value already has it (a label with '/')."""
+        """`name`, or `name_`, `name__` ... when a value or weight has it already (a layer
+        `weight` in a block `eval_` beside a conv `eval`, whose torch path is `eval_`)."""
         while name in self.taken:
             name += "_"
         self.taken.add(name)

@@ -5,6 +5,7 @@ BN folding, metadata, the CLI and its errors."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -171,6 +172,32 @@ def test_names_python_treats_differently(reference):
     x = np.random.RandomState(0).randn(2, *net.input_shape).astype(np.float32)
     y = _torch(module, x)
     np.testing.assert_allclose(_run(model, net, x), y, rtol=0, atol=TOL * np.abs(y).max())
+
+
+def test_a_value_named_like_a_weight_gets_another_name():
+    """conv `eval` has the torch path `eval_`, so its weight is `eval_.weight`: the layer
+    `weight` of the block call `eval_` is the value `eval_.weight_`."""
+    net = archc.load_source("""block b(x: tensor) { return weight: relu(x) }
+    network N() {
+        x = input(3, 4, 4) -> eval: conv(4, kernel=1)
+        return eval_: b(x)
+    }""")
+    model = archc.build_onnx(net)
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.name for n in model.graph.node] == ["eval", "eval_.weight_"]
+    assert {i.name for i in model.graph.initializer} == {"eval_.weight", "eval_.bias"}
+
+
+def test_missing_packages_are_clear_errors(monkeypatch):
+    net = archc.load("se_sqnxt")
+    monkeypatch.setitem(sys.modules, "torch", None)     # `import torch` raises ImportError
+    with pytest.raises(ArchError, match="torch is not installed") as e:
+        onnx_backend.build_model(net)
+    assert "--weights" in e.value.hint
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ArchError, match="needs the onnx package") as e:
+        onnx_backend.build_model(net, weights={})
+    assert "archc[onnx]" in e.value.hint
 
 
 def test_default_weights_are_the_torch_modules_at_seed_0():
