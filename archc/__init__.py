@@ -119,18 +119,23 @@ def build_module(target, /, backend=_UNSET, weight_init=_UNSET, **params):
         net, init=init)
 
 
-def build_onnx(target, weights=None, fold_bn: bool = False, weight_init: str | None = None,
-               **params):
+def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **params):
     """The ONNX model (an onnx.ModelProto) of a Network, file or bundled name with `params`;
     `onnx.save(model, "net.onnx")` or `archc build --backend onnx -o net.onnx` writes it.
 
     weights: a safetensors file or {key: array} in the torch module's layout (as `archc train`
-    writes model.safetensors); None: the torch module's initialisation after
-    torch.manual_seed(0), weight_init overriding the network's scheme. fold_bn: fold each
-    BatchNormalization into the conv or linear layer before it (docs/backends.md)."""
+    writes model.safetensors); not given: the torch module's initialisation after
+    torch.manual_seed(0), weight_init overriding the network's scheme. fold_bn=True: fold
+    each BatchNormalization into the conv or linear layer before it (docs/backends.md)."""
     from archc.backends import onnx_backend
-    net = target if isinstance(target, Network) else load(target, **params)
-    return onnx_backend.build_model(net, weights=weights, fold_bn=fold_bn, init=weight_init)
+    own = {"weights": weights, "fold_bn": fold_bn, "weight_init": weight_init}
+    net = _network("build_onnx", target, params, own)
+    init = _own_string("build_onnx", "weight_init", weight_init, None)
+    fold = _given(fold_bn, False)
+    if not isinstance(fold, bool):
+        raise ArchError("archc.build_onnx(): keyword argument 'fold_bn' must be True or False, "
+                        f"not {type(fold).__name__}")
+    return onnx_backend.build_model(net, weights=_given(weights, None), fold_bn=fold, init=init)
 
 
 # import names each training backend needs (pyproject.toml's extras install them)

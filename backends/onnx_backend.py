@@ -180,6 +180,9 @@ def _tensors(net: Network, weights, init: str | None) -> tuple:
                         hint="give one of --weights and --init")
     if isinstance(weights, dict):
         return weights, "given"
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ArchError(f"weights must be a safetensors file's path or a dict of arrays, not "
+                        f"{type(weights).__name__}")
     from . import weights as W
     return W.load(weights), os.path.basename(os.fspath(weights))
 
@@ -258,8 +261,10 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
 
 def write_model(net: Network, path, weights=None, fold_bn: bool = False,
                 init: str | None = None):
-    """Write the model to `path` atomically (nothing half-written on error); returns it."""
-    from archc._files import write_atomic
+    """Write the model to `path` atomically (nothing half-written on error); returns it.
+    The path is checked before the model is built (archc._files.check_output_path)."""
+    from archc._files import check_output_path, write_atomic
+    check_output_path(path)
     model = build_model(net, weights=weights, fold_bn=fold_bn, init=init)
     write_atomic(path, model.SerializeToString())
     return model

@@ -286,6 +286,7 @@ def test_cli_bad_weights_exit_2_and_write_nothing(tmp_path, capsys, reference, e
     (["--backend", "onnx", "--weights", "w.safetensors", "--init", "xavier_normal",
       "-o", "x.onnx"], "with --weights nothing is"),
     (["--backend", "onnx", "--init", "glorot", "-o", "x.onnx"], "unknown weight initialisation"),
+    (["--backend", "onnx", "-o", "nowhere/x.onnx"], "the folder 'nowhere' does not exist"),
 ])
 def test_cli_option_errors_exit_2(tmp_path, capsys, monkeypatch, argv, needle):
     monkeypatch.chdir(tmp_path)
