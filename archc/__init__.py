@@ -1,7 +1,7 @@
 """archc: a declarative architecture language and compiler for efficient CNNs.
 
 Write a network once as an .arch file; archc reports what it costs (shapes, parameters,
-MACs, activation memory) before any training, and lowers it to PyTorch and JAX/Flax.
+MACs, activation memory) before any training, and lowers it to PyTorch, JAX/Flax and ONNX.
 
     >>> import archc
     >>> net = archc.load("se_sqnxt", stages=[1, 2, 8, 1])
@@ -91,6 +91,9 @@ def _backend(backend: str):
     if backend == "jax":
         from archc.backends import jax_backend
         return jax_backend
+    if backend == "onnx":
+        raise ArchError("the onnx backend builds a binary model, not Python source",
+                        hint="use archc.build_onnx(...), or archc build --backend onnx -o FILE")
     raise ArchError(f"unknown backend '{backend}'", hint="backends: torch, jax")
 
 
@@ -114,6 +117,25 @@ def build_module(target, /, backend=_UNSET, weight_init=_UNSET, **params):
     init = _own_string("build_module", "weight_init", weight_init, None)
     return _backend(_own_string("build_module", "backend", backend, "torch")).compile_module(
         net, init=init)
+
+
+def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **params):
+    """The ONNX model (an onnx.ModelProto) of a Network, file or bundled name with `params`;
+    `onnx.save(model, "net.onnx")` or `archc build --backend onnx -o net.onnx` writes it.
+
+    weights: a safetensors file or {key: array} in the torch module's layout (as `archc train`
+    writes model.safetensors); not given: the torch module's initialisation after
+    torch.manual_seed(0), weight_init overriding the network's scheme. fold_bn=True: fold
+    each BatchNormalization into the conv or linear layer before it (docs/backends.md)."""
+    from archc.backends import onnx_backend
+    own = {"weights": weights, "fold_bn": fold_bn, "weight_init": weight_init}
+    net = _network("build_onnx", target, params, own)
+    init = _own_string("build_onnx", "weight_init", weight_init, None)
+    fold = _given(fold_bn, False)
+    if not isinstance(fold, bool):
+        raise ArchError("archc.build_onnx(): keyword argument 'fold_bn' must be True or False, "
+                        f"not {type(fold).__name__}")
+    return onnx_backend.build_model(net, weights=_given(weights, None), fold_bn=fold, init=init)
 
 
 # import names each training backend needs (pyproject.toml's extras install them)
@@ -195,5 +217,5 @@ def __getattr__(name):
 
 
 __all__ = ["Analysis", "ArchError", "LayerCost", "Network", "Recipe", "analyze", "build_module",
-           "build_source", "bundled_networks", "load", "load_source", "render", "to_json_dict",
-           "train", "weights", "__version__"]
+           "build_onnx", "build_source", "bundled_networks", "load", "load_source", "render",
+           "to_json_dict", "train", "weights", "__version__"]

@@ -104,12 +104,25 @@ def cmd_check(args) -> int:
 
 def cmd_build(args) -> int:
     from archc import _backend
+    if args.backend == "onnx" or args.weights or args.fold_bn:
+        return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
     if args.output:
         backend.write_source(net, args.output, init=args.init)
     else:
         sys.stdout.write(backend.build_source(net, init=args.init))
+    return 0
+
+
+def _build_onnx(args) -> int:
+    if args.backend != "onnx":
+        raise ArchError("--weights and --fold-bn are options of --backend onnx")
+    if not args.output:
+        raise ArchError("--backend onnx writes a binary file: give -o FILE", hint="-o net.onnx")
+    from archc.backends import onnx_backend
+    onnx_backend.write_model(_network(args), args.output, weights=args.weights,
+                             fold_bn=args.fold_bn, init=args.init)
     return 0
 
 
@@ -216,12 +229,17 @@ def make_parser() -> argparse.ArgumentParser:
     target(c)
     c.set_defaults(func=cmd_check)
 
-    b = sub.add_parser("build", help="lower to a framework module (one Python source file)")
+    b = sub.add_parser("build", help="lower to a framework module (one Python source file) or "
+                       "to an ONNX model")
     target(b)
-    b.add_argument("--backend", choices=["torch", "jax"], default="torch")
+    b.add_argument("--backend", choices=["torch", "jax", "onnx"], default="torch")
     b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")
+    b.add_argument("--weights", metavar="FILE", help="onnx: trained weights, a safetensors file "
+                   "in the torch layout (archc train's model.safetensors)")
+    b.add_argument("--fold-bn", action="store_true",
+                   help="onnx: fold BatchNormalization into the conv or linear layer before it")
     b.set_defaults(func=cmd_build)
 
     t = sub.add_parser("train", help="train on CIFAR-10-style data (JAX by default, or torch)",

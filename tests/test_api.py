@@ -8,7 +8,8 @@ import archc
 from archc import ArchError
 
 SRC = ("network N(bits: int = 4, backend: string = \"b\", filename: string = \"f\", "
-       "width: float = 1.0, target: int = 0) {\n x = input(3, 8, 8)\n"
+       "width: float = 1.0, target: int = 0, weight_init: string = \"w\") {\n"
+       " x = input(3, 8, 8)\n"
        " x = conv(x, 8 * bits, kernel=1)\n return x\n}\n")
 
 
@@ -27,9 +28,10 @@ def message(fn, *a, **kw) -> str:
 
 @pytest.mark.parametrize("fn, keyword", [
     (archc.analyze, "bits"), (archc.build_source, "backend"), (archc.build_module, "backend"),
+    (archc.build_onnx, "weight_init"),
 ])
 def test_an_own_keyword_that_is_also_a_network_parameter_is_an_error(arch, fn, keyword):
-    out = message(fn, arch, **{keyword: 8 if keyword == "bits" else "jax"})
+    out = message(fn, arch, **{keyword: {"bits": 8, "backend": "jax"}.get(keyword, "default")})
     assert out.startswith(f"error: archc.{fn.__name__}(): keyword argument '{keyword}' is "
                           "ambiguous: it is an option of"), out
     assert f"archc.load(target, {keyword}=...)" in out
