@@ -79,6 +79,29 @@ def test_unclosed_brace_points_at_the_opener(diag):
           hint="the file ends before its '}'")
 
 
+def test_missing_inner_brace_points_at_it(diag):
+    """The '}' that closes the block is indented as the block's line, so the `for` body's
+    '{' is the one not closed (the parser pairs the '}' with it and fails at `network`)."""
+    src = ("block b(x: tensor) {\n    for i in range(2) {\n        x = x -> relu\n"
+           "    return x\n}\n\n" + HEAD + "    return b(x)\n}\n")
+    err = diag(src)
+    check(err, "t.arch:2:23", "'{' is never closed", "    for i in range(2) {", caret="{",
+          hint="the '}' at line 5 is indented to close an outer '{'")
+
+
+def test_missing_inner_brace_at_the_end_of_the_file(diag):
+    err = diag(HEAD + "    if true {\n        x = relu(x)\n    return x\n}\n")
+    check(err, "t.arch:3:13", "'{' is never closed", "    if true {", caret="{",
+          hint="the '}' at line 6 is indented to close an outer '{'")
+
+
+def test_missing_brace_before_the_next_definition(diag):
+    """`network` after an unclosed block body: the block's '{', not the next definition."""
+    err = diag("block b(x: tensor) {\n    return x\n\n" + HEAD + "    return b(x)\n}\n")
+    check(err, "t.arch:1:20", "'{' is never closed", "block b(x: tensor) {", caret="{",
+          hint="expected '}' before 'network' at line 4")
+
+
 def test_unclosed_paren_before_next_line(diag):
     err = diag(HEAD + "    y = conv(x, 16, kernel=3\n    return y\n}\n")
     check(err, "t.arch:3:13", "'(' is never closed", "    y = conv(x, 16, kernel=3", caret="(",
@@ -263,14 +286,35 @@ def test_define_unknown_parameter(diag):
 
 def test_define_bare_word(diag):
     err = diag(NET, "-D", "width=abc")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=abc", caret="abc",
           hint='a bare word is a name, not a string; quote it: -D width="abc"')
 
 
 def test_define_syntax_error(diag):
     err = diag(NET, "-D", "stages=[1,2")
-    check(err, "<-D>:1:11", "'[' is never closed", "-D stages=[1,2", caret="[")
+    check(err, "<-D>:1:11", "parameter 'stages': '[' is never closed", "-D stages=[1,2",
+          caret="[", hint='a -D value is a literal: a number (-D width=0.5), true or false, a '
+                          '"string" (-D act="relu") or a [list] (-D stages=[1, 2, 8, 1])')
+
+
+@pytest.mark.parametrize("define, caret, hint", [
+    ("width=0.5x", "0.5x", "a number is written alone, without a unit or suffix: -D width=0.5"),
+    ("stages=1,2,8,1", "1,2,8,1", "a list is written in brackets: -D stages=[1,2,8,1]"),
+    ("stages=1 2 8 1", "1 2 8 1",
+     "a list is written in brackets, with commas: -D stages=[1, 2, 8, 1]"),
+    ("width=)", ")", 'a -D value is a literal: a number (-D width=0.5), true or false, a '
+                     '"string" (-D act="relu") or a [list] (-D stages=[1, 2, 8, 1])'),
+])
+def test_define_not_a_literal_names_the_parameter_and_the_syntax(diag, define, caret, hint):
+    """Issue 13: `-D width=0.5x` said "expected ':', ',' or '='" and `-D stages=1,2,8,1`
+    suggested a statement."""
+    name, value = define.split("=", 1)
+    err = diag(NET, "-D", define)
+    check(err, f"<-D>:1:{len(name) + 5}", f"parameter '{name}': '{value}' is not a literal value",
+          f"-D {define}", caret=caret, hint=hint)
 
 
 def test_define_wrong_type(diag):
@@ -287,14 +331,18 @@ def test_define_without_equals(diag):
 
 def test_define_spaces_are_normalised(diag):
     err = diag(NET, "-D", " width = abc ")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=abc", caret="abc",
           hint='a bare word is a name, not a string; quote it: -D width="abc"')
 
 
 def test_define_expression_is_not_evaluated(diag):
     err = diag(NET, "-D", "width=2**3", command="analyze")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=2**3", caret="2**3",
           hint="-D values are not evaluated; give the value itself, e.g. 64 or [1, 2, 8, 1]")
 
