@@ -217,6 +217,19 @@ class OperandError(ValueError):
 
 def operate(op: str, a, b):
     """A binary operator (not `and`/`or`) on two evaluated non-tensor values."""
+    if op in ("in", "not in"):
+        # membership by `==` (1 in [1.0] is true, "1" in [1] is not); a substring of a string
+        if isinstance(b, tuple):
+            found = any(operate("==", a, x) for x in b)
+        elif isinstance(b, str):
+            if not isinstance(a, str):
+                raise OperandError(f"`{op}` a string needs a string on its left, not "
+                                   f"{type_name(a)}", "left")
+            found = a in b
+        else:
+            raise OperandError(f"`{op}` needs a list or a string on its right, not "
+                               f"{type_name(b)}", "right")
+        return found if op == "in" else not found
     if op in ("==", "!="):
         same = a == b and (type_name(a) == type_name(b) or
                            {type_name(a), type_name(b)} <= {"int", "float"})

@@ -128,7 +128,11 @@ class Elaborator:
         elif isinstance(st, S.Assert):
             ok = self._bool(self.eval(st.cond, env, names), st.cond.span, "an assertion")
             if not ok:
-                raise ArchError(f"assertion failed: {st.message or 'condition is false'}", st.span)
+                text = "condition is false"
+                if st.message is not None:
+                    msg = self.eval(st.message, env, names)
+                    text = msg if isinstance(msg, str) else show(msg)
+                raise ArchError(f"assertion failed: {text}", st.span)
         else:  # pragma: no cover - the parser builds only the statements above
             raise AssertionError(st)
 
@@ -225,6 +229,8 @@ class Elaborator:
         b = self.eval(e.right, env, names)
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             if op in ("+", "*") and isinstance(a, Tensor) and isinstance(b, Tensor):
+                if op == "*" and a.shape == (a.shape[0], 1, 1) and b.shape != a.shape:
+                    a, b = b, a   # `s * x`: the C x 1 x 1 scale is mul's second input
                 return self.builder.add_layer(ops.get("add" if op == "+" else "mul"), [a, b], {},
                                               None, e.span, names)
             raise ArchError(f"operator '{op}' is not defined for {type_name(a)} and {type_name(b)}",

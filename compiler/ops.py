@@ -523,7 +523,13 @@ class Mul(Op):
     def shape(self, inputs, a):
         x, s = inputs
         if s != x and s != (x[0], 1, 1):
-            raise OpError(f"mul: scale is {fmt(s)} but must be {fmt(x)} or {x[0]}x1x1 "
+            if x == (s[0], 1, 1):
+                raise OpError(f"mul: the scale ({fmt(x)}) comes second: mul(x, scale) "
+                              f"multiplies x ({fmt(s)}) channel by channel",
+                              hint="write mul(x, s); the operator takes either order "
+                                   "(x * s or s * x)")
+            want = fmt(x) if x == (x[0], 1, 1) else f"{fmt(x)} or {x[0]}x1x1"
+            raise OpError(f"mul: scale is {fmt(s)} but must be {want} "
                           f"to multiply an input of {fmt(x)}")
         return x
 
