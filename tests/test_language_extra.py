@@ -144,3 +144,20 @@ def test_assert_message_is_evaluated_only_when_the_assertion_fails():
         archc.load_source(src, filename="t.arch")
     assert err.value.format().startswith("t.arch:4:19: error: unknown name 'nope'")
 
+
+def test_every_std_block_is_documented_in_the_language_reference():
+    """docs/language.md section 9 lists every block of archs/std/ as `name(` with its file."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "language.md").read_text()
+    section = doc[doc.index("## 9. The bundled library"):doc.index("## 10.")]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = line.split(" | ")
+            for name in re.findall(r"`(\w+)\(", cells[0]):
+                rows[name] = cells[1].strip("` ")
+    blocks = {m.group(1): p.name for p in (root / "archs" / "std").glob("*.arch")
+              for m in re.finditer(r"^block\s+(\w+)\s*\(", p.read_text(), re.M)}
+    assert blocks and rows == blocks
