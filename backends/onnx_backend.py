@@ -131,7 +131,9 @@ def _conv_transpose(c):
 
 def _upsample(c):
     """Resize with PyTorch's F.interpolate coordinates: nearest is "asymmetric" + floor
-    (src = floor(dst * in / out)); bilinear is "pytorch_half_pixel" (align_corners=false)
+    (src = floor(dst * in / out)); bilinear is "half_pixel" (align_corners=false: PyTorch's
+    src = (dst + 0.5) * in / out - 0.5 for every output size, which "pytorch_half_pixel" is
+    not for an output size of 1)
     or "align_corners". An integer scale is given as exact scales; a size as sizes, the
     batch dimension read from the input (opset 17's Resize has no axes)."""
     x = c.x4()
@@ -140,7 +142,7 @@ def _upsample(c):
                "nearest_mode": "floor"}
     else:
         how = {"mode": "linear", "coordinate_transformation_mode":
-               "align_corners" if c.a("align_corners") else "pytorch_half_pixel"}
+               "align_corners" if c.a("align_corners") else "half_pixel"}
     if c.a("scale") is not None:
         sh, sw = c.a("scale")
         scales = c.const("scales", np.array([1, 1, sh, sw], np.float32))

@@ -48,8 +48,9 @@ network EvenLrn() {
 """
 # Named outputs: one is a BN layer (folded: its value is the conv's), two are one layer, one
 # is named as its layer; the ops of _ops_resample.py where ALL_OPS leaves a case out (nearest
-# to a size that is no multiple, bilinear by a scale, adaptive pools over bins of unequal
-# sizes and along one axis only, odd crops, a stride-3 transposed conv with a bias).
+# to a size that is no multiple, bilinear by a scale and to a size of 1, adaptive pools over
+# bins of unequal sizes and along one axis only, odd crops, a stride-3 transposed conv with a
+# bias).
 NAMED = """
 network Named() {
     x = input(3, 9, 11)
@@ -71,7 +72,10 @@ network Resample() {
     e = x -> ct: conv_transpose(9, kernel=[2, 3], stride=3, output_padding=[0, 2])
           -> ps: pixel_unshuffle(2) -> sh: channel_shuffle(3) -> px: pixel_shuffle(3)
           -> cr: crop([5, 6]) -> ap: adaptive_avgpool([4, 6]) -> dp: drop_path(0.5)
-    return outputs(a=a, b=b, c=c, d=d, e=e)
+    f = x -> o1: upsample(size=[1, 3], mode="bilinear")
+          -> o2: upsample(size=[5, 1], mode="bilinear")
+          -> o3: adaptive_avgpool([1, 4]) -> o4: upsample(size=[3, 4], mode="bilinear")
+    return outputs(a=a, b=b, c=c, d=d, e=e, f=f)
 }
 """
 NETS = {name: (lambda name=name: _small(name)) for name in bundled_networks()}
