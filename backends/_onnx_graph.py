@@ -123,9 +123,11 @@ class _Graph:
         # unless the layer has that name): no other value may take it
         for key, node in net.outputs:
             if key == net.input:
+                span = net.node(node).get("span")
                 raise ArchError(f"the onnx backend names the graph's input '{key}', so no "
                                 f"output can have that name (output '{key}', layer '{node}')",
-                                net.node(node).get("span"), hint="rename the output")
+                                span, hint="rename the output",
+                                source=net.sources.get(span.file) if span else None)
             if key != node:
                 self.taken.add(key)
         for layer in L.stateful_layers(net):   # weight names are never value names

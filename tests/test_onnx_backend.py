@@ -249,6 +249,7 @@ def test_an_output_named_like_the_graph_input_is_an_error():
     with pytest.raises(ArchError, match="no output can have that name") as e:
         onnx_backend.build_model(net, weights={})
     assert e.value.span is not None and "output 'input'" in e.value.message
+    assert "^" in e.value.format()          # the excerpt with its caret
 
 
 def test_a_value_named_like_a_weight_gets_another_name():
