@@ -120,13 +120,34 @@ def _add(c):
 
 
 def _conv_transpose(c):
+    """ConvTranspose. PyTorch allows an output_padding up to max(stride, dilation) - 1,
+    onnxruntime only below the stride: there, the output padding becomes the end padding.
+    PyTorch's output is rows [p, p + L) of the uncropped transposed convolution (zeros
+    beyond its end, bias everywhere), L = its size - 2p + output_padding: end pads p - op,
+    and where that is negative, zeros padded after the convolution and the bias added
+    after them."""
     (kh, kw), out, g = c.a("kernel"), c.shape[0], c.a("groups")
     cin = c.in_shapes[0][0]
     w = c.weight("weight", (cin, out // g, kh, kw))   # torch's layout, also ONNX's
-    return c.node("ConvTranspose", [c.x4(), w] + _opt(c.weight("bias", (out,))),
-                  kernel_shape=[kh, kw], strides=list(c.a("stride")), pads=_pads(c),
-                  output_padding=list(c.a("output_padding")),
-                  dilations=list(c.a("dilation")), group=g)
+    bias = c.weight("bias", (out,))
+    common = {"kernel_shape": [kh, kw], "strides": list(c.a("stride")),
+              "dilations": list(c.a("dilation")), "group": g}
+    (ph, pw), (oh, ow) = c.a("padding"), c.a("output_padding")
+    if oh < c.a("stride")[0] and ow < c.a("stride")[1]:
+        return c.node("ConvTranspose", [c.x4(), w] + _opt(bias), pads=_pads(c),
+                      output_padding=[oh, ow], **common)
+    eh, ew = ph - oh, pw - ow
+    if eh >= 0 and ew >= 0:
+        return c.node("ConvTranspose", [c.x4(), w] + _opt(bias),
+                      pads=[ph, pw, eh, ew], **common)
+    y = c.node("ConvTranspose", [c.x4(), w], part="deconv",
+               pads=[ph, pw, max(eh, 0), max(ew, 0)], **common)
+    pads = c.const("pads", [0, 0, 0, 0, 0, 0, max(-eh, 0), max(-ew, 0)])
+    if bias is None:
+        return c.node("Pad", [y, pads])
+    y = c.node("Pad", [y, pads], part="pad")
+    return c.node("Add", [y, c.node("Reshape", [bias, c.const("bias_shape", [out, 1, 1])],
+                                     part="bias")])
 
 
 def _upsample(c):

@@ -49,8 +49,8 @@ network EvenLrn() {
 # Named outputs: one is a BN layer (folded: its value is the conv's), two are one layer, one
 # is named as its layer; the ops of _ops_resample.py where ALL_OPS leaves a case out (nearest
 # to a size that is no multiple, bilinear by a scale and to a size of 1, adaptive pools over
-# bins of unequal sizes and along one axis only, odd crops, a stride-3 transposed conv with a
-# bias).
+# bins of unequal sizes and along one axis only, odd crops, transposed convs with stride 3
+# and with an output padding of at least the stride).
 NAMED = """
 network Named() {
     x = input(3, 9, 11)
@@ -75,7 +75,10 @@ network Resample() {
     f = x -> o1: upsample(size=[1, 3], mode="bilinear")
           -> o2: upsample(size=[5, 1], mode="bilinear")
           -> o3: adaptive_avgpool([1, 4]) -> o4: upsample(size=[3, 4], mode="bilinear")
-    return outputs(a=a, b=b, c=c, d=d, e=e, f=f)
+    # output_padding >= stride (allowed below the dilation): end pads, or zeros padded after
+    g = x -> ctp: conv_transpose(4, kernel=3, dilation=3, output_padding=[2, 1], padding=[2, 1])
+    h = x -> ctz: conv_transpose(4, kernel=2, dilation=2, output_padding=1, bias=false)
+    return outputs(a=a, b=b, c=c, d=d, e=e, f=f, g=g, h=h)
 }
 """
 NETS = {name: (lambda name=name: _small(name)) for name in bundled_networks()}
@@ -372,3 +375,35 @@ def test_cli_option_errors_exit_2(tmp_path, capsys, monkeypatch, argv, needle):
     code, err = _cli(capsys, "build", "sqnxt", *argv)
     assert code == 2 and needle in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+# ---- the resampling ops with random arguments (tests/test_fuzz.py's generator) ---------------
+@pytest.mark.parametrize("op", ["upsample", "conv_transpose", "pixel_shuffle",
+                                "pixel_unshuffle", "channel_shuffle", "adaptive_avgpool",
+                                "adaptive_maxpool", "drop_path", "crop"])
+def test_resample_ops_random_arguments_agree_with_torch_in_onnxruntime(op):
+    """Every draw of test_fuzz's generator that compiles (sizes 1 to 12, scales, bins,
+    strides, paddings, groups, align_corners ...) passes the checker and gives the torch
+    module's output in onnxruntime."""
+    import random
+
+    from test_fuzz import _resample_source
+    rng = random.Random(f"archc-onnx-{op}")
+    compiled = 0
+    for _ in range(40):
+        src = _resample_source(op, rng)
+        try:
+            net = archc.load_source(src)
+        except ArchError:
+            continue        # test_fuzz checks these errors
+        compiled += 1
+        torch.manual_seed(0)
+        module = torch_backend.compile_module(net).eval()
+        model = onnx_backend.build_model(net, weights=W.state_dict_numpy(module))
+        onnx.checker.check_model(model, full_check=True)
+        x = np.random.RandomState(compiled).randn(2, *net.input_shape).astype(np.float32)
+        want = _torch(module, x)
+        got = _run(model, net, x)
+        assert got.shape == want.shape, src
+        assert np.abs(got - want).max() <= TOL * max(float(np.abs(want).max()), 1e-6), src
+    assert compiled >= 5, compiled
