@@ -93,8 +93,12 @@ def cmd_analyze(args) -> int:
 
 def cmd_check(args) -> int:
     net = _network(args)
-    out = net.output_shape
-    print(f"ok: {net.name}: {len(net.layers())} layers, output {out[1]}x{out[2]}x{out[0]} (HxWxC)")
+    outs = []
+    for name, node in net.output_list():
+        c, h, w = net.node(node)["shape"]
+        outs.append(("" if name is None else f"{name} ") + f"{h}x{w}x{c}")
+    print(f"ok: {net.name}: {len(net.layers())} layers, output{'s' if len(outs) > 1 else ''} "
+          f"{', '.join(outs)} (HxWxC)")
     return 0
 
 

@@ -20,12 +20,15 @@ from archc.backends import torch_backend as tb  # noqa: E402
 from archc.backends import weights as W  # noqa: E402
 from archc.compiler import bundled_networks, load  # noqa: E402
 
+from _runtime import jax_with_weights, outputs, runtime_params  # noqa: E402  (tests/)
+
 SQNXT_VARIANTS = [
     ("sqnxt", {}), ("sqnxt", {"width": 2.0}), ("sqnxt", {"stages": [2, 4, 14, 1]}),
     ("se_sqnxt", {}), ("se_sqnxt", {"width": 0.5}), ("se_sqnxt", {"stages": [1, 2, 8, 1]}),
     ("shallow_sqnxt", {}), ("shallow_sqnxt", {"width": 0.125}),
 ]
-ALL = [(n, {}) for n in bundled_networks()] + [v for v in SQNXT_VARIANTS if v[1]]
+ALL = [(n, runtime_params(n)) for n in bundled_networks()] + \
+    [v for v in SQNXT_VARIANTS if v[1]]
 
 
 def _id(case):
@@ -63,17 +66,19 @@ def test_params_and_every_layer_shape_match_analysis(case):
     for layer in net.layers():
         lc, lh, lw = net.node(layer)["shape"]
         assert seen[layer] == (2, lh, lw, lc), layer
-    oc, oh, ow = net.output_shape
-    assert out.shape == ((2, oc) if (oh, ow) == (1, 1) else (2, oh, ow, oc))
+    want = []
+    for _, node in net.output_list():
+        oc, oh, ow = net.node(node)["shape"]
+        want.append((2, oc) if (oh, ow) == (1, 1) else (2, oh, ow, oc))
+    assert [o.shape for o in outputs(out)] == want
 
 
 def _pair(net, seed=0):
-    """The torch module and the JAX module with the torch weights loaded."""
+    """The torch module and the JAX module with the torch weights loaded (the JAX module
+    built abstractly, its initialisation never run: tests/_runtime.py)."""
     torch.manual_seed(seed)
     tm = tb.compile_module(net)
-    jm = jb.compile_module(net)
-    W.load_into_jax(jm, net, W.state_dict_numpy(tm))
-    return tm, jm
+    return tm, jax_with_weights(net, W.state_dict_numpy(tm))
 
 
 def _input(net, n=2, seed=0):
@@ -82,23 +87,49 @@ def _input(net, n=2, seed=0):
 
 
 def _forward_both(tm, jm, x):
-    """The torch module on NCHW `x` and the JAX module (jitted) on its NHWC transpose."""
+    """The torch module on NCHW `x` and the JAX module (jitted) on its NHWC transpose: the
+    first output of each (the network's logits for the classification networks)."""
+    yt, yj = _forward_all(tm, jm, x)
+    return yt[0], yj[0]
+
+
+def _forward_all(tm, jm, x):
+    """Every output of both modules, as numpy arrays in the network's order."""
     with torch.no_grad():
-        yt = tm(torch.from_numpy(x)).numpy()
-    yj = np.asarray(nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1))))
-    return yt, yj
+        yt = [o.numpy() for o in outputs(tm(torch.from_numpy(x)))]
+    yj = nnx.jit(lambda m, v: m(v))(jm, jnp.asarray(x.transpose(0, 2, 3, 1)))
+    return yt, [np.asarray(o) for o in outputs(yj)]
 
 
 @pytest.mark.parametrize("name", bundled_networks())
 def test_eval_logits_agree_with_torch(name):
-    net = load(name)
-    tm, jm = _pair(net)
+    """Every layer's output, so every output of the network (logits, segmentation maps,
+    auxiliary heads) too: eval mode, the same weights, within 1e-4 of each layer's scale
+    (a deep network's logits alone can hide a wrong layer under a vanishing signal)."""
+    net = load(name, **runtime_params(name))
+    seen_t, seen_j = {}, {}
+    torch.manual_seed(0)
+    tm = tb.compile_module(net, tap=lambda n, v: seen_t.setdefault(n, v.numpy()) is None or v)
+    jm = jax_with_weights(net, W.state_dict_numpy(tm),
+                          tap=lambda n, v: seen_j.setdefault(n, v) is None or v)
     tm.eval()
     jm.eval()
-    yt, yj = _forward_both(tm, jm, _input(net, n=1))
-    yt = yt.reshape(yj.shape) if yt.ndim == 2 else yt.transpose(0, 2, 3, 1)
-    scale = np.abs(yt).max()
-    assert np.abs(yt - yj).max() <= 1e-4 * max(scale, 1e-6), (np.abs(yt - yj).max(), scale)
+    x = _input(net, n=1)
+    with torch.no_grad():
+        yts = [o.numpy() for o in outputs(tm(torch.from_numpy(x)))]
+
+    def run(m, v):   # one compilation; the tapped values leave it as outputs
+        seen_j.clear()
+        return outputs(m(v)), dict(seen_j)
+    yjs, layers = nnx.jit(run)(jm, jnp.asarray(x.transpose(0, 2, 3, 1)))
+    assert len(yts) == len(yjs) == len(net.output_list())
+    pairs = [(n, seen_t[n], layers[n]) for n in net.layers()] + \
+        [(f"output {i}", t, j) for i, (t, j) in enumerate(zip(yts, yjs))]
+    for where, yt, yj in pairs:
+        yj = np.asarray(yj)
+        yt = yt.reshape(yj.shape) if yt.ndim == 2 else yt.transpose(0, 2, 3, 1)
+        err, scale = np.abs(yt - yj).max(), np.abs(yt).max()
+        assert err <= 1e-4 * max(scale, 1e-6), (where, err, scale)
 
 
 @pytest.mark.parametrize("case", SQNXT_VARIANTS[:1] + SQNXT_VARIANTS[3:4] + SQNXT_VARIANTS[6:7],
@@ -127,8 +158,8 @@ def test_jitted_forward_and_sgd_train_step(name):
     (backends/train/jax_loop.Trainer), one block per stage to keep compilation short: the loss
     falls on a repeated batch, nearly every parameter moves, the jitted eval step runs."""
     from archc.backends.train.data import ImageData
-    from archc.backends.train.recipe import Recipe
     from archc.backends.train.jax_loop import Trainer
+    from archc.backends.train.recipe import Recipe
     net = load(name, width=0.5, stages=[1, 1, 1, 1])
     trainer = Trainer(net, Recipe(epochs=1, batch_size=8, lr=0.05, augment=False), 1, 8)
     rng = np.random.RandomState(0)

@@ -26,7 +26,7 @@ import numpy as np
 from archc.compiler import Network
 
 from .. import jax_backend, weights
-from . import guard
+from . import first_output, guard
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
@@ -122,7 +122,7 @@ class Trainer:
                 model = nnx.merge(g_train, cast(params), stats, rest)
                 if has_dropout:
                     nnx.reseed(model, dropout=k_drop)
-                losses, logits = loss_and_logits(model(x), y, smoothing)
+                losses, logits = loss_and_logits(first_output(model(x)), y, smoothing)
                 new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
                 return losses.mean(), (losses, logits, new_stats)
 
@@ -143,7 +143,7 @@ class Trainer:
             y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
             m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
             model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
-            losses, logits = loss_and_logits(model(normalize(x, dtype)), y)
+            losses, logits = loss_and_logits(first_output(model(normalize(x, dtype))), y)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
             return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
 
