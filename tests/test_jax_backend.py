@@ -215,3 +215,37 @@ def test_build_module_api_jax():
     m = archc.build_module("shallow_sqnxt", backend="jax", width=0.25)
     m.eval()
     assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
+
+
+def test_scanned_runs_of_identical_blocks_equal_the_unrolled_module():
+    """jax_backend.set_scan: a stage's run of identical blocks (here blocks 2-3 of stages 2
+    and 3) becomes one lax.scan; outputs, updated batch statistics and gradients equal those
+    of the unrolled module, and NNX paths are unchanged; off again restores the loop."""
+    net = load("sqnxt", width=0.25, stages=[1, 3, 3, 1])
+    model = jb.compile_module(net)
+    model.train()
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(_input(net, n=4).transpose(0, 2, 3, 1))
+
+    def run(state):
+        m = nnx.merge(graphdef, state)
+        y = m(x)
+        return jnp.sum(y * y), nnx.state(m, nnx.BatchStat)
+
+    def scans(fn, *args):   # a new function each time: jax caches traces by function
+        return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)).count("scan[")
+
+    grad = jax.jit(jax.grad(run, has_aux=True))
+    g0, s0 = grad(state)
+    assert scans(run, state) == 0
+    jb.set_scan(model, True)
+    assert scans(run, state) == 2
+    g1, s1 = jax.jit(jax.grad(run, has_aux=True))(state)
+    for a, b in ((g0, g1), (s0, s1)):
+        la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)
+        assert [p for p, _ in la] == [p for p, _ in lb]
+        for (p, u), (_, v) in zip(la, lb):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-6,
+                                       err_msg=str(p))
+    jb.set_scan(model, False)
+    assert scans(run, state) == 0
