@@ -17,9 +17,6 @@ Helpers (pooling, BN, LRN, flatten ...) are emitted only when the network uses t
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-
 from archc.compiler import Network
 
 from . import lowering as L
@@ -261,7 +258,7 @@ def _instance(cls: str, args: list) -> str:
     return f"{cls}({', '.join(args + ['rngs=rngs'])})"
 
 
-def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str = "default"):
+def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
     """The generated class built with its initial values drawn on the host (numpy) and put
     on the device once: well under a second, where tracing or compiling the generated
     initialisation takes a minute (backends/_jax_init.py)."""
@@ -295,10 +292,7 @@ def build_source(net: Network, init: str | None = None, tap: bool = False) -> st
 def compile_module(net: Network, init: str | None = None, tap=None, seed: int = 0):
     """An instance of the generated module (see lowering.compile_module), its initial values
     a deterministic function of `seed` with the distributions of the generated file's."""
-    scheme = L.init_scheme(net, init)
-    backend = dataclasses.replace(BACKEND, instantiate=functools.partial(_instantiate,
-                                                                          scheme=scheme))
-    return L.compile_module(backend, net, init=init, tap=tap, seed=seed)
+    return L.compile_module(BACKEND, net, init=init, tap=tap, seed=seed)
 
 
 def set_scan(module, on: bool) -> None:

@@ -1,11 +1,12 @@
-"""The backend base: everything about lowering the IR to framework code that is not about
-one framework.
+"""The backend base: everything about lowering the IR that is not about one framework.
 
-A backend is one `Backend` description (its name, the names its framework reserves, its
-lowering table -- one function per op --, its helper sources, its class shapes and its
-weight layout); `build_source`, `compile_module`, `write_source` and `module_tree` are
-written once, here, for every backend. The plan of the generated file (which classes,
-what each holds) is backends/_plan.py's.
+Every backend has a `BackendBase`: its name, its lowering table (one function per op), the
+attribute names its members may not take, and its weight layout; `check_lowerable` and
+`module_tree` read only these, so they serve every backend. A Python-source backend (torch,
+JAX) is a `Backend`, which adds its helper sources and class shapes; `build_source`,
+`compile_module`, `write_source` are written once, here, for those. The plan of a generated
+file (which classes, what each holds) is backends/_plan.py's. A graph backend (ONNX,
+backends/onnx_backend.py) is a plain `BackendBase` whose lowerings emit graph nodes.
 
 The generated file: a module docstring, imports, the helpers the network uses, one class per
 distinct block structure (callees first), then the network class. User-derived values enter
@@ -45,11 +46,31 @@ class LoweringError(ArchError):
 
 
 @dataclass
-class Backend:
-    """What one framework backend provides; the rest is shared.
+class BackendBase:
+    """What every backend provides, whatever it emits (Python source or a graph).
+
+    lower           op name -> function(ctx) -> the op's lowering (its context is the
+                    backend's: _plan.LowerCtx for Python source, a graph context for ONNX)
+    reserved_attrs  attribute names members may not take (they get a '_'; module_tree)
+    weights         op -> {registry tensor name: (the backend's name, permutation from the
+                    torch layout or None)}; entries of optional tensors are skipped by
+                    backends/weights.py (bias=false, affine=false)
+    """
+
+    name: str
+    lower: dict
+    reserved_attrs: frozenset
+    weights: dict
+
+    def lower_op(self, ctx):
+        return self.lower[ctx.op](ctx)
+
+
+@dataclass
+class Backend(BackendBase):
+    """A Python-source backend: the base, and the shape of its generated file.
 
     lower         op name -> function(LowerCtx) -> Lowered (constructor, forward expression)
-    reserved_attrs   attribute names the framework's module class uses (members get a '_')
     reserved_globals names the generated file defines or imports (classes avoid them)
     reserved_locals  names forward() and __init__ must not shadow
     module_base   the class every generated class derives from ("nn.Module")
@@ -64,15 +85,9 @@ class Backend:
     init_code     function(scheme) -> (lines ending the network's __init__, extra source)
     root_return   function(expr, net) -> the network's returned expression
     ranks         function(net) -> node -> runtime rank of its value
-    weights       op -> [(tensor name, permutation from the torch layout or None, which)]
-                  which: "param" | "buffer"; entries of optional tensors are skipped by
-                  backends/weights.py (bias=false, affine=false)
-    compile       function(source, net, seed) -> an instance
+    instantiate   function(source, net, class name, seed, init scheme name) -> an instance
     """
 
-    name: str
-    lower: dict
-    reserved_attrs: frozenset
     reserved_globals: frozenset
     reserved_locals: frozenset
     module_base: str
@@ -86,15 +101,11 @@ class Backend:
     init_code: Callable
     root_return: Callable
     ranks: Callable
-    weights: dict
     instantiate: Callable
     title: str = ""            # "PyTorch module"
     layout: str = "NCHW"       # the tensors' layout, for docstrings
     imports: tuple = ()        # (text the file uses, import line), standard library first
     modes: str = ""            # a docstring note on train/eval
-
-    def lower_op(self, ctx: LowerCtx) -> Lowered:
-        return self.lower[ctx.op](ctx)
 
 
 # ---- small pieces of source ----------------------------------------------------------------
@@ -145,7 +156,7 @@ def class_name(net: Network) -> str:
         raise LoweringError(f"network name '{net.name}' is not a valid Python class name")
 
 
-def check_lowerable(net: Network, backend: Backend) -> None:
+def check_lowerable(net: Network, backend: BackendBase) -> None:
     """Every node's op has a lowering; else a positioned error naming op and layer."""
     for name in net.layers():
         d = net.node(name)
@@ -270,7 +281,7 @@ def _split_args(text: str) -> list:
 
 
 # ---- the generated file ----------------------------------------------------------------------
-def module_tree(net: Network, backend: Backend) -> ModuleTree:
+def module_tree(net: Network, backend: BackendBase) -> ModuleTree:
     """Attribute paths of the generated module's members (also used by backends/weights.py)."""
     return ModuleTree(net, backend.reserved_attrs)
 
@@ -516,7 +527,7 @@ def compile_module(backend: Backend, net: Network, init: str | None = None, tap=
     tap: build in tap mode; every layer's output passes through tap(layer_name, value) ->
     value in data-flow order (True: tap mode, no function yet; see set_tap)."""
     src = build_source(backend, net, init=init, tap=tap is not None)
-    module = backend.instantiate(src, net, class_name(net), seed)
+    module = backend.instantiate(src, net, class_name(net), seed, init_scheme(net, init))
     if tap is not None:
         for path, prefix in _scope_paths(net, backend).items():
             m = module

@@ -6,6 +6,7 @@ caller's AST, kept so that the IR can record where each attribute came from.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from . import _syntax as S
@@ -85,6 +86,8 @@ def convert(arg: ops.Arg, v, span: Span, fname: str):
     if kind == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             bad("a number")
+        if not math.isfinite(v):  # the language makes none; a guard for every other path
+            bad("a finite number")
         if arg.minimum is not None and v < arg.minimum:
             raise ArchError(f"{where} must be at least {arg.minimum}, got {v}", span)
         return float(v)

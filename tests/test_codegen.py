@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 import archc
-from archc.backends import _plan, _pyexpr, jax_backend, lowering, torch_backend
+from archc.backends import _plan, _pyexpr, jax_backend, lowering, onnx_backend, torch_backend
 from archc.compiler import ArchError, bundled_networks, library_dir, load, ops
 
-BACKENDS = [torch_backend.BACKEND, jax_backend.BACKEND]
+BACKENDS = [torch_backend.BACKEND, jax_backend.BACKEND, onnx_backend.BACKEND]
 ARCHS = sorted(p.stem for p in Path(library_dir()).glob("*.arch"))
 
 
