@@ -144,7 +144,9 @@ def instantiate(ns: dict, cls: str, scheme: tuple | None, seed: int):
         name = ".".join(str(p) for p in path)
         if isinstance(layer, nnx.Dropout):
             layer.rngs = dropout_stream(seed, name, layer.rng_collection)
-        drawn = isinstance(layer, (nnx.Conv, nnx.Linear))
+        # every layer with a kernel (nnx.Conv, nnx.Linear, and helper classes such as a
+        # transposed convolution) is what the generated init_weights draws
+        drawn = isinstance(vars(layer).get("kernel"), nnx.Param)
         for attr, var in vars(layer).items():
             if not isinstance(var, nnx.Variable):
                 continue

@@ -208,11 +208,12 @@ def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
         elif isinstance(node, ast.ImportFrom):
             mods.add(node.module.split(".")[0])
     assert mods <= {"math", "jax", "flax"}, mods
+    # the very text compile_module runs (its outputs are checked against torch above); the
+    # file's own jax.random initialisation is checked in tests/test_jax_init.py
+    assert a.read_text() == jb.build_source(load("se_sqnxt"))
     ns: dict = {}
     exec(compile(a.read_text(), str(a), "exec"), ns)  # noqa: S102 - our own generated file
-    model = ns["SESqueezeNext"](rngs=nnx.Rngs(0))
-    model.eval()
-    assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
+    assert isinstance(ns["SESqueezeNext"], type) and issubclass(ns["SESqueezeNext"], nnx.Module)
 
 
 def test_build_module_api_jax():
@@ -248,8 +249,11 @@ def test_scanned_runs_of_identical_blocks_equal_the_unrolled_module():
     for a, b in ((g0, g1), (s0, s1)):
         la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)
         assert [p for p, _ in la] == [p for p, _ in lb]
+        # absolute tolerance from the whole tree's scale: a conv bias before batch norm has a
+        # true gradient of 0, and both programs give float32 noise there (1e-5, seen on CI)
+        atol = 1e-5 * max(float(np.abs(np.asarray(u)).max()) for _, u in la)
         for (p, u), (_, v) in zip(la, lb):
-            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-6,
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=atol,
                                        err_msg=str(p))
     jb.set_scan(model, False)
     assert scans(run, state) == 0
