@@ -391,11 +391,13 @@ def _instance(cls: str, args: list) -> str:
     return f"{cls}({', '.join(args + ['rngs=rngs'])})"
 
 
-def _instantiate(src: str, net: Network, cls: str, seed: int):
-    from flax import nnx
+def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
+    """The generated class built with its initial values drawn on the host (numpy) and put
+    on the device once: well under a second, where tracing or compiling the generated
+    initialisation takes a minute (backends/_jax_init.py)."""
+    from . import _jax_init
     ns = L.exec_source(src, net, "jax")
-    # one nnx.jit: the same values as eager construction, one XLA compilation
-    return nnx.jit(lambda: ns[cls](rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
+    return _jax_init.instantiate(ns, cls, L.INIT_SCHEMES[scheme], seed)
 
 
 BACKEND = L.Backend(
@@ -424,8 +426,22 @@ def build_source(net: Network, init: str | None = None, tap: bool = False) -> st
 
 
 def compile_module(net: Network, init: str | None = None, tap=None, seed: int = 0):
-    """An instance of the generated module (see lowering.compile_module)."""
+    """An instance of the generated module (see lowering.compile_module), its initial values
+    a deterministic function of `seed` with the distributions of the generated file's."""
     return L.compile_module(BACKEND, net, init=init, tap=tap, seed=seed)
+
+
+def set_scan(module, on: bool) -> None:
+    """Apply runs of identical blocks in every Sequential of a module built by compile_module
+    with one jax.lax.scan (backends/_jax_scan.py), or one by one as the generated file does
+    (the default). It changes the module's own generated class, not the file's text."""
+    from flax import nnx
+
+    from . import _jax_scan
+    for _, m in nnx.iter_modules(module):
+        cls = type(m)
+        if cls.__name__ == "Sequential" and cls.__module__.startswith("archc_generated_"):
+            _jax_scan.set_scan(cls, on)
 
 
 def write_source(net: Network, path, init: str | None = None) -> str:

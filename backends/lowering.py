@@ -89,7 +89,7 @@ class Backend(BackendBase):
                   source)
     root_return   function(expr, shape) -> an output's returned expression (shape: C, H, W)
     ranks         function(net) -> node -> runtime rank of its value
-    instantiate   function(source, net, class name, seed) -> an instance
+    instantiate   function(source, net, class name, seed, init scheme name) -> an instance
     """
 
     reserved_globals: frozenset
@@ -563,7 +563,7 @@ def compile_module(backend: Backend, net: Network, init: str | None = None, tap=
     tap: build in tap mode; every layer's output passes through tap(layer_name, value) ->
     value in data-flow order (True: tap mode, no function yet; see set_tap)."""
     src = build_source(backend, net, init=init, tap=tap is not None)
-    module = backend.instantiate(src, net, class_name(net), seed)
+    module = backend.instantiate(src, net, class_name(net), seed, init_scheme(net, init))
     if tap is not None:
         for path, prefix in _scope_paths(net, backend).items():
             m = module

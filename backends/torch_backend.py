@@ -235,7 +235,8 @@ def _sequence(entries: list) -> str:
     return f"nn.Sequential(OrderedDict({inner}))"
 
 
-def _instantiate(src: str, net: Network, cls: str, seed: int):
+def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
+    # the generated constructor initialises itself (the scheme is in its text)
     return L.exec_source(src, net, "torch")[cls]()
 
 

@@ -149,7 +149,11 @@ def test_train_step_updates_batchnorm_statistics_like_torch(case):
     stats = [k for k in back if k.endswith(("running_mean", "running_var"))]
     assert stats
     for k in stats:
-        np.testing.assert_allclose(back[k], ref[k], rtol=1e-3, atol=1e-5, err_msg=k)
+        # the same amplification reaches the statistics: an element near zero (a mean of
+        # values of both signs) differs by float32 cancellation, so the absolute tolerance is
+        # 1e-4 of the tensor's own scale (CI saw 1.45e-5 on a mean of 1e-3 in a tensor of 0.8)
+        atol = 1e-4 * max(np.abs(ref[k]).max(), 1e-6)
+        np.testing.assert_allclose(back[k], ref[k], rtol=1e-3, atol=atol, err_msg=k)
 
 
 @pytest.mark.parametrize("name", ["sqnxt", "se_sqnxt", "shallow_sqnxt"])
@@ -235,14 +239,52 @@ def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
         elif isinstance(node, ast.ImportFrom):
             mods.add(node.module.split(".")[0])
     assert mods <= {"math", "jax", "flax"}, mods
+    # the very text compile_module runs (its outputs are checked against torch above); the
+    # file's own jax.random initialisation is checked in tests/test_jax_init.py
+    assert a.read_text() == jb.build_source(load("se_sqnxt"))
     ns: dict = {}
     exec(compile(a.read_text(), str(a), "exec"), ns)  # noqa: S102 - our own generated file
-    model = ns["SESqueezeNext"](rngs=nnx.Rngs(0))
-    model.eval()
-    assert model(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
+    assert isinstance(ns["SESqueezeNext"], type) and issubclass(ns["SESqueezeNext"], nnx.Module)
 
 
 def test_build_module_api_jax():
     m = archc.build_module("shallow_sqnxt", backend="jax", width=0.25)
     m.eval()
     assert m(jnp.zeros((1, 32, 32, 3))).shape == (1, 10)
+
+
+def test_scanned_runs_of_identical_blocks_equal_the_unrolled_module():
+    """jax_backend.set_scan: a stage's run of identical blocks (here blocks 2-3 of stages 2
+    and 3) becomes one lax.scan; outputs, updated batch statistics and gradients equal those
+    of the unrolled module, and NNX paths are unchanged; off again restores the loop."""
+    net = load("sqnxt", width=0.25, stages=[1, 3, 3, 1])
+    model = jb.compile_module(net)
+    model.train()
+    graphdef, state = nnx.split(model)
+    x = jnp.asarray(_input(net, n=4).transpose(0, 2, 3, 1))
+
+    def run(state):
+        m = nnx.merge(graphdef, state)
+        y = m(x)
+        return jnp.sum(y * y), nnx.state(m, nnx.BatchStat)
+
+    def scans(fn, *args):   # a new function each time: jax caches traces by function
+        return str(jax.make_jaxpr(lambda *a: fn(*a))(*args)).count("scan[")
+
+    grad = jax.jit(jax.grad(run, has_aux=True))
+    g0, s0 = grad(state)
+    assert scans(run, state) == 0
+    jb.set_scan(model, True)
+    assert scans(run, state) == 2
+    g1, s1 = jax.jit(jax.grad(run, has_aux=True))(state)
+    for a, b in ((g0, g1), (s0, s1)):
+        la, lb = jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)
+        assert [p for p, _ in la] == [p for p, _ in lb]
+        # absolute tolerance from the whole tree's scale: a conv bias before batch norm has a
+        # true gradient of 0, and both programs give float32 noise there (1e-5, seen on CI)
+        atol = 1e-5 * max(float(np.abs(np.asarray(u)).max()) for _, u in la)
+        for (p, u), (_, v) in zip(la, lb):
+            np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=atol,
+                                       err_msg=str(p))
+    jb.set_scan(model, False)
+    assert scans(run, state) == 0

@@ -35,13 +35,22 @@ from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_cl
 
 
 def optimizer(recipe: Recipe, spe: int):
-    """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does."""
+    """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does
+    (to every parameter, or with recipe.weight_decay_all off to conv and linear kernels)."""
     import jax.numpy as jnp
     import optax
     return optax.chain(
-        optax.add_decayed_weights(recipe.weight_decay),
+        optax.add_decayed_weights(recipe.weight_decay,
+                                  mask=None if recipe.weight_decay_all else kernels_only),
         optax.sgd(schedule(recipe, spe, xp=jnp), momentum=recipe.momentum or None,
                   nesterov=recipe.nesterov and recipe.momentum > 0))
+
+
+def kernels_only(params):
+    """True for conv and linear kernels (pure-dict leaves named 'kernel'), else False."""
+    import jax
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
 def augment(x, key):
@@ -68,7 +77,7 @@ def normalize(x, dtype):
 class Trainer:
     """Compiled train and eval steps for one network and recipe, over pure-dict states."""
 
-    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int):
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, scan: bool = False):
         import jax
         import jax.numpy as jnp
         import optax
@@ -77,6 +86,8 @@ class Trainer:
         self.recipe, self.spe = recipe, spe
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
         model = jax_backend.compile_module(net, seed=recipe.seed)
+        if scan:   # runs of identical blocks as one lax.scan (backends/_jax_scan.py)
+            jax_backend.set_scan(model, True)
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         model.eval()
@@ -136,14 +147,21 @@ class Trainer:
             acc = (acc[0] + jnp.sum(losses), acc[1] + correct, acc[2] + bsz)
             return new, acc
 
-        eb = self.eval_batch
+        eb, test_flip = self.eval_batch, recipe.test_flip
 
         def eval_step(state, acc, rest, images, labels, mask, i):
             x = jax.lax.dynamic_slice_in_dim(images, i * eb, eb)
             y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
             m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
             model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
-            losses, logits = loss_and_logits(first_output(model(normalize(x, dtype))), y)
+            x = normalize(x, dtype)
+            if test_flip:   # the image and its mirror in one batch, logits averaged
+                both = first_output(model(jnp.concatenate([x, x[:, :, ::-1]])))
+                both = both.astype(jnp.float32)
+                logits = 0.5 * (both[:eb] + both[eb:])
+            else:
+                logits = first_output(model(x))
+            losses, logits = loss_and_logits(logits, y)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
             return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
 
