@@ -65,9 +65,18 @@ def normalize(x, dtype):
 
 
 class Trainer:
-    """Compiled train and eval steps for one network and recipe, over pure-dict states."""
+    """Compiled train and eval steps for one network and recipe, over pure-dict states.
 
-    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int):
+    Hooks for finetuning (backends/compress), all optional:
+      tx         the optax transformation to use instead of `optimizer(recipe, spe)`
+      start      {"params", "stats"} pure dicts to start from instead of the initialisation
+      tap        build the module in tap mode with this fn(layer_name, value) -> value
+      transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
+                 input before every forward pass (train and eval)
+    """
+
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, tx=None,
+                 start: dict | None = None, tap=None, transform=None):
         import jax
         import jax.numpy as jnp
         import optax
@@ -75,15 +84,17 @@ class Trainer:
 
         self.recipe, self.spe = recipe, spe
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        model = jax_backend.compile_module(net, seed=recipe.seed)
+        model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         model.eval()
         self.g_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         self.rest = nnx.to_pure_dict(rest)
         self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
-        self.tx = optimizer(recipe, spe)
+        self.tx = optimizer(recipe, spe) if tx is None else tx
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        if start is not None:
+            params, stats = start["params"], start["stats"]
         # jitted: eager jnp calls would each compile a tiny XLA program (0.2-0.4 s apiece here)
         state = {"params": params, "stats": stats, "opt": jax.jit(self.tx.init)(params),
                  "step": np.zeros((), np.int32)}
@@ -95,6 +106,7 @@ class Trainer:
         g_train, g_eval, tx, has_dropout = self.g_train, self.g_eval, self.tx, self.has_dropout
         bsz, smoothing, do_augment = recipe.batch_size, recipe.label_smoothing, recipe.augment
         k_order, base = jax.random.split(jax.random.key(recipe.seed))
+        transform = transform or (lambda params, x: (params, x))
 
         def cast(tree):
             return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
@@ -118,10 +130,11 @@ class Trainer:
             x = normalize(x, dtype)
 
             def loss_fn(params, stats, rest):
+                params, xt = transform(params, x)
                 model = nnx.merge(g_train, cast(params), stats, rest)
                 if has_dropout:
                     nnx.reseed(model, dropout=k_drop)
-                losses, logits = loss_and_logits(model(x), y, smoothing)
+                losses, logits = loss_and_logits(model(xt), y, smoothing)
                 new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
                 return losses.mean(), (losses, logits, new_stats)
 
@@ -141,8 +154,9 @@ class Trainer:
             x = jax.lax.dynamic_slice_in_dim(images, i * eb, eb)
             y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
             m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
-            model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
-            losses, logits = loss_and_logits(model(normalize(x, dtype)), y)
+            params, xt = transform(state["params"], normalize(x, dtype))
+            model = nnx.merge(g_eval, cast(params), state["stats"], rest)
+            losses, logits = loss_and_logits(model(xt), y)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
             return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
 
@@ -253,8 +267,10 @@ class JaxLoop(Loop):
 
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
-          progress: bool = True, log=print) -> dict:
-    """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py)."""
+          progress: bool = True, log=print, **hooks) -> dict:
+    """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py).
+
+    hooks: Trainer's finetuning hooks (tx, start, tap, transform)."""
     import jax
     from flax import nnx
 
@@ -263,7 +279,7 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     fp = fingerprint(net, data, recipe, "jax")
     run = RunDir(out, fp, resume)
     spe = steps_per_epoch(recipe, len(data.train_y))
-    trainer = Trainer(net, recipe, spe, len(data.test_y))
+    trainer = Trainer(net, recipe, spe, len(data.test_y), **hooks)
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0
