@@ -246,6 +246,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
+    from archc._cli_compress import add_commands  # seed 002's compression pipeline
+    add_commands(sub)
     return p
 
 
