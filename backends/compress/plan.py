@@ -10,8 +10,9 @@ symmetrically otherwise; the network input symmetrically. Its special cases:
     every layer between the global pool and the `mul` on a 1 x 1 tensor, stays float; the
     scaled tensor is the `mul` unit's output and is quantized like any other unit.
 archc's rules for what the seed does not cover:
-  - a unit starts at conv, linear, add, concat and mul, and runs on through BN, activations,
-    dropout and identity while each has the previous layer as its only consumer and input;
+  - a unit starts at conv, linear, add, concat and mul, and runs on through BN, activations
+    and identity while each has the previous layer as its only consumer and input (dropout
+    ends a unit: it is the identity at inference and keeps its input's grid);
   - the network's output (the logits) stays float: no layer consumes it, so its precision
     costs nothing in the score;
   - average pools (global too) of a quantized tensor round back onto that tensor's grid
@@ -30,7 +31,7 @@ from archc.compiler import Network
 
 UNIT_HEADS = frozenset({"conv", "linear", "add", "concat", "mul"})
 MERGES = frozenset({"add", "concat"})
-CHAIN = frozenset({"bn", "dropout", "identity", "relu", "relu6", "elu", "leaky_relu", "sigmoid",
+CHAIN = frozenset({"bn", "identity", "relu", "relu6", "elu", "leaky_relu", "sigmoid",
                    "tanh", "swish", "hswish", "hsigmoid"})
 KEEP_GRID = frozenset({"maxpool", "global_maxpool", "slice", "flatten", "dropout", "identity",
                        "relu"})

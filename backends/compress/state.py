@@ -38,7 +38,8 @@ def flatten(net: Network, tree: dict) -> dict:
 
 
 def fill(net: Network, template: dict, flat: dict) -> dict:
-    """A nested dict shaped like `template` with every leaf taken from `flat` (float32)."""
+    """A nested dict shaped like `template` (arrays or shape/dtype structs) with every leaf
+    taken from `flat`, in the template's dtype."""
     by_path = {p: layer for layer, p in layer_paths(net).items()}
 
     def walk(t, prefix):
@@ -52,10 +53,11 @@ def fill(net: Network, template: dict, flat: dict) -> dict:
                 raise ArchError(f"no value for '{'.'.join(prefix + (k,))}'"
                                 + (f" (layer '{layer}')" if layer else ""))
             arr = np.asarray(flat[layer][k])
-            if arr.shape != np.shape(v):
+            shape = tuple(getattr(v, "shape", np.shape(v)))
+            if arr.shape != shape:
                 raise ArchError(f"'{layer}' {k} has shape {arr.shape}, the network expects "
-                                f"{tuple(np.shape(v))}")
-            out[k] = arr.astype(np.asarray(v).dtype)
+                                f"{shape}")
+            out[k] = arr.astype(getattr(v, "dtype", np.float32))
         return out
     return walk(template, ())
 

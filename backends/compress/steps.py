@@ -53,13 +53,14 @@ class Context:
         write_atomic(self.path(*parts), json.dumps(obj, indent=1) + "\n")
 
     def templates(self, net):
-        """(params, stats) pure dicts of a freshly built module (shapes and structure)."""
+        """(params, stats) pure dicts of the module: shapes and structure only (abstract
+        evaluation: nothing is initialised or compiled)."""
         key = id(net)
         if key not in self._templates:
             from flax import nnx
 
             from .. import jax_backend
-            model = jax_backend.compile_module(net, seed=self.recipe.seed)
+            model = nnx.eval_shape(lambda: jax_backend.compile_module(net, seed=0))
             _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
             self._templates[key] = (nnx.to_pure_dict(params), nnx.to_pure_dict(stats))
         return self._templates[key]
