@@ -177,6 +177,29 @@ def test_fake_quant_equals_an_integer_simulation():
     assert (r1 == 255).any() and (r1 == 0).any()         # both ends of the range were hit
 
 
+# ---- choosing the sparsity (sec. 2) --------------------------------------------------------
+def test_unified_bound_and_target_sparsity():
+    from archc.backends.compress import sensitivity as S
+    fractions = [0.1, 0.2, 0.3, 0.4]
+    curve = {"a": [90, 89, 80, 88],          # a dip at 0.3 stops it at 0.2 (not 0.4)
+             "b": [85, 84, 83, 82],
+             "c": [70, 60, 50, 40]}          # below the bound at once: not pruned
+    sizes = {"a": 100, "b": 300, "c": 600}
+    chosen, bound = S.choose(curve, fractions, sizes, 90.0, max_drop=8)
+    assert bound == 82 and chosen == {"a": 0.2, "b": 0.4, "c": 0.0}
+    chosen, bound = S.choose(curve, fractions, sizes, 90.0, min_accuracy=84)
+    assert chosen == {"a": 0.2, "b": 0.2, "c": 0.0}
+    chosen, bound = S.choose(curve, fractions, sizes, 90.0, target=0.15)
+    assert bound == 80 and chosen == {"a": 0.4, "b": 0.4, "c": 0.0}   # 82 gives 0.14 only
+    assert S.overall(chosen, sizes) == 0.16
+    with pytest.raises(archc.ArchError, match="out of reach"):
+        S.choose(curve, fractions, sizes, 90.0, target=0.5)
+    w = np.arange(1, 101, dtype=np.float32).reshape(10, 10) * np.where(np.arange(100) % 2, 1, -1
+                                                                        ).reshape(10, 10)
+    m = M.magnitude_mask(w, 0.35)
+    assert M.sparsity(m) == 0.35 and np.abs(w[~m]).max() < np.abs(w[m]).min()
+
+
 # ---- the masked optimizer -----------------------------------------------------------------
 def test_masked_optimizer_never_moves_pruned_weights():
     import optax

@@ -20,6 +20,7 @@ import shutil
 import numpy as np
 
 from archc._files import write_atomic
+
 from . import masks as M
 from . import sensitivity as S
 from .calibration import int_range, kl_step_from_histogram
@@ -55,15 +56,15 @@ class Context:
     def templates(self, net):
         """(params, stats) pure dicts of the module: shapes and structure only (abstract
         evaluation: nothing is initialised or compiled)."""
-        key = id(net)
+        key = id(net)  # the cache holds `net`, so its id is not reused while cached
         if key not in self._templates:
             from flax import nnx
 
             from .. import jax_backend
             model = nnx.eval_shape(lambda: jax_backend.compile_module(net, seed=0))
             _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-            self._templates[key] = (nnx.to_pure_dict(params), nnx.to_pure_dict(stats))
-        return self._templates[key]
+            self._templates[key] = (net, nnx.to_pure_dict(params), nnx.to_pure_dict(stats))
+        return self._templates[key][1:]
 
     def state(self, net, flat) -> dict:
         params, stats = self.templates(net)
