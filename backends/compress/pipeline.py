@@ -2,9 +2,11 @@
 those already done and resuming the one that was stopped.
 
 A step is done when OUT/<step>/step.json exists (written last, atomically); it records the
-settings the step used. Options not given are taken from the finished steps; options given
-must agree with them (otherwise the differences are listed and nothing runs). The score is
-recomputed every time (it is cheap and only reads), so scoring options may change freely.
+settings the step used. Options not given are taken from the finished steps, then from the
+last command's settings (OUT/compress.json), so repeating a command, or `run` alone, goes on
+where it stopped; options given must agree with the finished steps (otherwise the
+differences are listed and nothing runs). The score is recomputed every time (it is cheap
+and only reads), so scoring options may change freely.
 """
 from __future__ import annotations
 
@@ -40,9 +42,9 @@ def _norm(d: dict) -> dict:
 
 
 def resolve(out: str, given: dict) -> Settings:
-    """Settings: defaults, then the finished steps' settings, then the options given."""
+    """Settings: defaults, the last command's, the finished steps', then the options given."""
     done = recorded(out)
-    merged: dict = {}
+    merged: dict = _norm(_read_marker(out).get("settings", {}))
     for rec in done.values():
         merged.update(rec)
     given = _norm({k: v for k, v in given.items() if v is not None})
@@ -74,8 +76,8 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
     ident = job.identity(net, run_path, run, images)
     marker = os.path.join(out, "compress.json")
     if os.path.isfile(marker):
-        with open(marker, encoding="utf-8") as f:
-            diff = _diff(json.load(f), ident)
+        saved = _read_marker(out)
+        diff = _diff({k: saved.get(k) for k in ident}, ident)
         if diff:
             raise ArchError(f"{out} compresses another run:\n  " + "\n  ".join(diff),
                             hint="give the network, --from and --data it was made with, or "
@@ -92,6 +94,17 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
                                                                     "model.safetensors")))
     ctx.identity = ident
     return ctx
+
+
+def _read_marker(out: str) -> dict:
+    path = os.path.join(out, "compress.json")
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ArchError(f"{path} cannot be read: {err}") from None
 
 
 def _diff(saved: dict, current: dict) -> list:
@@ -120,10 +133,9 @@ def plan_steps(ctx: steps.Context, which: str) -> list:
 def execute(ctx: steps.Context, which: str = "all") -> dict:
     todo = plan_steps(ctx, which)
     os.makedirs(ctx.out, exist_ok=True)
-    if not os.path.isfile(ctx.path("compress.json")):
-        ctx.write_json(ctx.identity, "compress.json")
-    result = {}
     settings = ctx.settings.to_dict()
+    ctx.write_json({**ctx.identity, "settings": settings}, "compress.json")
+    result = {}
     for step in todo:
         if is_done(ctx, step):
             ctx.log(f"[{step}] done already ({ctx.path(step)})")
