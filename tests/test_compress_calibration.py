@@ -16,7 +16,7 @@ from archc.compress import calibration_step, channel_max_steps, kl_step_from_his
 def reference_kl_step(values, precision, symmetric, tolerance, source_bins):
     x = np.abs(np.asarray(values, np.float64)) if symmetric else np.asarray(values, np.float64)
     top = float(x.max())
-    hist, edges = np.histogram(x, bins=source_bins, range=(0.0, top))
+    hist, edges = np.histogram(x[x != 0], bins=source_bins, range=(0.0, top))  # zeros left out
     hist = [int(h) for h in hist]
     width = edges[1] - edges[0]
     target = 2 ** (precision - 1) if symmetric else 2 ** precision
@@ -149,3 +149,14 @@ def test_calibration_errors(kwargs, message):
     kwargs = {"values": [0.5, -1.0, 2.0], **kwargs}
     with pytest.raises(ArchError, match=message):
         calibration_step(**kwargs)
+
+
+def test_exact_zeros_do_not_move_the_kl_step():
+    """Zeros are represented exactly by every step: half a ReLU output being 0 must not pull
+    the threshold down (kept in bin 0, their spike did: docs/compression.md)."""
+    rng = np.random.default_rng(5)
+    x = np.abs(rng.normal(size=40000))
+    with_zeros = np.concatenate([x, np.zeros(40000)])
+    assert calibration_step(with_zeros, 8, "kl", symmetric=False) == \
+        calibration_step(x, 8, "kl", symmetric=False)
+    assert calibration_step(with_zeros, 8, "kl", symmetric=False) * 255 > 0.8 * x.max()

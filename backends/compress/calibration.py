@@ -8,7 +8,11 @@ MaxValue (sec. 3.3): s = max|x| / (2^(precision-1) - 1); archc's asymmetric vari
 the seed) is s = max(x) / (2^precision - 1).
 
 KL divergence (sec. 3.1 pseudo-code; 3.2 for the asymmetric case), on a histogram of |x|
-(symmetric) or of x (asymmetric, x >= 0) with SOURCE_BINS bins over [0, max]:
+(symmetric) or of x (asymmetric, x >= 0) with SOURCE_BINS bins over [0, max], exact zeros
+left out (every step represents 0 exactly, so they say nothing about the step; after a ReLU
+they are half the tensor, and kept in bin 0 their spike dominates the divergence and drives
+the threshold down to ~TARGET_BINS bins: measured, int8 SqueezeNext lost 4 points that way
+(docs/compression.md); ncnn's KL calibrator leaves them out too):
     TARGET_BINS = 2^(precision-1) (symmetric) or 2^precision (asymmetric)
     for i in TARGET_BINS .. SOURCE_BINS-1:
         P = bin[0..i-1], with the outliers sum(bin[i..]) added to P[i-1]; P /= sum(P)
@@ -161,10 +165,11 @@ def kl_step_from_histogram(hist, max_value: float, precision: int = 8, symmetric
 
 
 def histogram(values, bins: int = SOURCE_BINS, symmetric: bool = True):
-    """(counts, max): the pseudo-code's GenerateHist over [0, max|x|] (or [0, max x])."""
+    """(counts, max): the pseudo-code's GenerateHist over [0, max|x|] (or [0, max x]) of the
+    values that are not exactly zero."""
     x = _values(values, symmetric)
     top = float(x.max())
-    counts, _ = np.histogram(x, bins=bins, range=(0.0, top if top > 0 else 1.0))
+    counts, _ = np.histogram(x[x != 0], bins=bins, range=(0.0, top if top > 0 else 1.0))
     return counts, top
 
 

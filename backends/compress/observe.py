@@ -1,7 +1,8 @@
 """Activation statistics of a network on a calibration set, through the tap API: for every
 quantization point, the maximum of |x| (symmetric) or x (asymmetric) over the set, then a
-histogram of SOURCE_BINS bins over [0, max] (the pseudo-code's GenerateHist), computed on
-the device batch by batch and summed on the host."""
+histogram of SOURCE_BINS bins over [0, max] of the values that are not exactly zero (the
+pseudo-code's GenerateHist; calibration.py says why zeros are left out), computed on the
+device batch by batch and summed on the host."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,16 @@ from archc.compiler import Network
 
 from .. import jax_backend
 from ..train.jax_loop import normalize
+
+
+def _placeholder(leaf):
+    """A concrete value for an abstract leaf of the module's other state (dropout RNG keys
+    and counters, never read in eval mode)."""
+    import jax
+    import jax.numpy as jnp
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key(0)
+    return jnp.zeros(leaf.shape, leaf.dtype)
 
 
 class Observer:
@@ -28,10 +39,12 @@ class Observer:
             if name in self.points:
                 seen[name] = value
             return value
-        model = jax_backend.compile_module(net, tap=tap, seed=seed)
+        # abstract evaluation: the parameters are passed in, so nothing needs initialising
+        # (compiling the module's initialiser takes minutes for a SqueezeNext on 2 CPU cores)
+        model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=tap, seed=seed))
         model.eval()
         graph, _, _, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        rest = nnx.to_pure_dict(rest)
+        rest = jax.tree.map(_placeholder, nnx.to_pure_dict(rest))  # dropout RNGs, unused in eval
 
         def values(params, stats, images):
             seen.clear()
@@ -50,7 +63,8 @@ class Observer:
                 top = tops[n]
                 scale = jnp.where(top > 0, bins / jnp.where(top > 0, top, 1.0), 0.0)
                 idx = jnp.clip(jnp.floor(v * scale), 0, bins - 1).astype(jnp.int32)
-                out[n] = jnp.bincount(idx.ravel(), length=bins)
+                out[n] = jnp.bincount(idx.ravel(), weights=(v != 0).ravel().astype(jnp.int32),
+                                      length=bins)  # exact zeros left out (calibration.py)
             return out
         self._max = jax.jit(maxima)
         self._hist = jax.jit(histograms)
