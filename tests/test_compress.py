@@ -392,3 +392,14 @@ def test_layer_paths_cover_every_weighted_layer():
     net = archc.load("se_sqnxt", stages=[1, 1, 1, 1], width=0.5)
     paths = layer_paths(net)
     assert all(n in paths for n in make_plan(net).weighted)
+
+
+def test_python_api_scores_the_same(job):
+    from archc.compress import compress
+    root, out = job["root"], job["out"]
+    lines = []
+    result = compress(job["net"], str(root / "run"), str(root / "data"), str(out), "score",
+                      log=lines.append)
+    summary = json.loads((out / "summary.json").read_text())
+    assert result["score"] == summary["stages"][-1]["score"]
+    assert any("int8 after QAT" in line for line in lines)
