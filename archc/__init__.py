@@ -1,7 +1,7 @@
 """archc: a declarative architecture language and compiler for efficient CNNs.
 
 Write a network once as an .arch file; archc reports what it costs (shapes, parameters,
-MACs, activation memory) before any training, and lowers it to PyTorch and JAX/Flax.
+MACs, activation memory) before any training, and lowers it to PyTorch, JAX/Flax and ONNX.
 
     >>> import archc
     >>> net = archc.load("se_sqnxt", stages=[1, 2, 8, 1])
@@ -14,19 +14,74 @@ from __future__ import annotations
 
 import os
 
-from archc.compiler import (Analysis, ArchError, LayerCost, Network, bundled_networks, load,
-                            load_source)
+from archc.compiler import Analysis, ArchError, LayerCost, Network, Program, bundled_networks
 from archc.compiler import analyze as _analyze
+from archc.compiler import load_program
+from archc.compiler._loader import build as _build
 from archc.compiler.report import render, to_json_dict
 from archc.backends.train.recipe import Recipe
 
 __version__ = "0.1.0"
 
 
-def analyze(target, bits: int = 32, **params) -> Analysis:
+# Network parameters are keyword arguments, next to each function's own keywords (bits,
+# backend, weight_init ...). The two never mix silently: the target is positional-only, and
+# giving a function's own keyword to a network that has a parameter of the same name is an
+# error naming it (load the Network first: archc.load(target, bits=8)).
+_UNSET = object()  # an own keyword the caller did not give
+
+
+def _network(fn: str, target, params: dict, own: dict | None = None) -> Network:
+    if isinstance(target, Network):
+        if params:
+            raise ArchError(f"archc.{fn}(): network parameters ({', '.join(params)}) cannot be "
+                            "applied to a Network that is already built",
+                            hint="give them when loading it: archc.load(target, name=value)")
+        return target
+    program = target if isinstance(target, Program) else load_program(target)
+    declared = {p.name for p in program.network_def.params}
+    for k, v in (own or {}).items():
+        if v is not _UNSET and k in declared:
+            raise ArchError(f"archc.{fn}(): keyword argument '{k}' is ambiguous: it is an "
+                            f"option of archc.{fn}() and a parameter of network "
+                            f"'{program.network_def.name}'",
+                            hint=f"set the network's with archc.load(target, {k}=...) and pass "
+                                 f"the Network to archc.{fn}()")
+    return _build(program, params, caller=f"archc.{fn}()")
+
+
+def _given(v, default):
+    return default if v is _UNSET else v
+
+
+def load(target, /, **params) -> Network:
+    """Compile a .arch file (a path, or the name of a bundled network) with parameter values."""
+    return _network("load", target, params)
+
+
+def load_source(text: str, /, filename=_UNSET, **params) -> Network:
+    """Compile .arch source text (named `filename` in messages) with parameter values."""
+    program = load_program(source=text, filename=_given(filename, "<string>"))
+    return _network("load_source", program, params, {"filename": filename})
+
+
+def analyze(target, /, bits=_UNSET, **params) -> Analysis:
     """Analyse a Network, or load a file/bundled name with `params` and analyse it."""
-    net = target if isinstance(target, Network) else load(target, **params)
+    net = _network("analyze", target, params, {"bits": bits})
+    bits = _given(bits, 32)
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 64:
+        raise ArchError(f"archc.analyze(): keyword argument 'bits' must be an integer from 1 "
+                        f"to 64, not {bits!r:.40}")
     return _analyze(net, bits=bits)
+
+
+def _own_string(fn: str, keyword: str, value, default):
+    """An own keyword that takes a string (or None): checked, the default if not given."""
+    value = _given(value, default)
+    if value is not None and not isinstance(value, str):
+        raise ArchError(f"archc.{fn}(): keyword argument '{keyword}' must be a string, not "
+                        f"{type(value).__name__}")
+    return value
 
 
 def _backend(backend: str):
@@ -36,23 +91,51 @@ def _backend(backend: str):
     if backend == "jax":
         from archc.backends import jax_backend
         return jax_backend
+    if backend == "onnx":
+        raise ArchError("the onnx backend builds a binary model, not Python source",
+                        hint="use archc.build_onnx(...), or archc build --backend onnx -o FILE")
     raise ArchError(f"unknown backend '{backend}'", hint="backends: torch, jax")
 
 
-def build_source(target, backend: str = "torch", weight_init: str | None = None,
-                 **params) -> str:
+def build_source(target, /, backend=_UNSET, weight_init=_UNSET, **params) -> str:
     """The generated module's source text for a Network, file or bundled name with `params`.
 
-    weight_init overrides the network's `init` parameter (the CLI's --init)."""
-    net = target if isinstance(target, Network) else load(target, **params)
-    return _backend(backend).build_source(net, init=weight_init)
+    backend: "torch" (default) or "jax"; weight_init overrides the network's `init`
+    parameter (the CLI's --init)."""
+    own = {"backend": backend, "weight_init": weight_init}
+    net = _network("build_source", target, params, own)
+    init = _own_string("build_source", "weight_init", weight_init, None)
+    return _backend(_own_string("build_source", "backend", backend, "torch")).build_source(
+        net, init=init)
 
 
-def build_module(target, backend: str = "torch", weight_init: str | None = None, **params):
+def build_module(target, /, backend=_UNSET, weight_init=_UNSET, **params):
     """An instance of the generated module for a Network, file or bundled name: the same
     source that `archc build` writes, executed (one lowering path)."""
-    net = target if isinstance(target, Network) else load(target, **params)
-    return _backend(backend).compile_module(net, init=weight_init)
+    own = {"backend": backend, "weight_init": weight_init}
+    net = _network("build_module", target, params, own)
+    init = _own_string("build_module", "weight_init", weight_init, None)
+    return _backend(_own_string("build_module", "backend", backend, "torch")).compile_module(
+        net, init=init)
+
+
+def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **params):
+    """The ONNX model (an onnx.ModelProto) of a Network, file or bundled name with `params`;
+    `onnx.save(model, "net.onnx")` or `archc build --backend onnx -o net.onnx` writes it.
+
+    weights: a safetensors file or {key: array} in the torch module's layout (as `archc train`
+    writes model.safetensors); not given: the torch module's initialisation after
+    torch.manual_seed(0), weight_init overriding the network's scheme. fold_bn=True: fold
+    each BatchNormalization into the conv or linear layer before it (docs/backends.md)."""
+    from archc.backends import onnx_backend
+    own = {"weights": weights, "fold_bn": fold_bn, "weight_init": weight_init}
+    net = _network("build_onnx", target, params, own)
+    init = _own_string("build_onnx", "weight_init", weight_init, None)
+    fold = _given(fold_bn, False)
+    if not isinstance(fold, bool):
+        raise ArchError("archc.build_onnx(): keyword argument 'fold_bn' must be True or False, "
+                        f"not {type(fold).__name__}")
+    return onnx_backend.build_model(net, weights=_given(weights, None), fold_bn=fold, init=init)
 
 
 # import names each training backend needs (pyproject.toml's extras install them)
@@ -79,32 +162,49 @@ def _require_training(backend: str) -> None:
                         hint=f"pip install 'archc[{_TRAIN_EXTRA.get(backend, 'train')}]'")
 
 
-def train(target, data, recipe=None, *, backend: str = "jax", out: str | None = None,
-          resume: bool = False, train_per_class: int | None = None,
-          test_per_class: int | None = None, progress: bool = True, cache: bool = True,
-          log=print, **params) -> dict:
+def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=_UNSET,
+          train_per_class=_UNSET, test_per_class=_UNSET, progress=_UNSET, cache=_UNSET,
+          log=_UNSET, **params) -> dict:
     """Train a Network (or file/bundled name with `params`) on the data set at `data`.
 
     recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
-    Writes the run folder `out` (metrics.jsonl, curves.png, checkpoints, model.safetensors,
-    summary.json) and returns the summary, with the final parameters under "state"."""
+    backend "jax" (default) or "torch"; out: the run folder (default runs/<name>-<backend>).
+    Writes the run folder (metrics.jsonl, curves.png, checkpoints, model.safetensors,
+    summary.json) and returns the summary, with the final parameters under "state".
+    resume=True continues the run in `out`; the recipe and the per-class subset sizes not
+    given are taken from its run.json."""
+    own = {"recipe": recipe, "backend": backend, "out": out, "resume": resume,
+           "train_per_class": train_per_class, "test_per_class": test_per_class,
+           "progress": progress, "cache": cache, "log": log}
+    backend, log = _given(backend, "jax"), _given(log, print)
     _require_training(backend)
     from archc.backends.train.data import load_images
-    net = target if isinstance(target, Network) else load(target, **params)
-    if recipe is None:
-        recipe = Recipe()
-    elif isinstance(recipe, dict):
-        recipe = Recipe(**recipe)
+    from archc.backends.train.run_dir import saved_run
+    net = _network("train", target, params, own)
     if backend == "jax":
         from archc.backends.train import jax_loop as loop
     elif backend == "torch":
         from archc.backends.train import torch_loop as loop
     else:
         raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
-    images = load_images(data, cache=cache, log=log).subset(train_per_class, test_per_class,
-                                                            seed=recipe.seed)
-    out = out or os.path.join("runs", f"{net.name}-{backend}")
-    return loop.train(net, images, recipe, out, resume=resume, progress=progress, log=log)
+    out = _given(out, None) or os.path.join("runs", f"{net.name}-{backend}")
+    saved = saved_run(out) if _given(resume, False) else None
+    if saved:  # what is not given again is the run's own (docs/training.md, Resume)
+        if recipe is _UNSET:
+            recipe = saved.get("recipe") or _UNSET
+        if train_per_class is _UNSET:
+            train_per_class = saved.get("data", {}).get("train_per_class")
+        if test_per_class is _UNSET:
+            test_per_class = saved.get("data", {}).get("test_per_class")
+    recipe = _given(recipe, None)
+    if recipe is None:
+        recipe = Recipe()
+    elif isinstance(recipe, dict):
+        recipe = Recipe.from_dict(recipe)
+    images = load_images(data, cache=_given(cache, True), log=log).subset(
+        _given(train_per_class, None), _given(test_per_class, None), seed=recipe.seed)
+    return loop.train(net, images, recipe, out, resume=_given(resume, False),
+                      progress=_given(progress, True), log=log)
 
 
 def __getattr__(name):
@@ -117,5 +217,5 @@ def __getattr__(name):
 
 
 __all__ = ["Analysis", "ArchError", "LayerCost", "Network", "Recipe", "analyze", "build_module",
-           "build_source", "bundled_networks", "load", "load_source", "render", "to_json_dict",
-           "train", "weights", "__version__"]
+           "build_onnx", "build_source", "bundled_networks", "load", "load_source", "render",
+           "to_json_dict", "train", "weights", "__version__"]

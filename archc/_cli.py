@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from archc.compiler import ArchError, analyze, bundled_networks, load_program, parse_define
@@ -70,6 +72,13 @@ def cmd_analyze(args) -> int:
         raise ArchError(f"--bits must be between 1 and 64, got {args.bits}")
     if args.quant and not args.bitops:
         raise ArchError("--quant needs --bitops RULES", None, hint="e.g. --bitops table1 --quant int8")
+    if args.format == "dot":
+        if args.bitops:
+            raise ArchError("--format dot shows the layer graph; it does not take --bitops",
+                            hint="use --format table/markdown/csv/json with --bitops")
+        from archc.compiler.dot import to_dot
+        sys.stdout.write(to_dot(analyze(net, bits=args.bits)))
+        return 0
     if args.bitops:
         from archc.compiler.bitops import bitops, render as render_bitops
         from archc.compiler.quant import load_quant
@@ -91,12 +100,25 @@ def cmd_check(args) -> int:
 
 def cmd_build(args) -> int:
     from archc import _backend
+    if args.backend == "onnx" or args.weights or args.fold_bn:
+        return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
     if args.output:
         backend.write_source(net, args.output, init=args.init)
     else:
         sys.stdout.write(backend.build_source(net, init=args.init))
+    return 0
+
+
+def _build_onnx(args) -> int:
+    if args.backend != "onnx":
+        raise ArchError("--weights and --fold-bn are options of --backend onnx")
+    if not args.output:
+        raise ArchError("--backend onnx writes a binary file: give -o FILE", hint="-o net.onnx")
+    from archc.backends import onnx_backend
+    onnx_backend.write_model(_network(args), args.output, weights=args.weights,
+                             fold_bn=args.fold_bn, init=args.init)
     return 0
 
 
@@ -135,16 +157,14 @@ TRAIN_OPTIONS = [
 
 
 def _recipe(args):
-    import json
-
     from archc.backends.train.recipe import Recipe
+    from archc.backends.train.run_dir import saved_run
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS}
     given["augment"], given["nesterov"] = args.augment, args.nesterov
     base = {}
-    run_json = os.path.join(_train_out(args), "run.json")
-    if args.resume and os.path.isfile(run_json):  # options not given: the run's own
-        with open(run_json) as f:
-            base = dict(json.load(f).get("recipe", {}))
+    saved = saved_run(_train_out(args)) if args.resume else None
+    if saved:  # options not given: the run's own
+        base = dict(saved.get("recipe") or {})
     if given["milestones"] is not None:
         try:
             given["milestones"] = tuple(int(m) for m in given["milestones"].split(",") if m)
@@ -152,9 +172,7 @@ def _recipe(args):
             raise ArchError(f"--milestones '{given['milestones']}' is not a comma-separated "
                             "list of epochs", hint="e.g. --milestones 60,120,150,180") from None
     fields = {**base, **{k: v for k, v in given.items() if v is not None}}
-    if "milestones" in fields and fields["milestones"] is not None:
-        fields["milestones"] = tuple(fields["milestones"])
-    return Recipe(**{k: v for k, v in fields.items() if k in Recipe.__dataclass_fields__})
+    return Recipe.from_dict(fields)
 
 
 def _train_out(args) -> str:
@@ -169,10 +187,11 @@ def cmd_train(args) -> int:
     archc._require_training(args.backend)
     recipe = _recipe(args)
     net = _network(args)
+    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class")
+              if getattr(args, k) is not None}  # not given: with --resume, the run's own
     archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),
-                resume=args.resume, train_per_class=args.train_per_class,
-                test_per_class=args.test_per_class, progress=not args.no_progress,
-                cache=not args.no_cache)
+                resume=args.resume, progress=not args.no_progress, cache=not args.no_cache,
+                **subset)
     return 0
 
 
@@ -188,7 +207,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="per-layer shapes, parameters, MACs and memory")
     target(a)
-    a.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    a.add_argument("--format", choices=["table", "markdown", "csv", "json", "dot"], default="table",
+                   help="dot: the layer graph for Graphviz, blocks as clusters")
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
     a.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
@@ -205,12 +225,17 @@ def make_parser() -> argparse.ArgumentParser:
     target(c)
     c.set_defaults(func=cmd_check)
 
-    b = sub.add_parser("build", help="lower to a framework module (one Python source file)")
+    b = sub.add_parser("build", help="lower to a framework module (one Python source file) or "
+                       "to an ONNX model")
     target(b)
-    b.add_argument("--backend", choices=["torch", "jax"], default="torch")
+    b.add_argument("--backend", choices=["torch", "jax", "onnx"], default="torch")
     b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")
+    b.add_argument("--weights", metavar="FILE", help="onnx: trained weights, a safetensors file "
+                   "in the torch layout (archc train's model.safetensors)")
+    b.add_argument("--fold-bn", action="store_true",
+                   help="onnx: fold BatchNormalization into the conv or linear layer before it")
     b.set_defaults(func=cmd_build)
 
     t = sub.add_parser("train", help="train on CIFAR-10-style data (JAX by default, or torch)",
@@ -246,14 +271,25 @@ def make_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
+    from archc._cli_explore import add_commands  # view, sweep, inspect
+    add_commands(sub)
     from archc._cli_compress import add_commands  # seed 002's compression pipeline
     add_commands(sub)
     return p
 
 
+def _terminate(signum, frame):
+    """SIGTERM ends archc like Ctrl-C does: through Python, so that no temporary file is
+    left behind (archc/_files.py)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except ArchError as err:
@@ -272,6 +308,9 @@ def main(argv=None) -> int:
         sys.stderr.write(f"archc: internal error: {type(err).__name__}: {err}\n"
                          "This is a bug in archc; rerun with ARCHC_DEBUG=1 for details.\n")
         return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

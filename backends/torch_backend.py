@@ -1,141 +1,121 @@
-"""Lower the graph IR to PyTorch source: one `nn.Module` subclass in one Python file.
+"""The PyTorch backend: one lowering per op, and the shape of a torch module file.
 
-    build_source(net, init=None) -> str     the file's text (deterministic)
-    compile_module(net, init=None)           an instance, built by exec of that text
-    write_source(net, path, init=None)       write it atomically (temp file + rename)
-
-Each op kind lowers in exactly one place: an entry of `LOWER` (op name -> function). A
-lowering returns the layer's module constructor (source text, or None for a functional
-op) and the expression its forward step evaluates. The generated file imports only torch.
+    build_source(net, init=None, tap=False) -> str   the generated file (deterministic)
+    compile_module(net, init=None, tap=None)          an instance, exec of that text
+    write_source(net, path, init=None)                written atomically
+    module_tree(net)                                  attribute paths (weights.py uses them)
 
 Layout: the IR's shapes are (C, H, W); at run time a value is NCHW (rank 4) or, after
 flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1. Ops that need NCHW restore it with
-`[:, :, None, None]`; linear flattens its input.
+`[:, :, None, None]`; linear flattens its input. Everything else is backends/lowering.py's.
 """
 from __future__ import annotations
-
-import os
-import textwrap
 
 from archc.compiler import Network
 
 from . import lowering as L
-from archc._files import write_atomic
-from .lowering import py_number as num
-from .lowering import py_pair as pair
+from ._plan import Lowered
 
-# Attribute names nn.Module uses; a layer named like one gets a trailing '_'.
-_MODULE_ATTRS = frozenset({
-    "add_module", "apply", "bfloat16", "buffers", "children", "cpu", "cuda", "double", "dump_patches",
-    "eval", "extra_repr", "float", "forward", "get_buffer", "get_parameter", "get_submodule",
-    "half", "ipu", "load_state_dict", "modules", "named_buffers", "named_children",
-    "named_modules", "named_parameters", "parameters", "register_buffer", "register_module",
-    "register_parameter", "requires_grad_", "share_memory", "state_dict", "to", "to_empty",
-    "train", "training", "type", "xpu", "zero_grad", "call_super_init", "compile", "mtia",
-    "probe", "T_destination", "init_weights"})
-_VAR_RESERVED = frozenset({"torch", "nn", "F", "self"})
-
-
-class _Ctx:
-    """What a lowering sees: the step, its input variables and their runtime ranks."""
-
-    def __init__(self, step: L.Step, ranks: list, attr_path: str | None):
-        self.step, self.a, self.ranks, self.path = step, step.attrs, ranks, attr_path
-
-    def x(self, i: int = 0) -> str:
-        """Input i as written, whatever its rank."""
-        return self.step.inputs[i]
-
-    def x4(self, i: int = 0) -> str:
-        """Input i as NCHW."""
-        v = self.step.inputs[i]
-        return v if self.ranks[i] == 4 else f"{v}[:, :, None, None]"
-
-    def cin(self, i: int = 0) -> str:
-        return num(self.step.in_shapes[i][0])
-
-    def xs4(self) -> list:
-        """All inputs, as NCHW when any of them is NCHW (they are C x 1 x 1 otherwise)."""
-        if all(r == self.ranks[0] for r in self.ranks):
-            return list(self.step.inputs)
-        return [self.x4(i) for i in range(len(self.ranks))]
+# Every attribute name of an nn.Module instance (dir(nn.Module()) of torch 2.13;
+# tests/test_torch_backend.py checks it against the installed torch): a layer named like
+# one gets a trailing '_' (`eval` -> `eval_`, `_modules` -> `_modules_`).
+MODULE_ATTRS = frozenset("""
+T_destination __annotations__ __call__ __class__ __delattr__ __dict__ __dir__ __doc__ __eq__
+__format__ __ge__ __getattr__ __getattribute__ __getstate__ __gt__ __hash__ __init__
+__init_subclass__ __le__ __lt__ __module__ __ne__ __new__ __reduce__ __reduce_ex__ __repr__
+__setattr__ __setstate__ __sizeof__ __str__ __subclasshook__ __weakref__ _apply
+_backward_hooks _backward_pre_hooks _buffers _call_impl _compiled_call_impl _forward_hooks
+_forward_hooks_always_called _forward_hooks_with_kwargs _forward_pre_hooks
+_forward_pre_hooks_with_kwargs _get_backward_hooks _get_backward_pre_hooks _get_name
+_is_full_backward_hook _load_from_state_dict _load_state_dict_post_hooks
+_load_state_dict_pre_hooks _maybe_warn_non_full_backward_hook _modules _named_members
+_non_persistent_buffers_set _parameters _register_load_state_dict_pre_hook
+_register_state_dict_hook _replicate_for_data_parallel _save_to_state_dict _slow_forward
+_state_dict_hooks _state_dict_pre_hooks _version _wrapped_call_impl add_module apply bfloat16
+buffers call_super_init children compile cpu cuda double dump_patches eval extra_repr float
+forward get_buffer get_extra_state get_parameter get_submodule half ipu load_state_dict
+modules mtia named_buffers named_children named_modules named_parameters parameters
+register_backward_hook register_buffer register_forward_hook register_forward_pre_hook
+register_full_backward_hook register_full_backward_pre_hook
+register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
+training type xpu zero_grad tap_prefix
+""".split())
+RESERVED_ATTRS = MODULE_ATTRS
+RESERVED_GLOBALS = frozenset({"torch", "nn", "F", "math", "OrderedDict", "init_weights", "tap",
+                              "TAPS", "make_divisible"})
+RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super"}
 
 
-def _kw(**kwargs) -> str:
-    """Keyword arguments that differ from their defaults: name=(value, default, formatter)."""
-    out = []
-    for k, (v, default, f) in kwargs.items():
-        if v != default:
-            out.append(f"{k}={f(v)}")
-    return "".join(", " + s for s in out)
+def _x4(c, i: int = 0) -> str:
+    """Input i as NCHW."""
+    return c.x(i) if c.ranks[i] == 4 else f"{c.x(i)}[:, :, None, None]"
 
 
-# ---- lowerings: op name -> (ctx) -> (module constructor | None, forward expression, rank) ----
+def _xs4(c) -> list:
+    """All inputs, as NCHW when any of them is NCHW (they are C x 1 x 1 otherwise)."""
+    if all(r == c.ranks[0] for r in c.ranks):
+        return c.xs()
+    return [_x4(c, i) for i in range(c.n_inputs)]
+
+
+def _kw(c, *specs, forward: bool = False) -> str:
+    """`, keyword=value` for the attributes that differ from torch's defaults:
+    specs are (attribute, default, torch keyword)."""
+    out = ""
+    for name, default, key in specs:
+        if c.is_default(name, default):
+            continue
+        text = c.pair(name, forward) if isinstance(default, tuple) else \
+            (c.f(name) if forward else c.a(name))
+        out += f", {key}={text}"
+    return out
+
+
+# ---- one lowering per op -----------------------------------------------------------------------
 def _conv(c):
-    a = c.a
-    ctor = (f"nn.Conv2d({c.cin()}, {num(a['out'])}, {pair(a['kernel'])}"
-            + _kw(stride=(a["stride"], (1, 1), pair), padding=(a["padding"], (0, 0), pair),
-                  dilation=(a["dilation"], (1, 1), pair), groups=(a["groups"], 1, num),
-                  bias=(a["bias"], True, num)) + ")")
-    return ctor, f"self.{c.path}({c.x4()})", 4
+    ctor = (f"nn.Conv2d({c.cin()}, {c.a('out')}, {c.pair('kernel')}"
+            + _kw(c, ("stride", (1, 1), "stride"), ("padding", (0, 0), "padding"),
+                  ("dilation", (1, 1), "dilation"), ("groups", 1, "groups"),
+                  ("bias", True, "bias")) + ")")
+    return Lowered(ctor, f"{c.path}({_x4(c)})")
 
 
 def _linear(c):
-    ctor = f"nn.Linear({c.cin()}, {num(c.a['out'])}" + _kw(bias=(c.a["bias"], True, num)) + ")"
+    ctor = f"nn.Linear({c.cin()}, {c.a('out')}" + _kw(c, ("bias", True, "bias")) + ")"
     arg = c.x() if c.ranks[0] == 2 else f"torch.flatten({c.x()}, 1)"
-    return ctor, f"self.{c.path}({arg})", 2
+    return Lowered(ctor, f"{c.path}({arg})")
 
 
 def _bn(c):
-    a = c.a
-    ctor = (f"nn.BatchNorm2d({c.cin()}" + _kw(eps=(a["eps"], 1e-5, num),
-                                              momentum=(a["momentum"], 0.1, num),
-                                              affine=(a["affine"], True, num)) + ")")
-    return ctor, f"self.{c.path}({c.x4()})", 4
+    ctor = (f"nn.BatchNorm2d({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                              ("momentum", 0.1, "momentum"),
+                                              ("affine", True, "affine")) + ")")
+    return Lowered(ctor, f"{c.path}({_x4(c)})")
 
 
 def _lrn(c):
-    a = c.a
-    return None, (f"F.local_response_norm({c.x4()}, {num(a['size'])}, alpha={num(a['alpha'])}, "
-                  f"beta={num(a['beta'])}, k={num(a['k'])})"), 4
+    return Lowered(None, f"F.local_response_norm({_x4(c)}, {c.f('size')}, alpha={c.f('alpha')}, "
+                         f"beta={c.f('beta')}, k={c.f('k')})")
 
 
 def _dropout(c):
-    return f"nn.Dropout(p={num(c.a['p'])})", f"self.{c.path}({c.x()})", c.ranks[0]
+    return Lowered(f"nn.Dropout(p={c.a('p')})", f"{c.path}({c.x()})")
 
 
-def _act(template: str):
+def _act(template: str, *specs):
     def lower(c):
-        return None, template.format(x=c.x()), c.ranks[0]
+        return Lowered(None, template.format(x=c.x()) + _kw(c, *specs, forward=True) + ")")
     return lower
 
 
-def _pool(fn: str, extra: tuple = ()):
+def _pool(fn: str, *extra):
     def lower(c):
-        a = c.a
-        kw = _kw(stride=(a["stride"], a["kernel"], pair), padding=(a["padding"], (0, 0), pair),
-                 ceil_mode=(a["ceil_mode"], False, num),
-                 **{k: (a[k], d, num) for k, d in extra})
-        return None, f"F.{fn}({c.x4()}, {pair(a['kernel'])}{kw})", 4
+        kw = _kw(c, ("stride", c.value("kernel"), "stride"), ("padding", (0, 0), "padding"),
+                 ("ceil_mode", False, "ceil_mode"), *extra, forward=True)
+        return Lowered(None, f"F.{fn}({_x4(c)}, {c.pair('kernel', True)}{kw})")
     return lower
-
-
-def _concat(c):
-    xs = c.xs4()
-    return None, f"torch.cat([{', '.join(xs)}], dim=1)", max(c.ranks)
-
-
-def _add(c):
-    return None, " + ".join(c.xs4()), max(c.ranks)
-
-
-def _mul(c):
-    xs = c.xs4()
-    return None, f"{xs[0]} * {xs[1]}", max(c.ranks)
-
-
-def _slice(c):
-    return None, f"{c.x()}[:, {num(c.a['start'])}:{num(c.a['stop'])}]", c.ranks[0]
 
 
 LOWER = {
@@ -144,131 +124,98 @@ LOWER = {
     "bn": _bn,
     "lrn": _lrn,
     "dropout": _dropout,
-    "relu": _act("F.relu({x})"),
-    "relu6": _act("F.relu6({x})"),
-    "elu": lambda c: (None, f"F.elu({c.x()}{_kw(alpha=(c.a['alpha'], 1.0, num))})", c.ranks[0]),
-    "leaky_relu": lambda c: (None, f"F.leaky_relu({c.x()}"
-                                   f"{_kw(negative_slope=(c.a['slope'], 0.01, num))})", c.ranks[0]),
-    "sigmoid": _act("torch.sigmoid({x})"),
-    "tanh": _act("torch.tanh({x})"),
-    "swish": _act("F.silu({x})"),
-    "hswish": _act("F.hardswish({x})"),
-    "hsigmoid": _act("F.hardsigmoid({x})"),
+    "relu": _act("F.relu({x}"),
+    "relu6": _act("F.relu6({x}"),
+    "elu": _act("F.elu({x}", ("alpha", 1.0, "alpha")),
+    "leaky_relu": _act("F.leaky_relu({x}", ("slope", 0.01, "negative_slope")),
+    "sigmoid": _act("torch.sigmoid({x}"),
+    "tanh": _act("torch.tanh({x}"),
+    "swish": _act("F.silu({x}"),
+    "hswish": _act("F.hardswish({x}"),
+    "hsigmoid": _act("F.hardsigmoid({x}"),
     "maxpool": _pool("max_pool2d"),
-    "avgpool": _pool("avg_pool2d", (("count_include_pad", True),)),
-    "global_avgpool": lambda c: (None, f"F.adaptive_avg_pool2d({c.x4()}, 1)", 4),
-    "global_maxpool": lambda c: (None, f"F.adaptive_max_pool2d({c.x4()}, 1)", 4),
-    "identity": lambda c: (None, c.x(), c.ranks[0]),
-    "flatten": lambda c: (None, f"torch.flatten({c.x()}, 1)", 2),
-    "slice": _slice,
-    "concat": _concat,
-    "add": _add,
-    "mul": _mul,
+    "avgpool": _pool("avg_pool2d", ("count_include_pad", True, "count_include_pad")),
+    "global_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, 1)"),
+    "global_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({_x4(c)}, 1)"),
+    "identity": lambda c: Lowered(None, c.x()),
+    "flatten": lambda c: Lowered(None, f"torch.flatten({c.x()}, 1)"),
+    "slice": lambda c: Lowered(None, f"{c.x()}[:, {c.f('start')}:{c.f('stop')}]"),
+    "concat": lambda c: Lowered(None, f"torch.cat([{', '.join(_xs4(c))}], dim=1)"),
+    "add": lambda c: Lowered(None, " + ".join(_xs4(c))),
+    "mul": lambda c: Lowered(None, " * ".join(_xs4(c))),
 }
 
-# Ops whose layers are modules (they hold parameters, buffers or a train/eval mode).
-STATEFUL = frozenset({"conv", "linear", "bn", "dropout"})
-
-_INIT_CODE = {
-    "xavier_uniform": "nn.init.xavier_uniform_(m.weight)",
-    "xavier_normal": "nn.init.xavier_normal_(m.weight)",
-    "kaiming_normal": 'nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
-    "kaiming_uniform": 'nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")',
-}
+# runtime rank of an op's result: 2 after flatten/linear, 4 after ops that need NCHW, else
+# that of its inputs
+_RANK = {"flatten": 2, "linear": 2, "conv": 4, "bn": 4, "lrn": 4, "maxpool": 4, "avgpool": 4,
+         "global_avgpool": 4, "global_maxpool": 4, "input": 4}
 
 
-def _docstring(net: Network, init: str) -> list:
-    lines = [f"{net.name}, compiled by archc from {os.path.basename(net.file)}."]
-    if net.doc:
-        lines += [""] + textwrap.wrap(net.doc, width=88)
-    lines += ["", "Parameters as used:"]
-    lines += [f"    {k} = {L.value_text(v)}" for k, v in net.params.items()]
-    c, h, w = net.input_shape
-    oc, oh, ow = net.output_shape
-    lines += ["", f"Input: N x {c} x {h} x {w} (NCHW). Output: N x {oc}"
-              + ("" if (oh, ow) == (1, 1) else f" x {oh} x {ow}") + ".",
-              f"Weight initialisation: {init}."]
-    body = [L.doc_text(s) for s in lines]
-    return ['    """' + body[0]] + [("    " + s) if s else "" for s in body[1:]] + ['    """']
+def ranks(net: Network) -> dict:
+    out = {}
+    for n in net.graph.nodes:
+        d = net.node(n)
+        out[n] = _RANK.get(d["op"]) or max((out[i] for i in d["inputs"]), default=4)
+    return out
 
 
+def _init_code(scheme: str):
+    if scheme == "default":
+        return [], ""
+    dist, fan, _ = L.INIT_SCHEMES[scheme]
+    call = f"nn.init.xavier_{dist}_(m.weight)" if fan == "fan_avg" else \
+        f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="relu")'
+    return ["init_weights(self)"], f'''
+def init_weights(module):
+    """{scheme} weights and zero biases for every convolution and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            {call}
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+'''
 
 
-def module_tree(net: Network) -> L.ModuleTree:
-    """The nn.Module attribute tree of the generated module (also used by backends/weights.py)."""
-    return L.ModuleTree(net, [n for n in net.layers() if net.node(n)["op"] in STATEFUL], _MODULE_ATTRS)
+def _sequence(entries: list) -> str:
+    inner = ", ".join(f"{name}={ctor}" for name, ctor in entries)
+    return f"nn.Sequential(OrderedDict({inner}))"
+
+
+def _instantiate(src: str, net: Network, cls: str, seed: int):
+    return L.exec_source(src, net, "torch")[cls]()
+
+
+BACKEND = L.Backend(
+    name="torch", lower=LOWER, reserved_attrs=RESERVED_ATTRS,
+    reserved_globals=RESERVED_GLOBALS, reserved_locals=RESERVED_LOCALS,
+    module_base="nn.Module", forward_name="forward", super_init=True, rngs=False,
+    helpers={}, container="nn.Module()", sequence=_sequence,
+    instance=lambda cls, args: f"{cls}({', '.join(args)})", init_code=_init_code,
+    root_return=lambda expr, net: expr, ranks=ranks,
+    weights={"conv": {"weight": ("weight", None), "bias": ("bias", None)},
+             "linear": {"weight": ("weight", None), "bias": ("bias", None)},
+             "bn": {"weight": ("weight", None), "bias": ("bias", None),
+                    "running_mean": ("running_mean", None), "running_var": ("running_var", None)}},
+    instantiate=_instantiate, title="PyTorch module", layout="NCHW",
+    imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+             (None, None), ("torch.", "import torch"),
+             ("F.", "import torch.nn.functional as F"), (None, "from torch import nn")))
 
 
 def build_source(net: Network, init: str | None = None, tap: bool = False) -> str:
-    """The PyTorch module for `net` as Python source text.
-
-    init: weight initialisation override (else the network's `init` parameter, else
-    PyTorch's defaults). tap: pass every layer's output through `tap(layer_name, value)`
-    (tap mode; tests check every layer's runtime shape with it).
-    """
-    L.check_lowerable(net, LOWER, "torch")
-    scheme = L.init_scheme(net, init)
-    cls = L.class_name(net)
-    out_var, steps = L.forward_steps(net, _VAR_RESERVED)
-    tree = module_tree(net)
-
-    var_rank = {"x": 4}  # runtime rank of each variable: 4 (NCHW) or 2 (N x C)
-
-    def lower(s):
-        path = tree.path(s.name) if s.op in STATEFUL else None
-        ctor, expr, r = LOWER[s.op](_Ctx(s, [var_rank[v] for v in s.inputs], path))
-        assert (ctor is not None) == (s.op in STATEFUL), s.op
-        var_rank[s.output] = r
-        return ctor, expr
-
-    ctors, body = L.emit_forward(steps, lower, tap)
-
-    src = ['"""' + L.doc_text(f"{cls}: PyTorch module generated by archc from "
-                              f"{os.path.basename(net.file)}.") ,
-           "",
-           "Do not edit: regenerate with `archc build --backend torch`.",
-           '"""',
-           "import torch",
-           "import torch.nn.functional as F",
-           "from torch import nn"] + (L.TAP_SOURCE.splitlines() if tap else []) + ["", "",
-           f"class {cls}(nn.Module):"]
-    src += _docstring(net, scheme)
-    src += ["", "    def __init__(self):", "        super().__init__()"]
-    for node in tree.walk():
-        if node.layer is None:
-            src.append(f"        self.{node.path} = nn.Module()")
-        else:
-            src += L.wrap_assign(f"self.{node.path}", ctors[node.layer], "        ")
-    if scheme != "default":
-        src.append("        self.init_weights()")
-        src += ["", "    def init_weights(self):",
-                f'        """{scheme} weights and zero biases for every convolution and linear layer."""',
-                "        for m in self.modules():",
-                "            if isinstance(m, (nn.Conv2d, nn.Linear)):",
-                f"                {_INIT_CODE[scheme]}",
-                "                if m.bias is not None:",
-                "                    nn.init.zeros_(m.bias)"]
-    src += ["", "    def forward(self, x):"] + body + [f"        return {out_var}", ""]
-    return "\n".join(src)
+    """The PyTorch module for `net` as Python source text (see backends/lowering.py)."""
+    return L.build_source(BACKEND, net, init=init, tap=tap)
 
 
 def compile_module(net: Network, init: str | None = None, tap=None):
-    """An instance of the generated module: exec of build_source's text (archc wrote it from
-    validated IR: names are identifiers, numbers are repr of int/float).
-
-    tap: build in tap mode, passing every layer's output through tap(layer_name, value) ->
-    value in data-flow order (True: tap mode with no function yet; see lowering.set_tap)."""
-    src = build_source(net, init=init, tap=tap is not None)
-    namespace: dict = {"__name__": f"archc_generated_{net.name}"}
-    exec(compile(src, f"<archc torch: {net.name}>", "exec"), namespace)  # noqa: S102
-    module = namespace[L.class_name(net)]()
-    if callable(tap):
-        L.set_tap(module, tap)
-    return module
+    """An instance of the generated module (see lowering.compile_module)."""
+    return L.compile_module(BACKEND, net, init=init, tap=tap)
 
 
 def write_source(net: Network, path, init: str | None = None) -> str:
-    """Write the module to `path` atomically (nothing half-written on error); returns the text."""
-    src = build_source(net, init=init)
-    write_atomic(path, src)
-    return src
+    return L.write_source(BACKEND, net, path, init=init)
+
+
+def module_tree(net: Network):
+    """The nn.Module attribute tree of the generated module (backends/weights.py uses it)."""
+    return L.module_tree(net, BACKEND)

@@ -1,7 +1,8 @@
 """Weight exchange between the torch and JAX backends, driven by the IR.
 
-Both backends name parameters after the IR's hierarchical layer names, so one table per op
-kind maps a torch state_dict entry to its place in the Flax NNX state and transposes layouts:
+Both backends name parameters after the IR's hierarchical layer names (backends/_plan.py's
+ModuleTree), and each backend's `weights` table (lowering.Backend) names every tensor the
+registry declares (ops.Op.params / buffers) in its framework and gives its layout:
 
     conv    weight  O x I/g x kh x kw   <->  kernel  kh x kw x I/g x O   (OIHW <-> HWIO)
             bias    O                   <->  bias    O
@@ -20,18 +21,11 @@ import os
 
 import numpy as np
 
-from archc.compiler import ArchError, Network
+from archc.compiler import ArchError, Network, ops
 
-from . import jax_backend, torch_backend
 from archc._files import write_atomic
 
-# op kind -> [(torch tensor name, jax variable name, torch->jax transpose or None)]
-_TABLE = {
-    "conv": [("weight", "kernel", (2, 3, 1, 0)), ("bias", "bias", None)],
-    "linear": [("weight", "kernel", (1, 0)), ("bias", "bias", None)],
-    "bn": [("weight", "scale", None), ("bias", "bias", None),
-           ("running_mean", "mean", None), ("running_var", "var", None)],
-}
+from . import jax_backend, torch_backend
 
 
 def _inverse(perm):
@@ -39,20 +33,21 @@ def _inverse(perm):
 
 
 def _entries(net: Network):
-    """(layer, torch attribute path, jax attribute path, torch name, jax name, transpose)."""
+    """(layer, torch attribute path, jax attribute path, torch name, jax name, transpose) for
+    every parameter and buffer the registry declares (ops.Op.params / buffers), named and
+    laid out by each backend's `weights` table."""
     ttree = torch_backend.module_tree(net)
     jtree = jax_backend.module_tree(net)
-    for name in net.graph.nodes:
+    tw, jw = torch_backend.BACKEND.weights, jax_backend.BACKEND.weights
+    for name in net.layers():
         d = net.node(name)
-        op = d["op"]
-        if op not in _TABLE:
+        op = ops.get(d["op"])
+        if not op.stateful:
             continue
-        a = d["attrs"]
-        for tname, jname, perm in _TABLE[op]:
-            if tname == "bias" and op in ("conv", "linear") and not a.get("bias", True):
-                continue
-            if op == "bn" and tname in ("weight", "bias") and not a.get("affine", True):
-                continue
+        args = (d["in_shapes"], d["shape"], d["attrs"])
+        for tensor in list(op.params(*args)) + list(op.buffers(*args)):
+            tname, _ = tw[d["op"]][tensor]     # the torch layout is the canonical one
+            jname, perm = jw[d["op"]][tensor]
             yield name, ttree.path(name), jtree.path(name), tname, jname, perm
 
 

@@ -16,13 +16,14 @@ from .errors import ArchError, Span
 from .ir import Network
 
 
-def load(target, **params) -> Network:
-    """Compile a .arch file (a path, or the name of a bundled network) with parameter values."""
+def load(target, /, **params) -> Network:
+    """Compile a .arch file (a path, or the name of a bundled network) with parameter values
+    (a network parameter may be called `target`: the file is positional only)."""
     return _build(load_program(target), params)
 
 
-def load_source(text: str, filename: str = "<string>", **params) -> Network:
-    """Compile .arch source text."""
+def load_source(text: str, /, filename: str = "<string>", **params) -> Network:
+    """Compile .arch source text (positional only; `filename` names it in messages)."""
     return _build(load_program(source=text, filename=filename), params)
 
 

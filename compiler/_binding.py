@@ -6,6 +6,7 @@ caller's AST, kept so that the IR can record where each attribute came from.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from . import _syntax as S
@@ -85,6 +86,8 @@ def convert(arg: ops.Arg, v, span: Span, fname: str):
     if kind == "float":
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             bad("a number")
+        if not math.isfinite(v):  # the language makes none; a guard for every other path
+            bad("a finite number")
         if arg.minimum is not None and v < arg.minimum:
             raise ArchError(f"{where} must be at least {arg.minimum}, got {v}", span)
         return float(v)
@@ -116,7 +119,7 @@ class BoundOp(NamedTuple):
     attrs: dict        # attribute name -> normalised-by-kind value (defaults filled in)
     tensors: list      # input tensors in argument order
     spans: dict        # argument name -> span of the value given (for positioned errors)
-    exprs: dict        # attribute name -> the caller's expression, for attributes given
+    exprs: dict        # attribute name -> (the caller's expression, its value), when given
 
 
 def bind_op(op: ops.Op, args: list, kwargs: dict, span: Span) -> BoundOp:
@@ -168,7 +171,7 @@ def bind_op(op: ops.Op, args: list, kwargs: dict, span: Span) -> BoundOp:
         else:
             attrs[a.name] = convert(a, v.value, v.span, op.name)
             if v.expr is not None:
-                exprs[a.name] = v.expr
+                exprs[a.name] = (v.expr, v.value)
     return BoundOp(attrs, tensors, {k: v.span for k, v in bound.items()}, exprs)
 
 

@@ -2,13 +2,18 @@
 
 Each takes evaluated positional and keyword values and raises TypeError / ValueError /
 OverflowError with a message; the elaborator positions it at the call.
+
+Cost is bounded before anything is computed: every list is built through
+_values.make_list (size and depth checked first), integer rounding is clamped to the digits
+that can matter, and `cost` gives the elaborator the work of each call (its list arguments
+and result) to charge against limits.MAX_WORK.
 """
 from __future__ import annotations
 
 import math
 
 from . import limits
-from ._values import check_int, show, type_name
+from ._values import ListValue, check_int, list_cost, make_list, measure, show, type_name
 
 
 def number(v, what="argument"):
@@ -28,6 +33,18 @@ def _to_int(v):
     return int(v)
 
 
+def _round(v, digits=None):
+    v = number(v)
+    if digits is None:
+        return round(v)
+    if isinstance(digits, bool) or not isinstance(digits, int):
+        raise TypeError(f"the number of digits must be an integer, got {type_name(digits)}")
+    # Python computes 10**-digits for an int: clamp to the digits that can change a value
+    # (|v| < 10**19 for an int, 10**309 for a float) so that no digit count costs more.
+    lim = limits.MAX_ROUND_DIGITS
+    return round(v, max(-lim, min(lim, digits)))
+
+
 def _make_divisible(v, divisor=8, min_value=None):
     """The MobileNet/EfficientNet channel rounding rule (as in torchvision)."""
     v, divisor = number(v), number(divisor, "divisor")
@@ -35,6 +52,7 @@ def _make_divisible(v, divisor=8, min_value=None):
         raise ValueError("divisor must be a positive integer")
     if min_value is None:
         min_value = divisor
+    min_value = number(min_value, "min_value")
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
     if new_v < 0.9 * v:
         new_v += divisor
@@ -46,10 +64,35 @@ def _range(*a):
         raise TypeError("range() takes 1 to 3 integers: range(stop), range(start, stop[, step])")
     if len(a) == 3 and a[2] == 0:
         raise ValueError("range() step must not be zero")
-    r = range(*a)
-    if len(r) > limits.MAX_LIST:
-        raise ValueError(f"range() of {len(r)} elements exceeds the limit of {limits.MAX_LIST}")
-    return tuple(r)
+    start, stop, step = (0, a[0], 1) if len(a) == 1 else (a[0], a[1], a[2] if len(a) == 3 else 1)
+    n = max(0, (stop - start + step - (1 if step > 0 else -1)) // step)  # len() before building
+    if n > limits.MAX_LIST:
+        raise ValueError(f"range() of {n} elements exceeds the limit of {limits.MAX_LIST}")
+    return make_list(range(start, stop, step))
+
+
+def _enumerate(v):
+    v = _seq(v, "enumerate")
+    size, depth = measure(v)
+    list_cost(2 * len(v) + size, depth + 1)  # [i, x] pairs: the pairs and their indices
+    return make_list(make_list((i, x)) for i, x in enumerate(v))
+
+
+def _zip(*vs):
+    vs = [_seq(v, "zip") for v in vs]
+    n = min((len(v) for v in vs), default=0)
+    list_cost(n * (len(vs) + 1) + sum(measure(v)[0] for v in vs),  # an upper bound
+              max((measure(v)[1] for v in vs), default=0) + 1)
+    return make_list(make_list(t) for t in zip(*vs))
+
+
+def _str(v):
+    if isinstance(v, str):
+        return v
+    text = show(v, limits.MAX_STRING)
+    if len(text) > limits.MAX_STRING:
+        raise ValueError(f"the text would be longer than {limits.MAX_STRING} characters")
+    return text
 
 
 def _seq(v, fn):
@@ -72,7 +115,7 @@ def _minmax(fn):
 BUILTINS = {
     "int": lambda v: _to_int(v),
     "float": lambda v: float(number(v)),
-    "round": lambda v, nd=None: round(number(v)) if nd is None else round(number(v), nd),
+    "round": _round,
     "ceil": lambda v: math.ceil(number(v)),
     "floor": lambda v: math.floor(number(v)),
     "abs": lambda v: abs(number(v)),
@@ -81,10 +124,10 @@ BUILTINS = {
     "sum": lambda v: sum(number(x) for x in _seq(v, "sum")),
     "len": lambda v: len(_seq(v, "len")),
     "range": _range,
-    "enumerate": lambda v: tuple((i, x) for i, x in enumerate(_seq(v, "enumerate"))),
-    "zip": lambda *vs: tuple(zip(*(_seq(v, "zip") for v in vs))),
+    "enumerate": _enumerate,
+    "zip": _zip,
     "make_divisible": _make_divisible,
-    "str": lambda v: v if isinstance(v, str) else show(v),
+    "str": _str,
 }
 BUILTIN_DOCS = {
     "int": "int(x): truncate toward zero", "float": "float(x)",
@@ -98,6 +141,21 @@ BUILTIN_DOCS = {
 }
 # Functions that build layers but are not single ops.
 TENSOR_FUNCTIONS = ("split", "activation")
+
+
+def cost(*values, per_element: int = 1) -> int:
+    """The work of a call or operator on `values` (its arguments and its result), in list
+    elements: every builtin and operator is linear in the lists it reads and builds. A
+    layer's list of input tensors costs LAYER_INPUT_WORK an element (graph edges, shapes)."""
+    return sum(1 + per_element * measure(v)[0] for v in values)
+
+
+LAYER_INPUT_WORK = 50
+CONSTANT_TIME = ("len",)  # builtins whose work does not grow with their list argument
+
+
+def call_cost(f: str, args) -> int:
+    return len(args) if f in CONSTANT_TIME else cost(*args)
 
 
 class OperandError(ValueError):
@@ -120,17 +178,16 @@ def operate(op: str, a, b):
             raise OperandError(f"cannot compare {type_name(a)} with {type_name(b)}")
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
     if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
-        if len(a) + len(b) > limits.MAX_LIST:
-            raise OperandError(f"list longer than {limits.MAX_LIST} elements")
-        return a + b
+        (sa, da), (sb, db) = measure(a), measure(b)
+        return _built(lambda: a + b, sa + sb, max(da, db, 1))
     if op == "+" and isinstance(a, str) and isinstance(b, str):
         if len(a) + len(b) > limits.MAX_STRING:
             raise OperandError(f"string longer than {limits.MAX_STRING} characters")
         return a + b
     if op == "*" and isinstance(a, tuple) and type_name(b) == "int":
-        if len(a) * max(b, 0) > limits.MAX_LIST:
-            raise OperandError(f"list longer than {limits.MAX_LIST} elements")
-        return a * b
+        sa, da = measure(a)
+        n = max(b, 0)
+        return _built(lambda: a * n, sa * n, max(da, 1))
     x = number(a, f"the left operand of '{op}'")
     y = number(b, f"the right operand of '{op}'")
     if op == "+":
@@ -153,12 +210,28 @@ def operate(op: str, a, b):
         r = x % y
     elif op == "**":
         if abs(y) > 64 or (x == 0 and y < 0):
-            raise OperandError(f"exponent {y} is out of range", "right")
-        r = x ** y
+            raise OperandError(f"exponent {show(y)} is out of range", "right")
+        try:
+            r = x ** y
+        except OverflowError:  # a float power: Python's message is "(34, 'Numerical ...')"
+            raise OperandError("number overflow: the result is too large for a float") from None
         if isinstance(r, complex):
             raise OperandError("fractional power of a negative number")
     else:  # pragma: no cover
         raise AssertionError(op)
-    if isinstance(r, float) and not math.isfinite(r):
-        raise OperandError("number overflow")
-    return check_int(r)
+    try:
+        return check_int(r)
+    except OverflowError as err:
+        raise OperandError(str(err)) from None
+
+
+def _built(build, size: int, depth: int) -> ListValue:
+    """The result of `+` or `*` on lists, checked before `build()` makes it; size and depth
+    are known from the operands, so nothing is rescanned."""
+    try:
+        list_cost(size, depth)
+    except ValueError as err:
+        raise OperandError(str(err)) from None
+    out = ListValue(build())
+    out.size, out.depth = size, depth
+    return out

@@ -12,7 +12,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import _syntax as S
-from .errors import ArchError, Span
+from .errors import ArchError, Span, source_lines
 
 # Human names for the grammar's terminals, used in "expected ..." messages.
 _TERMINALS = {
@@ -260,14 +260,14 @@ def syntax_error(err: UnexpectedInput, text: str, file: str) -> ArchError:
             ch, oline, ocol = opened[-1]
             return ArchError(f"'{ch}' is never closed", Span(file, oline, ocol, oline, ocol + 1),
                              hint=f"the file ends before its '{_PAIRS[ch]}'", source=text)
-        lines = text.splitlines() or [""]
+        lines = source_lines(text)
         span = Span(file, len(lines), len(lines[-1]) + 1)
         return ArchError(f"unexpected end of file; expected {_describe_expected(expected)}",
                          span, source=text)
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     accepts = set(err.accepts or err.expected or ())
-    shown = str(tok)
+    shown = str(tok) if len(tok) <= 40 else str(tok)[:37] + "..."
     span = Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
     found = _diagnose(tok, accepts, text)
     if found is None:

@@ -13,9 +13,10 @@ import sys
 from . import _syntax as S
 from . import limits, ops
 from ._binding import Arg, bind_op, bind_simple, block_signature, coerce_param
-from ._builtins import BUILTIN_DOCS, BUILTINS, TENSOR_FUNCTIONS, OperandError, number, operate
+from ._builtins import (BUILTIN_DOCS, BUILTINS, LAYER_INPUT_WORK, TENSOR_FUNCTIONS, OperandError,
+                        call_cost, cost, number, operate)
 from ._graph import GraphBuilder, Names
-from ._values import Tensor, check_int, show, type_name
+from ._values import Tensor, check_int, make_list, show, type_name
 from .errors import ArchError, Span, did_you_mean
 from .ir import Network
 
@@ -31,6 +32,7 @@ class Elaborator:
         self.sources = sources
         self.builder = GraphBuilder()
         self.steps = 0
+        self.work = 0  # list elements built, compared or passed to calls (limits.MAX_WORK)
         self.stack: list[tuple[str, Span]] = []
 
     # ---- entry ----
@@ -80,6 +82,13 @@ class Elaborator:
         if self.steps > limits.MAX_STEPS:
             raise ArchError(f"evaluation takes more than {limits.MAX_STEPS} steps", span,
                             hint="a loop is probably far larger than intended")
+
+    def _charge(self, span: Span, work: int):
+        self.work += work
+        if self.work > limits.MAX_WORK:
+            raise ArchError(f"evaluation handles more than {limits.MAX_WORK} list elements",
+                            span, hint="a loop probably builds or compares large lists far "
+                                       "more often than intended")
 
     def _body(self, stmts, env, names: Names):
         for st in stmts:
@@ -164,7 +173,8 @@ class Elaborator:
                 hint = f"write it in lower case: {e.name.lower()}"
             raise ArchError(f"unknown name '{e.name}'", e.span, hint=hint)
         if isinstance(e, S.ListLit):
-            items = tuple(self.eval(i, env, names) for i in e.items)
+            items = make_list(self.eval(i, env, names) for i in e.items)
+            self._charge(e.span, cost(items))
             return items
         if isinstance(e, S.Index):
             obj = self.eval(e.obj, env, names)
@@ -216,7 +226,9 @@ class Elaborator:
             raise ArchError(f"operator '{op}' is not defined for {type_name(a)} and {type_name(b)}",
                             e.span, hint="tensors support + (add) and * (channel-wise mul) only")
         try:
-            return operate(op, a, b)
+            r = operate(op, a, b)
+            self._charge(e.span, cost(a, b, r))
+            return r
         except OperandError as err:
             side = {"left": e.left.span, "right": e.right.span}.get(err.side, e.span)
             raise ArchError(err.message, side) from None
@@ -260,8 +272,11 @@ class Elaborator:
                 raise ArchError(f"'{f}' computes a value, not a layer; it cannot be labelled", e.span)
             args = [self.eval(a, env, names) for a in e.args]
             kwargs = {k.name: self.eval(k.value, env, names) for k in e.kwargs}
+            self._charge(e.span, call_cost(f, [*args, *kwargs.values()]))
             try:
-                return check_int(BUILTINS[f](*args, **kwargs))
+                r = check_int(BUILTINS[f](*args, **kwargs))
+                self._charge(e.span, cost(r))
+                return r
             except TypeError as err:
                 raise ArchError(f"{f}(): {err}".replace("<lambda>() ", ""), e.span,
                                 hint=BUILTIN_DOCS[f]) from None
@@ -275,6 +290,8 @@ class Elaborator:
     def _args(self, e: S.Call, env, names):
         args = [Arg(self.eval(a, env, names), a.span, a) for a in e.args]
         kwargs = {k.name: Arg(self.eval(k.value, env, names), k.span, k.value) for k in e.kwargs}
+        self._charge(e.span, cost(*(a.value for a in args), *(a.value for a in kwargs.values()),
+                                  per_element=LAYER_INPUT_WORK))
         return args, kwargs
 
     def _layer_call(self, e: S.Call, env, names: Names):
@@ -353,6 +370,7 @@ class Elaborator:
             if k.name in given:
                 raise ArchError(f"block '{d.name}' got parameter '{k.name}' twice", k.span)
             given[k.name] = Arg(self.eval(k.value, env, names), k.span, k.value)
+        self._charge(e.span, cost(*(a.value for a in given.values())))
         local: dict = {}
         inner = self.builder.open_scope(names, self._label(e, env, names), d.name, "block", e.span,
                                         definition=d.name)

@@ -1,7 +1,10 @@
 """Finding and loading .arch files: paths, bundled names, imports and -D values."""
 from __future__ import annotations
 
+import math
+import numbers
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -10,6 +13,7 @@ from . import limits
 from ._builtins import BUILTINS, TENSOR_FUNCTIONS
 from ._elaborate import elaborate
 from ._parser import parse, parse_expression
+from ._values import check_int, make_list, plain
 from .errors import ArchError, Span, did_you_mean
 from .ir import Network
 from . import ops
@@ -40,16 +44,37 @@ def resolve(target: str) -> Path:
 
 
 def _read(path: Path, span: Span | None) -> str:
+    """A source file's text: at most MAX_SOURCE_BYTES read (whatever its size claims), a
+    UTF-8 byte-order mark dropped, an invalid byte reported at its line and column."""
+    display = _display(path)
     try:
-        size = path.stat().st_size
-        if size > limits.MAX_SOURCE_BYTES:
-            raise ArchError(f"'{_display(path)}' is larger than {limits.MAX_SOURCE_BYTES} bytes",
-                            span or Span(_display(path), 1, 1))
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ArchError(f"'{path}' is not UTF-8 text", span) from None
+        with open(path, "rb") as f:
+            data = f.read(limits.MAX_SOURCE_BYTES + 1)
     except OSError as err:
-        raise ArchError(f"cannot read '{path}': {err.strerror}", span) from None
+        raise ArchError(f"cannot read '{display}': {err.strerror or err}", span) from None
+    if len(data) > limits.MAX_SOURCE_BYTES:
+        raise ArchError(f"'{display}' is larger than {limits.MAX_SOURCE_BYTES} bytes",
+                        span or Span(display, 1, 1))
+    return decode_source(data, display)
+
+
+def decode_source(data: bytes, display: str) -> str:
+    """UTF-8 bytes -> text (a leading byte-order mark dropped); an invalid byte is an error
+    positioned at its own line and column, its line shown with the byte escaped."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        text = data.decode("utf-8", "surrogateescape")  # the excerpt shows bytes as \xNN
+        line = data.count(b"\n", 0, err.start) + 1
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        col = len(data[line_start:err.start].decode("utf-8", "replace")) + 1
+        bad = data[err.start:err.end]
+        raise ArchError(f"'{display}' is not UTF-8 text: byte {bad[:1].hex()} at line {line}, "
+                        f"column {col} cannot be decoded", Span(display, line, col, line,
+                                                                col + len(bad)),
+                        hint="save the file as UTF-8", source=text) from None
 
 
 class Program:
@@ -144,7 +169,7 @@ def load_program(target: str | os.PathLike | None = None, *, source: str | None 
 
     try:
         if source is not None:
-            main = load(None, source, filename, None)
+            main = load(None, source.removeprefix("\ufeff"), filename, None)
         else:
             path = resolve(str(target))
             seen.add(str(path.resolve()))
@@ -157,14 +182,25 @@ def load_program(target: str | os.PathLike | None = None, *, source: str | None 
 
 
 def _find_import(imp: S.Import, base: Path) -> Path:
+    """The file an import names: `imp.path` under the importing file's folder, else under the
+    bundled library. The rule "relative and inside the folder" is applied to the real path,
+    after every symbolic link is resolved, so that no link can lead an import elsewhere."""
     rel = Path(imp.path)
     if rel.is_absolute() or ".." in rel.parts:
         raise ArchError(f"import path '{imp.path}' must be relative and stay inside its folder",
                         imp.span, hint='e.g. import "std/se.arch"')
     for root in (base, library_dir()):
         p = root / rel
-        if p.is_file():
-            return p
+        if not p.is_file():
+            continue
+        real, top = p.resolve(), root.resolve()
+        if not real.is_relative_to(top):
+            where = "the importing file's folder" if root == base else "the bundled library"
+            raise ArchError(f"import '{imp.path}' leads outside {where} through a symbolic "
+                            f"link (to '{real}')", imp.span,
+                            hint="imports stay inside the importing file's folder (or the "
+                                 "bundled library), links included: copy the file here")
+        return real
     std = sorted(f"std/{p.name}" for p in (library_dir() / "std").glob("*.arch"))
     raise ArchError(f"cannot find '{imp.path}' next to this file or in the bundled library", imp.span,
                     hint=did_you_mean(imp.path, std) or "bundled: " + ", ".join(std))
@@ -205,6 +241,8 @@ def parse_define(text: str) -> tuple[str, object, Span]:
     span = Span("<-D>", 1, offset, 1, offset + len(value))
     try:
         v = _literal(expr)
+    except ValueError as err:  # a list over the limits
+        raise ArchError(str(err), span, source=display) from None
     except ArchError as err:
         bare = value.replace("_", "a").isalnum() and not value[0].isdigit()
         hint = (f'a bare word is a name, not a string; quote it: -D {name}="{value}"' if bare else
@@ -217,7 +255,7 @@ def _literal(e):
     if isinstance(e, S.Literal):
         return e.value
     if isinstance(e, S.ListLit):
-        return tuple(_literal(i) for i in e.items)
+        return make_list(_literal(i) for i in e.items)
     if isinstance(e, S.UnaryOp) and e.op == "-" and isinstance(e.operand, S.Literal) and \
             type(e.operand.value) in (int, float):
         return -e.operand.value
@@ -225,26 +263,64 @@ def _literal(e):
                     e.span)
 
 
-def build(program: Program, overrides: dict | None = None) -> Network:
-    """Elaborate the program's network with parameter overrides {name: value | (value, span)}."""
+@dataclass(frozen=True)
+class KeywordSpan(Span):
+    """Where a value given from Python stands: a keyword argument, not a place in a file."""
+
+    keyword: str = ""
+
+
+def build(program: Program, overrides: dict | None = None, caller: str = "archc") -> Network:
+    """Elaborate the program's network with parameter overrides {name: value | (value, span)}.
+
+    Values without a span come from Python keyword arguments of `caller`: they are checked
+    and converted here, and an error about one names its keyword instead of a position."""
     ov = {}
-    for k, v in (overrides or {}).items():
-        ov[k] = v if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], Span) else (_pyvalue(v), None)
-    for k, (v, span) in list(ov.items()):
-        if span is None:
-            ov[k] = (v, Span("<python>", 1, 1))
     try:
+        for k, v in (overrides or {}).items():
+            if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], Span):
+                ov[k] = v
+            else:
+                span = KeywordSpan(f"<keyword {k}>", 1, 1, keyword=k)
+                try:
+                    ov[k] = (_pyvalue(v, 1), span)
+                except (TypeError, ValueError, OverflowError) as err:
+                    raise ArchError(str(err), span) from None
         net = elaborate(program.network_def, program.blocks, program.sources, ov)
     except ArchError as err:
-        if err.span and err.source is None:
+        if isinstance(err.span, KeywordSpan):
+            err = ArchError(f"{caller}: keyword argument '{err.span.keyword}': {err.message}",
+                            None, hint=err.hint)
+        elif err.span and err.source is None:
             err.source = program.sources.get(err.span.file)
-        raise
+        raise err from None
+    net.params = {k: plain(v) for k, v in net.params.items()}
+    for scope in net.scopes.values():
+        scope.args = {k: plain(v) for k, v in scope.args.items()}
     net.doc = program.doc()
     return net
 
 
-def _pyvalue(v):
-    """Python values given as keyword arguments -> language values (lists become tuples)."""
-    if isinstance(v, list | tuple):
-        return tuple(_pyvalue(x) for x in v)
-    return v
+def _pyvalue(v, depth: int):
+    """A Python value given as a keyword argument -> a language value, checked like one the
+    language computes: lists (bounded) become list values, numbers stay within the limits."""
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, numbers.Integral):
+        return check_int(int(v))
+    if isinstance(v, numbers.Real):
+        if not math.isfinite(v):
+            raise ValueError(f"{v!r} is not a finite number")
+        return float(v)
+    if isinstance(v, str):
+        if len(v) > limits.MAX_STRING:
+            raise ValueError(f"string longer than {limits.MAX_STRING} characters")
+        return v
+    if isinstance(v, (list, tuple)):
+        if depth > limits.MAX_LIST_DEPTH:
+            raise ValueError(f"lists nested more than {limits.MAX_LIST_DEPTH} levels deep")
+        if len(v) > limits.MAX_LIST:
+            raise ValueError(f"list longer than {limits.MAX_LIST} elements")
+        return make_list(_pyvalue(x, depth + 1) for x in v)
+    raise TypeError(f"{type(v).__name__} is not a value of the language (int, float, bool, "
+                    "str, None, or a list of them)")

@@ -1,53 +1,29 @@
 """Source text -> AST (compiler/_syntax.py), with friendly, positioned syntax errors.
 
-Lark parses with LALR(1) and `propagate_positions`; a Transformer turns the tree into
-frozen dataclass nodes that carry a Span. Syntax errors are explained by
+Lark parses with LALR(1) and `propagate_positions`, from tables shipped as data
+(compiler/_tables.py); a Transformer turns the tree into frozen dataclass nodes that carry
+a Span. Syntax errors are explained by
 compiler/_diagnose.py.
 """
 from __future__ import annotations
 
 import functools
 import re
-from importlib import resources
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 
-from . import limits
 from . import _syntax as S
+from . import _tables, limits
 from ._diagnose import syntax_error
 from .errors import ArchError, Span
 
 
 @functools.lru_cache(maxsize=None)
-def grammar_text() -> str:
-    return resources.files("archc.grammar").joinpath("arch.lark").read_text()
-
-
-def _cache_file(start: str):
-    """Where Lark keeps the built LALR tables between runs (a per-user cache directory).
-
-    Building the tables takes ~0.2-0.3 s, most of a short `archc` run. Lark keys the file
-    on a hash of the grammar, the options and its own version, and rebuilds (and rewrites)
-    it on any mismatch. ARCHC_NO_CACHE=1, or a directory that cannot be created, disables it.
-    """
-    import os
-    from pathlib import Path
-    if os.environ.get("ARCHC_NO_CACHE"):
-        return False
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    try:
-        d = Path(base) / "archc"
-        d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return str(d / f"grammar-{start}.lark-cache")
-
-
-@functools.lru_cache(maxsize=None)
-def _lark(start: str = "start") -> Lark:
-    return Lark(grammar_text(), parser="lalr", propagate_positions=True,
-                maybe_placeholders=True, start=start, cache=_cache_file(start))
+def _lark() -> Lark:
+    """The parser, from the tables shipped as JSON data (compiler/_tables.py): no cache file,
+    nothing unpickled."""
+    return _tables.load()
 
 
 def _span_of_meta(file: str, meta) -> Span:
@@ -337,11 +313,31 @@ def _check_brackets(text: str, file: str) -> None:
             depth = max(depth - 1, 0)
 
 
+_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[A-Za-z0-9_.]+|\S')
+
+
+def _check_tokens(text: str, file: str) -> None:
+    """Reject sources of more than MAX_TOKENS tokens before parsing (Lark parses some ten
+    thousand tokens a second); the count is an upper bound, comments counted as tokens."""
+    if len(_TOKENS.findall(text)) <= limits.MAX_TOKENS:
+        return
+    for k, m in enumerate(_TOKENS.finditer(text)):
+        if k == limits.MAX_TOKENS:
+            pos = m.start()
+            line = text.count("\n", 0, pos) + 1
+            col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+            raise ArchError(f"the source has more than {limits.MAX_TOKENS} tokens", Span(
+                file, line, col, line, col + len(m.group())), source=text,
+                hint="the largest bundled network has fewer than 2,000; a list this long is "
+                     "better computed, e.g. with range()")
+
+
 def parse(text: str, file: str = "<string>") -> S.Module:
     """Parse one .arch source into a Module (imports not yet resolved)."""
     if len(text.encode("utf-8", "replace")) > limits.MAX_SOURCE_BYTES:
         raise ArchError(f"file is larger than {limits.MAX_SOURCE_BYTES} bytes", Span(file, 1, 1))
     _check_brackets(text, file)
+    _check_tokens(text, file)
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as err:
@@ -360,6 +356,7 @@ def parse_expression(text: str, file: str = "<-D>") -> S.Node:
     """Parse a standalone expression (used for -D values); spans refer to `text` line 1."""
     if "\n" in text or len(text) > limits.MAX_SOURCE_BYTES:
         raise ArchError("a value must be a single line", Span(file, 1, 1))
+    _check_tokens(text, file)
     wrapped = "network _() { _ =\n" + text + "\n}"
     try:
         tree = _lark().parse(wrapped)

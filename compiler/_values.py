@@ -1,9 +1,12 @@
-"""Runtime values of the .arch language and their type rules."""
+"""Runtime values of the .arch language, their type rules, and what they cost: list values
+carry their size and depth (ListValue), checked before any list is built (make_list)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import limits
+from .errors import printable
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,113 @@ def type_name(v) -> str:
     return type(v).__name__
 
 
-def show(v) -> str:
+SHOW_LIMIT = 120  # characters of a value that an error message shows
+
+
+class ListValue(tuple):
+    """A list value of the language: a tuple that knows its cost.
+
+    `size` counts its elements and those of every list nested in it (a list repeated twice
+    counts twice) and `depth` its nesting, so that no later operation (comparing, showing,
+    converting to JSON) can be asked for more than MAX_LIST elements of work or recurse
+    deeper than MAX_LIST_DEPTH. Lists are only made through `make_list`, which checks both
+    before anything is built.
+    """
+
+    size: int
+    depth: int
+
+
+def measure(v) -> tuple[int, int]:
+    """(size, depth) of a value: 0, 0 for anything that is not a list."""
+    if not isinstance(v, tuple):
+        return 0, 0
+    if isinstance(v, ListValue):
+        return v.size, v.depth
+    size, depth = len(v), 1
+    for x in v:  # a plain tuple (a shape, a split's outputs) holds no deep lists
+        if isinstance(x, tuple):
+            s, d = measure(x)
+            size, depth = size + s, max(depth, d + 1)
+    return size, depth
+
+
+def list_cost(size: int, depth: int) -> None:
+    """Raise ValueError if a list of `size` elements (nested ones counted) and `depth`
+    levels is over the limits: called before the list is built."""
+    if size > limits.MAX_LIST:
+        raise ValueError(f"list longer than {limits.MAX_LIST} elements" +
+                         (" (counting the elements of nested lists)" if depth > 1 else ""))
+    if depth > limits.MAX_LIST_DEPTH:
+        raise ValueError(f"lists nested more than {limits.MAX_LIST_DEPTH} levels deep")
+
+
+def make_list(items) -> ListValue:
+    """A list value from an iterable of values, its size and depth checked (ValueError)."""
+    items = tuple(items)
+    size, depth = len(items), 1
+    for x in items:
+        if isinstance(x, tuple):
+            s, d = measure(x)
+            size, depth = size + s, max(depth, d + 1)
+    list_cost(size, depth)
+    out = ListValue(items)
+    out.size, out.depth = size, depth
+    return out
+
+
+def plain(v):
+    """A value with its lists as plain tuples: what leaves the compiler (Network.params,
+    scope arguments) carries no ListValue."""
+    if isinstance(v, tuple) and not isinstance(v, Tensor):
+        return tuple(plain(x) for x in v)
+    return v
+
+
+def show(v, limit: int = SHOW_LIMIT) -> str:
+    """The value as the language writes it, cut to about `limit` characters with '...'."""
+    out: list[str] = []
+    budget = [limit]
+
+    def put(text: str) -> bool:
+        if len(text) > budget[0]:
+            out.append(text[:max(budget[0], 0)])
+            budget[0] = -1
+            return False
+        out.append(text)
+        budget[0] -= len(text)
+        return True
+
+    def walk(x, depth: int) -> bool:
+        if isinstance(x, tuple) and not isinstance(x, Tensor):
+            if depth > limits.MAX_LIST_DEPTH:
+                return put("[...]")
+            if not put("["):
+                return False
+            for i, y in enumerate(x):
+                if (i and not put(", ")) or not walk(y, depth + 1):
+                    return False
+            return put("]")
+        return put(_scalar(x))
+
+    if not walk(v, 1):
+        return "".join(out) + "..."
+    return "".join(out)
+
+
+def _scalar(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:
         return "none"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, tuple):
-        return "[" + ", ".join(show(x) for x in v) + "]"
+        text = v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace(
+            "\t", "\\t")
+        return '"' + printable(text) + '"'  # no terminal control reaches an output raw
     if isinstance(v, Tensor):
         return f"tensor {v.shape[0]}x{v.shape[1]}x{v.shape[2]} from '{v.node}'"
+    if isinstance(v, int) and v.bit_length() > 64:
+        return f"<integer of {v.bit_length()} bits>"
     return repr(v)
 
 
@@ -76,13 +175,28 @@ def coerce(v, typ: str):
 
 
 def check_int(v):
-    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > limits.MAX_INT:
-        shown = str(v) if len(str(v)) <= 30 else f"of {len(str(abs(v)))} digits"
+    """An int within MAX_INT, or a finite float; anything else passes through unchanged."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and abs(v) > limits.MAX_INT:
+        bits = v.bit_length()
+        if bits <= 96:
+            shown = str(v)
+        else:  # ~0.30103 decimal digits a bit; str() of a huge int is itself costly
+            digits = len(str(abs(v))) if bits <= 4000 else int(bits * 0.30103) + 1
+            shown = f"of {digits} digits"
         raise OverflowError(f"integer {shown} is larger than the limit {limits.MAX_INT}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise OverflowError("number overflow: the result is too large for a float"
+                            if v == v else "the result is not a number (NaN)")
     return v
 
 
 def to_json(v):
+    """A value as JSON data: lists become arrays; a non-finite float (which no value of the
+    language can be) becomes null, so that the output is always valid JSON."""
     if isinstance(v, tuple):
         return [to_json(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
     return v

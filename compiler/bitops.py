@@ -234,9 +234,9 @@ def to_json_dict(r: BitReport) -> dict:
 
 
 def render(r: BitReport, fmt: str = "table") -> str:
-    import json
     if fmt == "json":
-        return json.dumps(to_json_dict(r), indent=2) + "\n"
+        from .report import json_text
+        return json_text(to_json_dict(r), indent=2)
     head = ["layer", "type", "input bits", "weight", "sparsity", "mul", "add", "mulops(M)",
             "addops(M)", "storage(K)"]
     rows = []

@@ -9,8 +9,8 @@ Node data (all plain, JSON-friendly values except `span`):
     shape     output shape (C, H, W)
     span      compiler.errors.Span of the call that created it
     scope     name of the innermost Scope the layer belongs to ("" for the network's own)
-    exprs     attribute name -> the caller's expression (compiler._syntax) for the
-              attributes the call gave explicitly
+    exprs     attribute name -> (the caller's expression (compiler._syntax), its value as
+              given, before normalisation) for the attributes the call gave explicitly
 Edges run producer -> consumer. Insertion order is a topological (data-flow) order.
 
 Scopes (`Network.scopes`, name -> Scope, parents before children) keep the structure of the

@@ -108,6 +108,13 @@ class Op:
     def shape(self, inputs: list, attrs: dict) -> Shape:
         return inputs[0]
 
+    def channels(self, in_channels: list, attrs: dict):
+        """The output channel count from the input channel counts and the attributes: the
+        channel part of `shape`, written with + and - only so that backends can apply it to
+        symbolic values (the constructor arguments of a generated block class); None when
+        it also needs H and W. tests/test_torch_backend.py checks it against `shape`."""
+        return in_channels[0]
+
     # -- costs -----------------------------------------------------------------------
     def params(self, inputs: list, out: Shape, attrs: dict) -> dict:
         """Trainable parameter counts by tensor name (e.g. {"weight": 576, "bias": 64})."""
@@ -178,6 +185,9 @@ class Input(Op):
     def shape(self, inputs, a):
         return (a["channels"], a["height"], a["width"])
 
+    def channels(self, in_channels, a):
+        return a["channels"]
+
 
 # ---- convolution and linear -------------------------------------------------------
 @register
@@ -215,6 +225,9 @@ class Conv(Op):
         ho, wo = _spatial("conv", inputs[0], a["kernel"], a["stride"], a["padding"], a["dilation"])
         return (a["out"], ho, wo)
 
+    def channels(self, in_channels, a):
+        return a["out"]
+
     def params(self, inputs, out, a):
         kh, kw = a["kernel"]
         p = {"weight": out[0] * (inputs[0][0] // a["groups"]) * kh * kw}
@@ -245,6 +258,9 @@ class Linear(Op):
             raise OpError(f"linear needs a flat input (C x 1 x 1), got {fmt(inputs[0])}",
                           hint="apply flatten() or global_avgpool() first")
         return (a["out"], 1, 1)
+
+    def channels(self, in_channels, a):
+        return a["out"]
 
     def params(self, inputs, out, a):
         p = {"weight": inputs[0][0] * out[0]}
@@ -427,6 +443,9 @@ class Flatten(Op):
     def shape(self, inputs, a):
         return (numel(inputs[0]), 1, 1)
 
+    def channels(self, in_channels, a):
+        return None   # C * H * W
+
 
 @register
 class Slice(Op):
@@ -440,6 +459,9 @@ class Slice(Op):
         if not a["start"] < a["stop"] <= c:
             raise OpError(f"slice [{a['start']}, {a['stop']}) is not inside the input's {c} channels")
         return (a["stop"] - a["start"], h, w)
+
+    def channels(self, in_channels, a):
+        return a["stop"] - a["start"]
 
 
 # ---- merging -------------------------------------------------------------------------------
@@ -458,6 +480,12 @@ class Concat(Op):
                               f"{fmt(inputs[0])}; spatial sizes must match",
                               hint="check strides and paddings of the branches")
         return (sum(s[0] for s in inputs), h, w)
+
+    def channels(self, in_channels, a):
+        total = in_channels[0]
+        for c in in_channels[1:]:
+            total = total + c
+        return total
 
 
 @register

@@ -23,7 +23,7 @@ import fnmatch
 import os
 from dataclasses import dataclass, field
 
-from .errors import ArchError, Span, did_you_mean
+from .errors import ArchError, Span, did_you_mean, source_lines
 
 KEYS = {"weight_bits": int, "act_bits": int, "acc_bits": int, "bias_bits": int,
         "sparsity": float}
@@ -84,7 +84,7 @@ def _err(msg, file, source, line, col, length=1, hint=None):
 def parse_quant(text: str, filename: str = "<quant>") -> QuantSpec:
     spec = QuantSpec(filename, text)
     seen_default = None
-    for ln, raw in enumerate(text.splitlines(), start=1):
+    for ln, raw in enumerate(source_lines(text), start=1):
         line = raw.split("#", 1)[0]
         toks, col = [], 0
         while col < len(line):
@@ -147,10 +147,12 @@ def load_quant(path: str) -> QuantSpec:
         candidates.append(os.path.join(str(library_dir()), path))
         if not path.endswith(".quant"):
             candidates.append(os.path.join(str(library_dir()), path + ".quant"))
+    from pathlib import Path
+
+    from ._loader import _read
     for c in candidates:
-        if os.path.isfile(c):
-            with open(c, encoding="utf-8") as f:
-                return parse_quant(f.read(), c)
+        if os.path.isfile(c):   # bounded, decoded with positioned errors (as .arch files are)
+            return parse_quant(_read(Path(c), None), c)
     raise ArchError(f"--quant: no such spec file '{path}'", None,
                     hint="give a path, or a bundled spec: profitablenet.quant, int8.quant, "
                          "int8_sparse50.quant")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 
 from ._values import to_json
 from .analysis import Analysis, fold
@@ -57,8 +58,24 @@ def to_json_dict(a: Analysis) -> dict:
     }
 
 
+def json_text(obj, indent: int = 1) -> str:
+    """Always valid JSON (RFC 8259 has no NaN or Infinity): a non-finite float, which no
+    archc value should be, is written as null rather than as Python's `NaN`."""
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False) + "\n"
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json_text(a: Analysis) -> str:
-    return json.dumps(to_json_dict(a), indent=1) + "\n"
+    return json_text(to_json_dict(a))
 
 
 HEADER = ["Layer", "Op", "Input HxWxC", "Padding h x w", "Stride", "Kernel h x w", "Output HxWxC",

@@ -326,3 +326,123 @@ def test_api_raises_positioned_archerror():
     with pytest.raises(ArchError) as info:
         load_source(HEAD + "    return convv(x)\n}\n", filename="api.arch")
     assert info.value.format().startswith("api.arch:3:12: error: unknown layer")
+
+
+# ---- source text: excerpts are exact and bounded (issue 12, class 3) -----------------------
+def _raw(tmp_path, monkeypatch, capsys, data: bytes, *argv, command="check"):
+    """Run `archc <command> t.arch` on raw bytes: (rc, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.arch").write_bytes(data)
+    rc = _cli.main([command, "t.arch", *argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "internal error" not in err, err
+    return rc, err
+
+
+@pytest.mark.parametrize("brk", ["\f", "\v", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_excerpt_counts_lines_as_the_lexer_does(diag, brk):
+    """str.splitlines() splits on these; the lexer does not: the excerpt shows the line
+    the position refers to."""
+    err = diag(HEAD + f"    # a comment{brk}still the comment\n    y = zz\n    return y\n}}\n")
+    check(err, "t.arch:4:9", "unknown name 'zz'", "    y = zz", caret="zz")
+
+
+def test_form_feed_in_the_error_line_is_escaped(diag):
+    err = diag(HEAD + "\f    y = zz\n    return y\n}\n")
+    assert err.split("\n")[1] == " 3 | \\x0c    y = zz", err
+    assert err.split("\n")[2] == "   | " + " " * 12 + "^^", err
+
+
+def test_terminal_escapes_are_shown_escaped(diag):
+    err = diag(HEAD + '    y = "\x1b[2J\u202e" + 1\n    return y\n}\n')
+    assert "\x1b" not in err and "\u202e" not in err, repr(err)
+    assert "\\x1b[2J\\u202e" in err, err
+
+
+def test_invalid_utf8_has_a_position(tmp_path, monkeypatch, capsys):
+    src = (HEAD + "    y = 1  # caf\xe9\n    return x\n}\n").encode("latin-1")
+    rc, err = _raw(tmp_path, monkeypatch, capsys, src)
+    assert rc == 2
+    check(err, "t.arch:3:17", "'t.arch' is not UTF-8 text: byte e9 at line 3, column 17 "
+          "cannot be decoded", hint="save the file as UTF-8")
+    assert err.split("\n")[1] == " 3 |     y = 1  # caf\\xe9", err
+    assert err.split("\n")[2] == "   |                 ^^^^", err
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path, monkeypatch, capsys):
+    rc, err = _raw(tmp_path, monkeypatch, capsys,
+                   b"\xef\xbb\xbf" + (HEAD + "    return x\n}\n").encode())
+    assert rc == 0, err
+    rc, err = _raw(tmp_path, monkeypatch, capsys, b"\xef\xbb\xbfnetwork N() { y = zz }\n")
+    check(err, "t.arch:1:19", "unknown name 'zz'", "network N() { y = zz }", caret="zz")
+
+
+def test_a_megabyte_line_gives_a_short_excerpt(tmp_path, monkeypatch, capsys):
+    items = "1," + " " * 900_000 + "2, 3, "
+    src = (HEAD + f"    y = [{items}zz]\n    return x\n}}\n").encode()
+    rc, err = _raw(tmp_path, monkeypatch, capsys, src)
+    assert rc == 2 and len(err) < 1000, len(err)
+    col = len("    y = [" + items) + 1
+    lines = err.split("\n")
+    assert lines[0] == f"t.arch:3:{col}: error: unknown name 'zz'"
+    assert lines[1].endswith("  2, 3, zz]") and " 3 | ..." in lines[1], lines[1]
+    assert lines[2].index("^^") == lines[1].index("zz]"), err
+    rc, err = _raw(tmp_path, monkeypatch, capsys, (HEAD + "    y = zz  #" + "c" * 900_000 +
+                                                   "\n    return x\n}\n").encode())
+    assert rc == 2 and len(err) < 1000 and err.split("\n")[1].endswith("..."), err[:300]
+
+
+def test_wide_characters_keep_the_caret_aligned(diag):
+    err = diag(HEAD + '    y = ["漢字", zz]\n    return y\n}\n')
+    line, caret = err.split("\n")[1:3]
+    assert caret.index("^") == line.index("zz") + line[:line.index("zz")].count("漢") + \
+        line[:line.index("zz")].count("字"), err
+
+
+def test_a_huge_name_is_cut_short(diag):
+    err = diag(HEAD + "    y = " + "a" * 200_000 + "\n    return y\n}\n")
+    assert len(err) < 2500 and "more characters" in err, len(err)
+
+
+# ---- non-finite numbers never reach JSON (issue 12, class 2) -------------------------------
+def test_json_output_is_strict_json(tmp_path, monkeypatch, capsys):
+    import json
+    from archc.compiler.report import json_text
+    assert json.loads(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == \
+        {"a": None, "b": [None, 1.5]}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.arch").write_text(
+        "network N(a: float = 0.5) {\n x = input(3, 8, 8)\n x = bn(x, eps=1e-300)\n"
+        " x = elu(x, alpha=a * 1e300)\n return x\n}\n")
+    for argv in (["--format", "json"], ["--format", "json", "--bitops", "table1"]):
+        assert _cli.main(["analyze", "t.arch", *argv]) == 0
+        out = capsys.readouterr().out
+
+        def strict(c):
+            raise ValueError(c)
+        json.loads(out, parse_constant=strict)
+
+
+def test_values_printed_in_reports_are_escaped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.arch").write_text('network N(s: string = "a\x1b[2J\u202eb") {\n'
+                                     " x = input(3, 8, 8)\n return x\n}\n")
+    for fmt in ("table", "markdown"):
+        assert _cli.main(["analyze", "t.arch", "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out and '"a\\x1b[2J\\u202eb"' in out
+
+
+def test_quant_spec_that_is_not_text_is_a_positioned_error(tmp_path):
+    """A --quant file is read like an .arch file: bounded, decoded with the bad byte's
+    position, lines numbered as the parser numbers them (a form feed does not end a line)."""
+    from archc._cli import main
+    bad = tmp_path / "bin.quant"
+    bad.write_bytes(b"conv*: weight_bits=8\n\xd0\xff\n")
+    assert main(["analyze", "se_sqnxt", "--bitops", "table1", "--quant", str(bad)]) == 2
+    ff = tmp_path / "ff.quant"
+    ff.write_text("conv*: weight_bits=8\f\nbad: w=1\n")
+    from archc.compiler.quant import load_quant
+    with pytest.raises(ArchError) as e:
+        load_quant(str(ff))
+    assert e.value.span.line == 2

@@ -3,15 +3,28 @@ whose format() starts with `file:line:col: error:` -- never any other exception.
 
 Inputs: random text, token soups from the grammar's vocabulary, and mutations (delete,
 duplicate, swap, insert characters or tokens) of the bundled archs/*.arch and archs/std/*.arch.
+
+Issue 12 adds a mutation operator per class of hostile input (costly values, non-finite
+numbers, odd source characters and bytes, Python keyword values, output paths, import
+links) and the property that no input ends in exit 70 or takes more than CASE_SECONDS
+(an alarm turns a slow case into a failure; a hard timer ends a hung test run).
 """
 from __future__ import annotations
 
+import contextlib
+import faulthandler
+import json
+import os
 import re
+import signal
+import sys
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import archc
 from archc import _cli
 from archc.compiler import ArchError, library_dir, load_program
 from archc.compiler._loader import build
@@ -125,3 +138,167 @@ def test_mutated_library_through_cli(tmp_path, capsys, data):
     assert "Traceback" not in err and "internal error" not in err, err
     if rc == 2:
         assert POSITIONED.match(err) or err.startswith("error: "), err
+
+
+# ---- issue 12: a mutation operator per class, and no exit 70 or hang --------------------------
+CASE_SECONDS = 20  # generous on a loaded 2-core machine; the cases take well under a second
+# class 1 (cost) and class 2 (non-finite numbers): statements that ask for a lot of work
+COSTLY = [
+    "y = round(15, -10**17)", "y = [[[1] * 1000] * 1000] * 1000", "y = str([1] * 9999)",
+    "l = [1]\n for i in range(100000) {\n  l = [l]\n }", "y = range(-2**62, 2**62)",
+    "y = zip(range(60000), range(60000))", "y = enumerate(range(99999))",
+    "l = []\n for i in range(100000) {\n  l = l + [i]\n }", "y = [0] * 99999 == [0] * 99999",
+    "y = 2**62 * 2**62", "y = -(2**62) - 2**62", "y = 10**64 ** 64", "y = int(1e308)",
+    "y = ceil(1e308)", "y = 1e308 * 10", "y = sum([1e308, 1e308])", "y = 1e300 ** 2",
+    "y = 1e308 // 1e-308", "x = bn(x, eps=sum([1e308, 1e308]))", "x = elu(x, alpha=1e200 * 1e200)",
+    "y = make_divisible(1e308, 2**62)", "y = float(2**62) ** 64", "y = round(1e308)",
+    'y = str(["\\x"] * 5000)', "a = [x] * 99999\n for i in range(99) {\n  b = concat(a)\n }",
+]
+# class 3 (source text): characters the lexer and a terminal treat differently
+ODD_CHARS = ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x1b[2J",
+             "\u202e", "\ufeff", "\x00", "\r", "\t", "\u200b", "漢字", "e\u0301", "a" * 5000,
+             " " * 20000, "\U0001f600", "\udc80"]
+ODD_BYTES = [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xef\xbb\xbf", b"\xe9", b"\x80\x80"]
+
+
+@contextlib.contextmanager
+def bounded(seconds=CASE_SECONDS):
+    """Fail a case that runs longer than `seconds` (an alarm in the main thread); end the
+    whole run if even that cannot interrupt it (faulthandler's hard timer)."""
+    def alarm(signum, frame):
+        raise TimeoutError(f"a fuzz case ran longer than {seconds} s")
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    faulthandler.dump_traceback_later(seconds * 3, exit=True, file=sys.__stderr__)
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        faulthandler.cancel_dump_traceback_later()
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t0 < seconds
+
+
+def _cli_case(argv, capsys):
+    """Run the CLI once: exit 0 or 2, never 70, never a traceback, never unescaped
+    terminal controls in what it prints about the input."""
+    with bounded():
+        rc = _cli.main(argv)
+    out, err = capsys.readouterr()
+    assert rc in (0, 2), err[-3000:]
+    assert "Traceback" not in err and "internal error" not in err, err[-3000:]
+    if rc == 2:
+        assert POSITIONED.match(err) or err.startswith("error: "), err[:3000]
+        raw = re.search(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029\u202e]", err)
+        assert not raw, repr(err[:3000])
+        assert len(err) < 20_000, len(err)
+    return rc, out, err
+
+
+def _splice(text: str, data, items) -> str:
+    """Insert one of `items` at a random line of `text` (inside a body where possible)."""
+    lines = text.split("\n")
+    i = data.draw(st.integers(1, max(len(lines) - 2, 1)), label="line")
+    item = data.draw(st.sampled_from(items), label="insert")
+    lines.insert(i, " " + item)
+    return "\n".join(lines)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_costly_values_through_cli(tmp_path, capsys, data):
+    """Classes 1-2: costly or non-finite statements spliced into library networks."""
+    name = data.draw(st.sampled_from(["shallow_sqnxt.arch", "sqnxt.arch", "resnet.arch"]))
+    text = _splice(SOURCES[name], data, COSTLY)
+    if data.draw(st.booleans(), label="mutate too"):
+        text = _mutate(text, data)
+    (tmp_path / name).write_text(text)
+    fmt = data.draw(st.sampled_from([[], ["--format", "json"]]), label="format")
+    rc, out, _ = _cli_case(["analyze", str(tmp_path / name), *fmt], capsys)
+    if rc == 0 and fmt:
+        json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_odd_source_text_through_cli(tmp_path, capsys, data):
+    """Class 3: odd characters and undecodable bytes anywhere in a source file."""
+    name = data.draw(st.sampled_from(sorted(n for n in SOURCES if "/" not in n)))
+    raw = SOURCES[name].encode()
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
+        at = data.draw(st.integers(0, len(raw)), label="at")
+        if data.draw(st.booleans(), label="bytes"):
+            piece = data.draw(st.sampled_from(ODD_BYTES), label="piece")
+        else:
+            piece = data.draw(st.sampled_from(ODD_CHARS), label="piece").encode(
+                "utf-8", "surrogateescape" if "\udc80" else "strict")
+        raw = raw[:at] + piece + raw[at:]
+    (tmp_path / name).write_bytes(raw)
+    _cli_case(["check", str(tmp_path / name)], capsys)
+
+
+SMALL_PROGRAM = load_program(source=(
+    'network S(stages: list = [1, 2], width: float = 0.5, ratio: int = 4, classes: int = 10,\n'
+    '          kind: string = "relu") {\n x = input(3, 16, 16)\n'
+    " for n in stages {\n  x = conv(x, int(16 * width) * n, kernel=3) -> activation(kind)\n }\n"
+    " x = global_avgpool(x) -> flatten\n return linear(x, classes)\n}\n"), filename="s.arch")
+PY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) |
+    st.sampled_from([2 ** 70, -(2 ** 63), float("nan"), float("inf"), 1e308, "x" * 20_000,
+                     object(), b"bytes", 3 + 4j]),
+    lambda children: st.lists(children, max_size=4) | st.tuples(children, children),
+    max_leaves=12)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_python_keyword_values(data):
+    """Class 12: any Python value as any keyword of the API is a result or an ArchError
+    that names the keyword (never <python>:1:1, never another exception)."""
+    key = data.draw(st.sampled_from(["stages", "width", "ratio", "classes", "kind", "bits",
+                                     "nope"]), label="keyword")
+    value = data.draw(PY_VALUES, label="value")
+    with bounded():
+        try:
+            archc.analyze(SMALL_PROGRAM, **{key: value})
+        except ArchError as err:
+            out = err.format()
+            assert "<python>" not in out, out
+            if err.span is None:
+                assert f"'{key}'" in out, out
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_output_paths_and_import_links(tmp_path_factory, capsys, data):
+    """Classes 5-6: `build -o` onto every kind of path, and imports through links."""
+    d = tmp_path_factory.mktemp("paths")
+    (d / "folder").mkdir()
+    (d / "file.py").write_text("old")
+    os.symlink(d / "file.py", d / "link.py")
+    os.mkfifo(d / "fifo.py")
+    (d / "outside.arch").write_text("block b(x: tensor) {\n return relu(x)\n}\n")
+    (d / "proj").mkdir()
+    os.symlink(d / "outside.arch", d / "proj" / "b.arch")
+    os.symlink("/etc/passwd", d / "proj" / "p.arch")
+    out = data.draw(st.sampled_from(["file.py", "new.py", "folder", "folder/", "link.py",
+                                     "fifo.py", "missing/x.py", "/dev/null", "", "."]),
+                    label="-o")
+    rc, _, err = _cli_case(["build", "shallow_sqnxt", "-o", str(d / out) if out else out],
+                           capsys)
+    assert (d / "link.py").is_symlink() and (d / "file.py").exists()
+    assert [n for n in os.listdir(d) if n.startswith(".archc-")] == []
+    imp = data.draw(st.sampled_from(["b.arch", "p.arch", "../outside.arch", "/etc/passwd",
+                                     "nope.arch"]), label="import")
+    (d / "proj" / "m.arch").write_text(f'import "{imp}"\nnetwork N() {{\n x = input(3, 8, 8)'
+                                       f"\n return b(x)\n}}\n")
+    rc, _, err = _cli_case(["check", str(d / "proj" / "m.arch")], capsys)
+    assert rc == 2 and "root:" not in err

@@ -46,6 +46,8 @@ CASES = {
                         f"string longer than {limits.MAX_STRING} characters"),
     "long_string_literal": (body(' s = "' + "a" * 200_000 + '"'),
                             f"string is longer than {limits.MAX_STRING} characters"),
+    "many_tokens": (body(" y = [" + "1, " * 60_000 + "1]"),
+                    f"the source has more than {limits.MAX_TOKENS} tokens"),
     "mutual_recursion": ("block a(x: tensor) {\n return b(x)\n}\nblock b(x: tensor) {\n return a(x)\n}\n"
                          + HEAD + " return a(x)\n}\n", "recursion is not allowed"),
 }
@@ -113,3 +115,99 @@ def test_bundled_networks_are_far_below_the_limits():
     for name in bundled_networks():
         net = load(name)
         assert len(net.graph) < limits.MAX_NODES // 5, name
+
+
+# ---- every builtin and operator bounds its cost before computing (issue 12, class 1) --------
+# and no non-finite number gets past the place where it arises (class 2). One subprocess
+# evaluates all of these in turn (a hang fails the test that was running, by name).
+VALUE_CASES = {
+    # Python computes 10**-digits for an int: clamped to the digits that can matter
+    "round_int_huge_negative_digits": (" y = round(15, -10**17)\n assert y == 0", None),
+    "round_float_huge_digits": (" y = round(1.5, 10**17)\n assert y == 1.5", None),
+    "round_bool_digits": (" y = round(1.5, true)", "digits must be an integer"),
+    "nested_list_repeat": (" a = [[[1] * 1000] * 1000] * 1000",
+                           f"list longer than {limits.MAX_LIST} elements (counting"),
+    "nested_list_doubling": (" l = [1]\n for i in range(200) {\n  l = [l, l]\n }",
+                             f"list longer than {limits.MAX_LIST} elements (counting"),
+    "deep_list_loop": (" l = [1]\n for i in range(100000) {\n  l = [l]\n }",
+                       f"lists nested more than {limits.MAX_LIST_DEPTH} levels deep"),
+    "str_of_a_long_list": (" y = str([1] * 10000)",
+                           f"longer than {limits.MAX_STRING} characters"),
+    "append_in_a_loop": (" l = []\n for i in range(100000) {\n  l = l + [i]\n }",
+                         f"evaluation handles more than {limits.MAX_WORK} list elements"),
+    "compare_in_a_loop": (" a = [0] * 99999\n for i in range(300) {\n  for j in range(300) {\n"
+                          "   b = a == [1] + a\n  }\n }",
+                          f"evaluation handles more than {limits.MAX_WORK} list elements"),
+    "concat_in_a_loop": (" a = [x] * 99999\n for i in range(100) {\n  b = concat(a)\n }",
+                         f"evaluation handles more than {limits.MAX_WORK} list elements"),
+    "range_beyond_ssize_t": (" y = range(-2**62, 2**62)", "exceeds the limit"),
+    "zip_of_long_lists": (" y = zip(range(100000), range(100000))",
+                          f"list longer than {limits.MAX_LIST} elements"),
+    "enumerate_of_a_long_list": (" y = enumerate(range(50000))",
+                                 f"list longer than {limits.MAX_LIST} elements"),
+    "sum_overflows": (" y = sum([1e308, 1e308])", "sum(): number overflow"),
+    "float_power_overflows": (" y = 1e300 ** 2", "number overflow: the result is too large"),
+    "float_product_overflows": (" y = 1e308 * 10", "number overflow"),
+    "floor_division_overflows": (" y = 1e308 // 1e-308", "number overflow"),
+    "bn_eps_from_arithmetic": (" x = bn(x, eps=sum([1e308, 1e308]))", "number overflow"),
+    "elu_alpha_from_arithmetic": (" x = elu(x, alpha=1e200 * 1e200)", "number overflow"),
+    "make_divisible_min_value": (' y = make_divisible(10, 8, "a")', "min_value must be a number"),
+}
+RUNNER = """
+import json, sys
+from archc.compiler import ArchError, load_source
+for name, text in json.loads(sys.stdin.read()):
+    print(json.dumps(["start", name]), flush=True)
+    try:
+        load_source(text, filename="t.arch")
+        print(json.dumps(["ok", name, ""]), flush=True)
+    except ArchError as err:
+        print(json.dumps(["error", name, err.format()]), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def value_results():
+    import json
+    cases = [(name, body(text)) for name, (text, _) in sorted(VALUE_CASES.items())]
+    try:
+        p = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(cases),
+                           capture_output=True, text=True, timeout=120)
+        out, err = p.stdout, p.stderr
+    except subprocess.TimeoutExpired as exc:
+        out, err = (exc.stdout or b"").decode(), "timed out"
+    results, running = {}, None
+    for line in out.splitlines():
+        kind, name, *rest = json.loads(line)
+        if kind == "start":
+            running = name
+        else:
+            results[name], running = (kind, rest[0]), None
+    return results, running, err
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_CASES))
+def test_values_have_bounded_cost(value_results, case):
+    results, running, err = value_results
+    assert case != running, f"{case} did not end: {err[-2000:]}"
+    assert case in results, err[-2000:]
+    kind, text = results[case]
+    want = VALUE_CASES[case][1]
+    if want is None:
+        assert kind == "ok", text
+    else:
+        assert kind == "error", case
+        first = text.split("\n", 1)[0]
+        assert re.match(r"^t\.arch:\d+:\d+: error: ", first), text
+        assert want in first, text
+        assert "(34, " not in text and "Numerical result" not in text, text
+        assert len(text) < 1500, f"the message is {len(text)} characters long"
+
+
+def test_messages_show_values_cut_short():
+    from archc.compiler import ArchError, load_source
+    with pytest.raises(ArchError) as info:
+        load_source(body(" y = [7] * 100000\n z = y - 1"), filename="t.arch")
+    out = info.value.format()
+    assert "must be a number, got list [7, 7, 7" in out and "..." in out
+    assert len(out) < 600, out

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import archc  # noqa: E402
-from archc.backends import lowering, torch_backend  # noqa: E402
+from archc.backends import _plan, lowering, torch_backend  # noqa: E402
 from archc.compiler import ArchError, library_dir, ops  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_forward_backward_batch2_with_hooks(built, variant):
         for h in hooks:
             h.remove()
     assert out.shape[0] == 2 and _static(out.shape) == net.output_shape
-    stateful = [n for n in net.layers() if net.node(n)["op"] in torch_backend.STATEFUL]
+    stateful = [n for n in net.layers() if ops.get(net.node(n)["op"]).stateful]
     assert shapes == {n: net.node(n)["shape"] for n in stateful}  # hooks: module layers
     grads = [p.grad for p in module.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
@@ -178,11 +178,13 @@ def test_source_is_deterministic_torch_only_and_formatted():
             imported |= {n.name for n in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module)
-    assert imported == {"torch", "torch.nn.functional"}
+    # torch is the only third-party import (OrderedDict names the stages' blocks)
+    assert "torch" in imported and imported <= {"torch", "torch.nn.functional", "collections",
+                                                 "math"}
     assert "archc" not in a.replace("archc build", "").replace("by archc", "")
     assert all(len(line) <= 99 for line in a.splitlines())
     assert "width = 0.5" in a  # parameters as used, in the class docstring
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    cls = [n for n in tree.body if isinstance(n, ast.ClassDef)][-1]  # the network, after its blocks
     assert cls.name == "SESqueezeNext" and "stages = [1, 2, 4, 1]" in ast.get_docstring(cls)
 
 
@@ -223,7 +225,7 @@ def test_layer_names_that_clash_with_python_or_nn_module_are_renamed():
     assert {"train_.weight", "forward_.running_mean", "parameters_.weight"} <= set(
         module.state_dict())
     assert module(torch.randn(2, 3, 8, 8)).shape == (2, 2)
-    assert lowering.py_ident("class") == "class_"
+    assert _plan.identifier("class") == "class_"
 
 
 # ---- weight initialisation -------------------------------------------------------------------

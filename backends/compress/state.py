@@ -7,14 +7,14 @@ import numpy as np
 
 from archc.compiler import ArchError, Network
 
-from .. import jax_backend, weights
+from .. import jax_backend, lowering, weights
 
 
 def layer_paths(net: Network) -> dict:
     """Attribute path (tuple) of every layer with state, by layer name."""
     tree = jax_backend.module_tree(net)
-    return {n: tuple(tree.path(n).split(".")) for n in net.layers()
-            if net.node(n)["op"] in jax_backend.STATEFUL and net.node(n)["op"] != "dropout"}
+    return {n: tuple(tree.path(n).split(".")) for n in lowering.stateful_layers(net)
+            if net.node(n)["op"] != "dropout"}
 
 
 def _node(tree, path):

@@ -15,12 +15,15 @@ meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc
 cache is keyed by the source's size and modification time and written atomically, so a
 killed decode leaves nothing half-written. No pickle is read or written anywhere.
 
+Every read is bounded before it is done (backends/train/decode.py): file and member sizes,
+image dimensions and the total of decoded bytes; a tar stream is read only while its
+uncompressed size stays within four times that total.
+
 This module needs numpy and Pillow only; the training loops put the arrays on the device.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -32,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from archc.compiler import ArchError
+
+from .decode import MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file, size_ok
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
@@ -54,6 +59,7 @@ class ImageData:
     test_y: np.ndarray
     classes: tuple[str, ...]
     source: str
+    per_class: tuple = (None, None)  # (train, test) images per class of a subset()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -69,7 +75,8 @@ class ImageData:
         """A class-balanced subset: `n` images of every class, drawn at random (fixed seed)."""
         tx, ty = _balanced(self.train_x, self.train_y, train_per_class, seed, "train")
         vx, vy = _balanced(self.test_x, self.test_y, test_per_class, seed + 1, "test")
-        return ImageData(tx, ty, vx, vy, self.classes, self.source)
+        return ImageData(tx, ty, vx, vy, self.classes, self.source,
+                         (train_per_class, test_per_class))
 
 
 def _balanced(x, y, per_class, seed, split):
@@ -90,15 +97,6 @@ def _balanced(x, y, per_class, seed, split):
 
 
 # ---- reading the sources ---------------------------------------------------------------------
-def _decode(blob: bytes, name: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(io.BytesIO(blob)) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ArchError(f"cannot decode image {name}: {exc}") from None
-
-
 _MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)*?(train|test)/([^/]+)/([^/]+)$")
 
 
@@ -131,7 +129,7 @@ def _from_items(train: dict, test: dict, source: str) -> ImageData:
 
 
 def _read_folder(root: str) -> ImageData:
-    splits = {}
+    splits, budget = {}, Budget()
     for split in ("train", "test"):
         base = os.path.join(root, split)
         items = {}
@@ -142,8 +140,8 @@ def _read_folder(root: str) -> ImageData:
                     continue
                 for name in sorted(os.listdir(cdir)):
                     if name.lower().endswith(IMAGE_SUFFIXES):
-                        with open(os.path.join(cdir, name), "rb") as f:
-                            items[(cls, name)] = _decode(f.read(), os.path.join(cdir, name))
+                        path = os.path.join(cdir, name)
+                        items[(cls, name)] = decode(read_file(path), path, budget)
         splits[split] = items
     return _from_items(splits["train"], splits["test"], root)
 
@@ -173,23 +171,31 @@ def _from_cifar_bins(blobs: dict, source: str) -> ImageData:
 
 
 def _read_tar(path: str) -> ImageData:
-    train, test, bins = {}, {}, {}
+    train, test, bins, budget = {}, {}, {}, Budget()
+    stream_limit = 4 * budget.limit
     try:
         with tarfile.open(path, "r|*") as tar:  # a stream: nothing is extracted to disk
             for member in tar:
+                where = f"{path}:{member.name}"
+                if member.offset_data + member.size > stream_limit:
+                    raise ArchError(f"{where}: the archive holds more than {stream_limit:,} "
+                                    "bytes", hint="raise the limit with ARCHC_MAX_DATA_BYTES "
+                                    "(a quarter of it)")
                 if not member.isfile():
                     continue
                 base = os.path.basename(member.name)
-                if base in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST:
-                    bins[base] = tar.extractfile(member).read()
-                    continue
+                is_bin = base in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST
                 m = _MEMBER.match(member.name)
-                if not m or not base.lower().endswith(IMAGE_SUFFIXES):
+                if not is_bin and (not m or not base.lower().endswith(IMAGE_SUFFIXES)):
+                    continue  # skipped unread
+                size_ok(member.size, where)  # before reading: the header says how much
+                blob = tar.extractfile(member).read(MAX_FILE_BYTES + 1)
+                if is_bin:
+                    budget.take(len(blob), where)
+                    bins[base] = blob
                     continue
                 split, cls, name = m.groups()
-                blob = tar.extractfile(member).read()
-                (train if split == "train" else test)[(cls, name)] = _decode(
-                    blob, f"{path}:{member.name}")
+                (train if split == "train" else test)[(cls, name)] = decode(blob, where, budget)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchError(f"{path}: not a readable tar archive ({exc})", hint=LAYOUT_HINT) from None
     if bins:
@@ -202,8 +208,7 @@ def _read_bin_dir(root: str) -> ImageData:
     for n in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST:
         p = os.path.join(root, n)
         if os.path.isfile(p):
-            with open(p, "rb") as f:
-                blobs[n] = f.read()
+            blobs[n] = read_file(p)
     return _from_cifar_bins(blobs, root)
 
 
@@ -222,6 +227,8 @@ def _reader(path: str):
         if path.lower().endswith(TAR_SUFFIXES):
             return _read_tar
         raise ArchError(f"{path}: not a directory or a tar archive", hint=LAYOUT_HINT)
+    if os.path.exists(path):
+        raise ArchError(f"{path}: not a directory or a regular file", hint=LAYOUT_HINT)
     raise ArchError(f"{path}: no such file or directory", hint=LAYOUT_HINT)
 
 
@@ -258,6 +265,9 @@ def _load_cache(directory: str, meta: dict) -> ImageData | None:
         with open(os.path.join(directory, "meta.json")) as f:
             stored = json.load(f)
         if {k: stored.get(k) for k in meta} != meta:
+            return None
+        size = sum(os.path.getsize(os.path.join(directory, a + ".npy")) for a in ARRAYS)
+        if size > 2 * max_decoded_bytes():  # images and labels: never more than decoding
             return None
         arrays = {a: np.load(os.path.join(directory, a + ".npy"), allow_pickle=False)
                   for a in ARRAYS}

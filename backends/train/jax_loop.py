@@ -26,6 +26,7 @@ import numpy as np
 from archc.compiler import Network
 
 from .. import jax_backend, weights
+from . import guard
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
@@ -190,8 +191,17 @@ class Trainer:
         return tuple(float(a) for a in acc)
 
 
+def _flat(tree) -> dict:
+    """{"params/conv_1/kernel": host array, ...} of a state pytree."""
+    import jax
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 class Checkpoints:
-    """Orbax checkpoints of the training state, one per finished epoch."""
+    """Orbax checkpoints of the training state, one per finished epoch, each with the
+    SHA-256 of every array in its metadata (verified on resume). A save that fails for want
+    of space (or permission) is one ArchError; its partial folder is removed."""
 
     def __init__(self, directory: str):
         import orbax.checkpoint as ocp
@@ -199,13 +209,32 @@ class Checkpoints:
         self.directory = directory
         self.manager = ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(
-                max_to_keep=KEEP_CHECKPOINTS, create=True, enable_async_checkpointing=False))
+                max_to_keep=KEEP_CHECKPOINTS, create=True, enable_async_checkpointing=False,
+                cleanup_tmp_directories=True))
 
     def save(self, epoch: int, state: dict, meta: dict) -> None:
+        import jax
         ocp = self.ocp
-        self.manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-        self.manager.wait_until_finished()
+        host = jax.tree.map(np.asarray, state)  # what is written is what is hashed
+        meta = {**meta, "checksums": guard.checksums(_flat(host))}
+        try:
+            with guard.quiet_orbax():
+                self.manager.save(epoch, args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)))
+                self.manager.wait_until_finished()
+        except Exception as exc:  # noqa: BLE001 - storage failures become one clear error
+            reason = guard.storage_reason(exc)
+            if reason is None:
+                raise
+            self._remove_partial(epoch)
+            raise guard.storage_error(os.path.join(self.directory, str(epoch)), reason) \
+                from None
+
+    def _remove_partial(self, epoch: int) -> None:
+        import shutil
+        for name in os.listdir(self.directory):
+            if name.startswith(f"{epoch}.") and "tmp" in name:
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
@@ -218,21 +247,29 @@ class Checkpoints:
             raise no_checkpoint(self.directory)
         where = os.path.join(self.directory, str(epoch))
         try:
-            meta = self.manager.restore(epoch, args=ocp.args.Composite(
-                meta=ocp.args.JsonRestore()))["meta"]
+            with guard.quiet_orbax():
+                meta = self.manager.restore(epoch, args=ocp.args.Composite(
+                    meta=ocp.args.JsonRestore()))["meta"]
         except Exception as exc:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
             raise corrupt_checkpoint(where, exc) from None
         check_checkpoint(meta, fp, where, epoch)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
         try:
-            state = self.manager.restore(epoch, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract)))["state"]
+            with guard.quiet_orbax():
+                state = self.manager.restore(epoch, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as exc:  # noqa: BLE001
             raise corrupt_checkpoint(where, exc) from None
+        guard.verify(_flat(state), meta.get("checksums"), where)
         return state, meta
 
     def close(self) -> None:
-        self.manager.close()
+        try:
+            with guard.quiet_orbax():
+                self.manager.close()
+        except Exception as exc:  # noqa: BLE001 - after a failed save: already reported
+            if guard.storage_reason(exc) is None:
+                raise
 
 
 class JaxLoop(Loop):
@@ -275,7 +312,7 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     from flax import nnx
 
     check_classes(net, data)
-    use_compilation_cache()
+    use_compilation_cache(log)
     fp = fingerprint(net, data, recipe, "jax")
     run = RunDir(out, fp, resume)
     spe = steps_per_epoch(recipe, len(data.train_y))
@@ -283,10 +320,12 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0
-        if resume:
+        if run.resume:
             state, meta = ckpt.restore(state, fp)
             history, start = meta["history"], meta["epoch"]
             log(f"resuming {out} after epoch {start} of {recipe.epochs}")
+        elif resume:
+            log(f"{out} has no finished epoch yet: starting it from the beginning")
         loop = JaxLoop(trainer, ckpt, state, data)
         log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} "
             f"per epoch, {recipe.precision}, {jax.devices()[0].platform}")
@@ -302,12 +341,17 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
         ckpt.close()
 
 
-def use_compilation_cache() -> None:
+def use_compilation_cache(log=print) -> None:
     """Keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a resumed
-    or repeated run skips most compilation. $JAX_COMPILATION_CACHE_DIR wins if set."""
+    or repeated run skips most compilation. $JAX_COMPILATION_CACHE_DIR wins if set. XLA loads
+    machine code from there: a folder (or parent) that another user owns or may write is
+    not used (one line says why)."""
     import jax
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "archc", "xla")
+    reason = guard.make_cache_dir(folder)
+    if reason:
+        log(f"archc: not using the XLA compilation cache: {reason}")
+        jax.config.update("jax_enable_compilation_cache", False)
         return
-    folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
-                          "archc", "xla")
     jax.config.update("jax_compilation_cache_dir", folder)

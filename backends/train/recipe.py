@@ -13,6 +13,7 @@ truth: the JAX loop traces it with jax.numpy inside the jitted step, the torch l
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from archc.compiler import ArchError
@@ -21,6 +22,7 @@ SCHEDULES = ("step", "cosine", "onecycle", "constant")
 PRECISIONS = ("fp32", "bf16")
 PAPER_MILESTONES = (60, 120, 150, 180)
 PAPER_EPOCHS = 200
+MAX_EPOCHS = 100_000
 # CIFAR-10 normalisation: the JPEG pack's training-split statistics (its README); they are
 # within 0.0002 (mean) of the values usually quoted for the original batches.
 CIFAR10_MEAN = (0.49125038, 0.48209027, 0.44652094)
@@ -46,6 +48,11 @@ class Recipe:
     eval_batch_size: int = 500
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            _check(not isinstance(v, float) or math.isfinite(v),
+                   f"--{f.name.replace('_', '-')} must be a finite number, not {v}")
+        _check(self.epochs <= MAX_EPOCHS, f"--epochs must be at most {MAX_EPOCHS}")
         _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")
         _check(self.eval_batch_size >= 1, "--eval-batch-size must be at least 1")
@@ -72,6 +79,19 @@ class Recipe:
             return tuple(self.milestones)
         scaled = (round(m * self.epochs / PAPER_EPOCHS) for m in PAPER_MILESTONES)
         return tuple(sorted({m for m in scaled if 0 < m < self.epochs}))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Recipe":
+        """A recipe from its fields (to_dict's, run.json's, or a user's dict); unknown keys
+        are an error naming them."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        _check(not unknown, f"unknown recipe field(s): {', '.join(map(str, unknown))}",
+               "fields: " + ", ".join(sorted(fields)))
+        d = dict(d)
+        if d.get("milestones") is not None:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

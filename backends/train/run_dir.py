@@ -38,7 +38,8 @@ def fingerprint(net: Network, data: ImageData, recipe: Recipe, backend: str) -> 
         "param_count": totals["params"],
         "data": {"source": os.path.basename(data.source.rstrip("/")),
                  "train": int(len(data.train_y)), "test": int(len(data.test_y)),
-                 "classes": list(data.classes)},
+                 "classes": list(data.classes), "train_per_class": data.per_class[0],
+                 "test_per_class": data.per_class[1]},
         "recipe": recipe.to_dict(),
     }
 
@@ -93,30 +94,67 @@ def check_checkpoint(meta: dict, fp: dict, where: str, epoch: int) -> None:
         raise corrupt_checkpoint(where, ValueError(f"its metadata says epoch {meta.get('epoch')}"))
 
 
+def saved_run(out: str) -> dict | None:
+    """The run.json of the run folder `out` (None if there is none)."""
+    path = os.path.join(out, "run.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            run = json.loads(f.read(1_000_000))
+    except (OSError, ValueError) as exc:
+        raise ArchError(f"{path} cannot be read: {exc}",
+                        hint="the run folder is damaged; start a new run with another --out") \
+            from None
+    if not isinstance(run, dict):
+        raise ArchError(f"{path} is not a run description (a JSON object)")
+    return run
+
+
+def has_progress(path: str) -> bool:
+    """Whether the run folder holds a finished epoch: metrics or a complete checkpoint
+    (temporary files of a killed save do not count)."""
+    if os.path.exists(os.path.join(path, "metrics.jsonl")):
+        return True
+    try:
+        entries = os.listdir(os.path.join(path, "checkpoints"))
+    except OSError:
+        return False
+    return any(not e.startswith(".") and "tmp" not in e for e in entries)
+
+
 class RunDir:
-    """The output folder: guards against overwriting a run, holds metrics and plots."""
+    """The output folder: guards against overwriting a run, holds metrics and plots.
+
+    A run killed before its first epoch ended has nothing to lose: `--resume` starts it from
+    the beginning, and so does a new run in the same folder."""
 
     def __init__(self, path: str, fp: dict, resume: bool):
         self.path = os.path.abspath(path)
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self.fp = fp
-        has_run = os.path.exists(os.path.join(self.path, "run.json"))
-        if resume and not has_run:
+        saved = saved_run(self.path)
+        fresh = saved is not None and not has_progress(self.path)
+        if resume and saved is None:
             raise ArchError(f"--resume: {path} holds no run to resume (no run.json)",
                             hint="start the run without --resume first")
-        if not resume and has_run:
+        if not resume and saved is not None and not fresh:
             raise ArchError(f"{path} already holds a training run",
                             hint="pass --resume to continue it, or choose another --out")
+        self.resume = resume and not fresh  # False: start at epoch 1 (run.json is rewritten)
         if resume:
-            with open(os.path.join(self.path, "run.json")) as f:
-                diff = mismatch(json.load(f), fp)
+            diff = mismatch(saved, fp)
             if diff:
                 raise ArchError(f"--resume: {path} was trained with other settings:\n  "
                                 + "\n  ".join(diff),
                                 hint="resume with the same network, -D values, data and "
                                      "options, or choose another --out")
-        os.makedirs(self.checkpoints, exist_ok=True)
-        if not resume:
+        try:
+            os.makedirs(self.checkpoints, exist_ok=True)
+        except OSError as exc:
+            raise ArchError(f"cannot create the run folder {path}: {exc.strerror or exc}") \
+                from None
+        if not self.resume:
             self.write_json("run.json", fp)
 
     def file(self, name: str) -> str:

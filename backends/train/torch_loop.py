@@ -23,6 +23,7 @@ import numpy as np
 from archc.compiler import Network
 
 from .. import torch_backend, weights
+from . import guard
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
@@ -159,7 +160,9 @@ class TorchLoop(Loop):
 
     def save(self, epoch: int, meta: dict) -> None:
         path = os.path.join(self.ckpt_dir, f"epoch-{epoch:04d}.safetensors")
-        weights.save(path, self._tensors(), metadata={"archc": json.dumps(meta)})
+        tensors = self._tensors()
+        meta = {**meta, "checksums": guard.checksums(tensors)}  # verified on resume
+        weights.save(path, tensors, metadata={"archc": json.dumps(meta)})
         for old in checkpoints(self.ckpt_dir)[:-KEEP_CHECKPOINTS]:
             os.unlink(old[1])
 
@@ -172,11 +175,18 @@ class TorchLoop(Loop):
         try:
             from safetensors import safe_open
             with safe_open(path, "np") as f:
-                meta = json.loads((f.metadata() or {})["archc"])
+                text = (f.metadata() or {}).get("archc")
+                if text is None:
+                    raise ValueError("it has no archc metadata (run, epoch, checksums): it was "
+                                     "not written by archc train")
+                meta = json.loads(text)
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # noqa: BLE001 - any failure to read is a corrupt checkpoint
             raise corrupt_checkpoint(path, exc) from None
+        if not isinstance(meta, dict):
+            raise corrupt_checkpoint(path, ValueError("its archc metadata is not an object"))
         check_checkpoint(meta, fp, path, epoch)
+        guard.verify(tensors, meta.get("checksums"), path)
         model_sd = {k[len("model."):]: torch.from_numpy(v) for k, v in tensors.items()
                     if k.startswith("model.")}
         try:
@@ -216,10 +226,12 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     spe = steps_per_epoch(recipe, len(data.train_y))
     loop = TorchLoop(net, data, recipe, spe, run.checkpoints, device)
     history, start = [], 0
-    if resume:
+    if run.resume:
         meta = loop.restore(fp)
         history, start = meta["history"], meta["epoch"]
         log(f"resuming {out} after epoch {start} of {recipe.epochs}")
+    elif resume:
+        log(f"{out} has no finished epoch yet: starting it from the beginning")
     log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} per "
         f"epoch, {recipe.precision}, torch on {loop.device}")
     history = run_epochs(run, loop, recipe, spe, history, start, progress, log)

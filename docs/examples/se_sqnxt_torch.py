@@ -2,9 +2,86 @@
 
 Do not edit: regenerate with `archc build --backend torch`.
 """
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def init_weights(module):
+    """xavier_uniform weights and zero biases for every convolution and linear layer."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class ConvBn(nn.Module):
+    """conv -> batch norm -> activation (\"none\" skips the activation): `conv_bn`,
+    std/layers.arch:5.
+    """
+
+    def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out, kernel, stride=stride, padding=padding, bias=bias)
+        self.bn = nn.BatchNorm2d(out)
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = self.bn(y)
+        return F.relu(y)
+
+
+class Se(nn.Module):
+    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:12."""
+
+    def __init__(self, in_channels, ratio=16.0):
+        super().__init__()
+        hidden = max(int(in_channels / ratio), 1)
+        self.fc1 = nn.Conv2d(in_channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, in_channels, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = self.fc1(s)
+        s = F.relu(s)
+        s = self.fc2(s)
+        s = torch.sigmoid(s)
+        return x * s
+
+
+class SqnxtBlock(nn.Module):
+    """The SqueezeNext bottleneck block (Gholami et al. 2018; seeds 000 Fig. 6, 001 Fig. 5), as
+    the seeds' Tables V and VI list it: `sqnxt_block`, std/sqnxt.arch:15.
+    """
+
+    def __init__(self, in_channels, out, stride=1, se_ratio=0.0):
+        super().__init__()
+        r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
+        c1 = int(in_channels * r)
+        c2 = int(in_channels * r * 0.5)
+        self.conv1 = ConvBn(in_channels, c1, stride=stride, bias=True)
+        self.conv2 = ConvBn(c1, c2, bias=True)
+        self.conv3 = ConvBn(c2, c1, kernel=(1, 3), padding=(0, 1), bias=True)
+        self.conv4 = ConvBn(c1, c1, kernel=(3, 1), padding=(1, 0), bias=True)
+        self.conv5 = ConvBn(c1, out, bias=True)
+        self.se = Se(out, ratio=se_ratio)
+        if stride == 2 or in_channels != out:
+            self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True)
+        else:
+            self.shortcut = None
+
+    def forward(self, x):
+        y = self.conv1(x)
+        y = self.conv2(y)
+        y = self.conv3(y)
+        y = self.conv4(y)
+        y = self.conv5(y)
+        y = self.se(y)
+        shortcut = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(y + shortcut)
 
 
 class SESqueezeNext(nn.Module):
@@ -15,418 +92,46 @@ class SESqueezeNext(nn.Module):
     the 4-stage block configuration ([1,2,4,1] is SE-SqueezeNext-10; the seed's \"resolution
     multiplier\" column); width scales every channel count with int().
 
-    Parameters as used:
-        stages = [1, 2, 4, 1]
-        width = 1.0
-        dropout = 0.6
-        classes = 10
-        se_ratio = 16.0
-        resolution = 32
-        init = \"xavier_uniform\"
+    Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
+    se_ratio = 16.0, resolution = 32, init = \"xavier_uniform\".
 
-    Input: N x 3 x 32 x 32 (NCHW). Output: N x 10.
-    Weight initialisation: xavier_uniform.
+    Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
     """
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3)
         self.bn1 = nn.BatchNorm2d(64)
-        self.stage1 = nn.Module()
-        self.stage1.block1 = nn.Module()
-        self.stage1.block1.conv1 = nn.Module()
-        self.stage1.block1.conv1.conv = nn.Conv2d(64, 16, 1)
-        self.stage1.block1.conv1.bn = nn.BatchNorm2d(16)
-        self.stage1.block1.conv2 = nn.Module()
-        self.stage1.block1.conv2.conv = nn.Conv2d(16, 8, 1)
-        self.stage1.block1.conv2.bn = nn.BatchNorm2d(8)
-        self.stage1.block1.conv3 = nn.Module()
-        self.stage1.block1.conv3.conv = nn.Conv2d(8, 16, (1, 3), padding=(0, 1))
-        self.stage1.block1.conv3.bn = nn.BatchNorm2d(16)
-        self.stage1.block1.conv4 = nn.Module()
-        self.stage1.block1.conv4.conv = nn.Conv2d(16, 16, (3, 1), padding=(1, 0))
-        self.stage1.block1.conv4.bn = nn.BatchNorm2d(16)
-        self.stage1.block1.conv5 = nn.Module()
-        self.stage1.block1.conv5.conv = nn.Conv2d(16, 32, 1)
-        self.stage1.block1.conv5.bn = nn.BatchNorm2d(32)
-        self.stage1.block1.se = nn.Module()
-        self.stage1.block1.se.fc1 = nn.Conv2d(32, 2, 1)
-        self.stage1.block1.se.fc2 = nn.Conv2d(2, 32, 1)
-        self.stage1.block1.shortcut = nn.Module()
-        self.stage1.block1.shortcut.conv = nn.Conv2d(64, 32, 1)
-        self.stage1.block1.shortcut.bn = nn.BatchNorm2d(32)
-        self.stage2 = nn.Module()
-        self.stage2.block1 = nn.Module()
-        self.stage2.block1.conv1 = nn.Module()
-        self.stage2.block1.conv1.conv = nn.Conv2d(32, 32, 1, stride=2)
-        self.stage2.block1.conv1.bn = nn.BatchNorm2d(32)
-        self.stage2.block1.conv2 = nn.Module()
-        self.stage2.block1.conv2.conv = nn.Conv2d(32, 16, 1)
-        self.stage2.block1.conv2.bn = nn.BatchNorm2d(16)
-        self.stage2.block1.conv3 = nn.Module()
-        self.stage2.block1.conv3.conv = nn.Conv2d(16, 32, (1, 3), padding=(0, 1))
-        self.stage2.block1.conv3.bn = nn.BatchNorm2d(32)
-        self.stage2.block1.conv4 = nn.Module()
-        self.stage2.block1.conv4.conv = nn.Conv2d(32, 32, (3, 1), padding=(1, 0))
-        self.stage2.block1.conv4.bn = nn.BatchNorm2d(32)
-        self.stage2.block1.conv5 = nn.Module()
-        self.stage2.block1.conv5.conv = nn.Conv2d(32, 64, 1)
-        self.stage2.block1.conv5.bn = nn.BatchNorm2d(64)
-        self.stage2.block1.se = nn.Module()
-        self.stage2.block1.se.fc1 = nn.Conv2d(64, 4, 1)
-        self.stage2.block1.se.fc2 = nn.Conv2d(4, 64, 1)
-        self.stage2.block1.shortcut = nn.Module()
-        self.stage2.block1.shortcut.conv = nn.Conv2d(32, 64, 1, stride=2)
-        self.stage2.block1.shortcut.bn = nn.BatchNorm2d(64)
-        self.stage2.block2 = nn.Module()
-        self.stage2.block2.conv1 = nn.Module()
-        self.stage2.block2.conv1.conv = nn.Conv2d(64, 32, 1)
-        self.stage2.block2.conv1.bn = nn.BatchNorm2d(32)
-        self.stage2.block2.conv2 = nn.Module()
-        self.stage2.block2.conv2.conv = nn.Conv2d(32, 16, 1)
-        self.stage2.block2.conv2.bn = nn.BatchNorm2d(16)
-        self.stage2.block2.conv3 = nn.Module()
-        self.stage2.block2.conv3.conv = nn.Conv2d(16, 32, (1, 3), padding=(0, 1))
-        self.stage2.block2.conv3.bn = nn.BatchNorm2d(32)
-        self.stage2.block2.conv4 = nn.Module()
-        self.stage2.block2.conv4.conv = nn.Conv2d(32, 32, (3, 1), padding=(1, 0))
-        self.stage2.block2.conv4.bn = nn.BatchNorm2d(32)
-        self.stage2.block2.conv5 = nn.Module()
-        self.stage2.block2.conv5.conv = nn.Conv2d(32, 64, 1)
-        self.stage2.block2.conv5.bn = nn.BatchNorm2d(64)
-        self.stage2.block2.se = nn.Module()
-        self.stage2.block2.se.fc1 = nn.Conv2d(64, 4, 1)
-        self.stage2.block2.se.fc2 = nn.Conv2d(4, 64, 1)
-        self.stage3 = nn.Module()
-        self.stage3.block1 = nn.Module()
-        self.stage3.block1.conv1 = nn.Module()
-        self.stage3.block1.conv1.conv = nn.Conv2d(64, 64, 1, stride=2)
-        self.stage3.block1.conv1.bn = nn.BatchNorm2d(64)
-        self.stage3.block1.conv2 = nn.Module()
-        self.stage3.block1.conv2.conv = nn.Conv2d(64, 32, 1)
-        self.stage3.block1.conv2.bn = nn.BatchNorm2d(32)
-        self.stage3.block1.conv3 = nn.Module()
-        self.stage3.block1.conv3.conv = nn.Conv2d(32, 64, (1, 3), padding=(0, 1))
-        self.stage3.block1.conv3.bn = nn.BatchNorm2d(64)
-        self.stage3.block1.conv4 = nn.Module()
-        self.stage3.block1.conv4.conv = nn.Conv2d(64, 64, (3, 1), padding=(1, 0))
-        self.stage3.block1.conv4.bn = nn.BatchNorm2d(64)
-        self.stage3.block1.conv5 = nn.Module()
-        self.stage3.block1.conv5.conv = nn.Conv2d(64, 128, 1)
-        self.stage3.block1.conv5.bn = nn.BatchNorm2d(128)
-        self.stage3.block1.se = nn.Module()
-        self.stage3.block1.se.fc1 = nn.Conv2d(128, 8, 1)
-        self.stage3.block1.se.fc2 = nn.Conv2d(8, 128, 1)
-        self.stage3.block1.shortcut = nn.Module()
-        self.stage3.block1.shortcut.conv = nn.Conv2d(64, 128, 1, stride=2)
-        self.stage3.block1.shortcut.bn = nn.BatchNorm2d(128)
-        self.stage3.block2 = nn.Module()
-        self.stage3.block2.conv1 = nn.Module()
-        self.stage3.block2.conv1.conv = nn.Conv2d(128, 64, 1)
-        self.stage3.block2.conv1.bn = nn.BatchNorm2d(64)
-        self.stage3.block2.conv2 = nn.Module()
-        self.stage3.block2.conv2.conv = nn.Conv2d(64, 32, 1)
-        self.stage3.block2.conv2.bn = nn.BatchNorm2d(32)
-        self.stage3.block2.conv3 = nn.Module()
-        self.stage3.block2.conv3.conv = nn.Conv2d(32, 64, (1, 3), padding=(0, 1))
-        self.stage3.block2.conv3.bn = nn.BatchNorm2d(64)
-        self.stage3.block2.conv4 = nn.Module()
-        self.stage3.block2.conv4.conv = nn.Conv2d(64, 64, (3, 1), padding=(1, 0))
-        self.stage3.block2.conv4.bn = nn.BatchNorm2d(64)
-        self.stage3.block2.conv5 = nn.Module()
-        self.stage3.block2.conv5.conv = nn.Conv2d(64, 128, 1)
-        self.stage3.block2.conv5.bn = nn.BatchNorm2d(128)
-        self.stage3.block2.se = nn.Module()
-        self.stage3.block2.se.fc1 = nn.Conv2d(128, 8, 1)
-        self.stage3.block2.se.fc2 = nn.Conv2d(8, 128, 1)
-        self.stage3.block3 = nn.Module()
-        self.stage3.block3.conv1 = nn.Module()
-        self.stage3.block3.conv1.conv = nn.Conv2d(128, 64, 1)
-        self.stage3.block3.conv1.bn = nn.BatchNorm2d(64)
-        self.stage3.block3.conv2 = nn.Module()
-        self.stage3.block3.conv2.conv = nn.Conv2d(64, 32, 1)
-        self.stage3.block3.conv2.bn = nn.BatchNorm2d(32)
-        self.stage3.block3.conv3 = nn.Module()
-        self.stage3.block3.conv3.conv = nn.Conv2d(32, 64, (1, 3), padding=(0, 1))
-        self.stage3.block3.conv3.bn = nn.BatchNorm2d(64)
-        self.stage3.block3.conv4 = nn.Module()
-        self.stage3.block3.conv4.conv = nn.Conv2d(64, 64, (3, 1), padding=(1, 0))
-        self.stage3.block3.conv4.bn = nn.BatchNorm2d(64)
-        self.stage3.block3.conv5 = nn.Module()
-        self.stage3.block3.conv5.conv = nn.Conv2d(64, 128, 1)
-        self.stage3.block3.conv5.bn = nn.BatchNorm2d(128)
-        self.stage3.block3.se = nn.Module()
-        self.stage3.block3.se.fc1 = nn.Conv2d(128, 8, 1)
-        self.stage3.block3.se.fc2 = nn.Conv2d(8, 128, 1)
-        self.stage3.block4 = nn.Module()
-        self.stage3.block4.conv1 = nn.Module()
-        self.stage3.block4.conv1.conv = nn.Conv2d(128, 64, 1)
-        self.stage3.block4.conv1.bn = nn.BatchNorm2d(64)
-        self.stage3.block4.conv2 = nn.Module()
-        self.stage3.block4.conv2.conv = nn.Conv2d(64, 32, 1)
-        self.stage3.block4.conv2.bn = nn.BatchNorm2d(32)
-        self.stage3.block4.conv3 = nn.Module()
-        self.stage3.block4.conv3.conv = nn.Conv2d(32, 64, (1, 3), padding=(0, 1))
-        self.stage3.block4.conv3.bn = nn.BatchNorm2d(64)
-        self.stage3.block4.conv4 = nn.Module()
-        self.stage3.block4.conv4.conv = nn.Conv2d(64, 64, (3, 1), padding=(1, 0))
-        self.stage3.block4.conv4.bn = nn.BatchNorm2d(64)
-        self.stage3.block4.conv5 = nn.Module()
-        self.stage3.block4.conv5.conv = nn.Conv2d(64, 128, 1)
-        self.stage3.block4.conv5.bn = nn.BatchNorm2d(128)
-        self.stage3.block4.se = nn.Module()
-        self.stage3.block4.se.fc1 = nn.Conv2d(128, 8, 1)
-        self.stage3.block4.se.fc2 = nn.Conv2d(8, 128, 1)
-        self.stage4 = nn.Module()
-        self.stage4.block1 = nn.Module()
-        self.stage4.block1.conv1 = nn.Module()
-        self.stage4.block1.conv1.conv = nn.Conv2d(128, 128, 1, stride=2)
-        self.stage4.block1.conv1.bn = nn.BatchNorm2d(128)
-        self.stage4.block1.conv2 = nn.Module()
-        self.stage4.block1.conv2.conv = nn.Conv2d(128, 64, 1)
-        self.stage4.block1.conv2.bn = nn.BatchNorm2d(64)
-        self.stage4.block1.conv3 = nn.Module()
-        self.stage4.block1.conv3.conv = nn.Conv2d(64, 128, (1, 3), padding=(0, 1))
-        self.stage4.block1.conv3.bn = nn.BatchNorm2d(128)
-        self.stage4.block1.conv4 = nn.Module()
-        self.stage4.block1.conv4.conv = nn.Conv2d(128, 128, (3, 1), padding=(1, 0))
-        self.stage4.block1.conv4.bn = nn.BatchNorm2d(128)
-        self.stage4.block1.conv5 = nn.Module()
-        self.stage4.block1.conv5.conv = nn.Conv2d(128, 256, 1)
-        self.stage4.block1.conv5.bn = nn.BatchNorm2d(256)
-        self.stage4.block1.se = nn.Module()
-        self.stage4.block1.se.fc1 = nn.Conv2d(256, 16, 1)
-        self.stage4.block1.se.fc2 = nn.Conv2d(16, 256, 1)
-        self.stage4.block1.shortcut = nn.Module()
-        self.stage4.block1.shortcut.conv = nn.Conv2d(128, 256, 1, stride=2)
-        self.stage4.block1.shortcut.bn = nn.BatchNorm2d(256)
+        self.stage1 = nn.Sequential(OrderedDict(block1=SqnxtBlock(64, 32, se_ratio=16.0)))
+        self.stage2 = nn.Sequential(OrderedDict(
+            block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0),
+            block2=SqnxtBlock(64, 64, se_ratio=16.0),
+        ))
+        self.stage3 = nn.Sequential(OrderedDict(
+            block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0),
+            block2=SqnxtBlock(128, 128, se_ratio=16.0),
+            block3=SqnxtBlock(128, 128, se_ratio=16.0),
+            block4=SqnxtBlock(128, 128, se_ratio=16.0),
+        ))
+        self.stage4 = nn.Sequential(OrderedDict(
+            block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0),
+        ))
         self.conv2 = nn.Conv2d(256, 128, 1)
         self.bn2 = nn.BatchNorm2d(128)
         self.dropout = nn.Dropout(p=0.6)
         self.fc = nn.Linear(128, 10)
-        self.init_weights()
-
-    def init_weights(self):
-        """xavier_uniform weights and zero biases for every convolution and linear layer."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x):
         x = self.conv1(x)
         x = self.bn1(x)
         x = F.relu(x)
-        # stage1.block1
-        conv1 = self.stage1.block1.conv1.conv(x)
-        conv1 = self.stage1.block1.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage1.block1.conv2.conv(conv1)
-        conv1 = self.stage1.block1.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage1.block1.conv3.conv(conv1)
-        conv1 = self.stage1.block1.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage1.block1.conv4.conv(conv1)
-        conv1 = self.stage1.block1.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage1.block1.conv5.conv(conv1)
-        conv1 = self.stage1.block1.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage1.block1.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage1.block1.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = self.stage1.block1.shortcut.conv(x)
-        x = self.stage1.block1.shortcut.bn(x)
-        x = F.relu(x)
-        x = conv1 + x
-        x = F.relu(x)
-        # stage2.block1
-        conv1 = self.stage2.block1.conv1.conv(x)
-        conv1 = self.stage2.block1.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block1.conv2.conv(conv1)
-        conv1 = self.stage2.block1.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block1.conv3.conv(conv1)
-        conv1 = self.stage2.block1.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block1.conv4.conv(conv1)
-        conv1 = self.stage2.block1.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block1.conv5.conv(conv1)
-        conv1 = self.stage2.block1.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage2.block1.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage2.block1.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = self.stage2.block1.shortcut.conv(x)
-        x = self.stage2.block1.shortcut.bn(x)
-        x = F.relu(x)
-        x = conv1 + x
-        x = F.relu(x)
-        # stage2.block2
-        conv1 = self.stage2.block2.conv1.conv(x)
-        conv1 = self.stage2.block2.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block2.conv2.conv(conv1)
-        conv1 = self.stage2.block2.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block2.conv3.conv(conv1)
-        conv1 = self.stage2.block2.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block2.conv4.conv(conv1)
-        conv1 = self.stage2.block2.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage2.block2.conv5.conv(conv1)
-        conv1 = self.stage2.block2.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage2.block2.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage2.block2.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = conv1 + x
-        x = F.relu(x)
-        # stage3.block1
-        conv1 = self.stage3.block1.conv1.conv(x)
-        conv1 = self.stage3.block1.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block1.conv2.conv(conv1)
-        conv1 = self.stage3.block1.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block1.conv3.conv(conv1)
-        conv1 = self.stage3.block1.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block1.conv4.conv(conv1)
-        conv1 = self.stage3.block1.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block1.conv5.conv(conv1)
-        conv1 = self.stage3.block1.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage3.block1.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage3.block1.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = self.stage3.block1.shortcut.conv(x)
-        x = self.stage3.block1.shortcut.bn(x)
-        x = F.relu(x)
-        x = conv1 + x
-        x = F.relu(x)
-        # stage3.block2
-        conv1 = self.stage3.block2.conv1.conv(x)
-        conv1 = self.stage3.block2.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block2.conv2.conv(conv1)
-        conv1 = self.stage3.block2.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block2.conv3.conv(conv1)
-        conv1 = self.stage3.block2.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block2.conv4.conv(conv1)
-        conv1 = self.stage3.block2.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block2.conv5.conv(conv1)
-        conv1 = self.stage3.block2.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage3.block2.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage3.block2.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = conv1 + x
-        x = F.relu(x)
-        # stage3.block3
-        conv1 = self.stage3.block3.conv1.conv(x)
-        conv1 = self.stage3.block3.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block3.conv2.conv(conv1)
-        conv1 = self.stage3.block3.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block3.conv3.conv(conv1)
-        conv1 = self.stage3.block3.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block3.conv4.conv(conv1)
-        conv1 = self.stage3.block3.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block3.conv5.conv(conv1)
-        conv1 = self.stage3.block3.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage3.block3.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage3.block3.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = conv1 + x
-        x = F.relu(x)
-        # stage3.block4
-        conv1 = self.stage3.block4.conv1.conv(x)
-        conv1 = self.stage3.block4.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block4.conv2.conv(conv1)
-        conv1 = self.stage3.block4.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block4.conv3.conv(conv1)
-        conv1 = self.stage3.block4.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block4.conv4.conv(conv1)
-        conv1 = self.stage3.block4.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage3.block4.conv5.conv(conv1)
-        conv1 = self.stage3.block4.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage3.block4.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage3.block4.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = conv1 + x
-        x = F.relu(x)
-        # stage4.block1
-        conv1 = self.stage4.block1.conv1.conv(x)
-        conv1 = self.stage4.block1.conv1.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage4.block1.conv2.conv(conv1)
-        conv1 = self.stage4.block1.conv2.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage4.block1.conv3.conv(conv1)
-        conv1 = self.stage4.block1.conv3.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage4.block1.conv4.conv(conv1)
-        conv1 = self.stage4.block1.conv4.bn(conv1)
-        conv1 = F.relu(conv1)
-        conv1 = self.stage4.block1.conv5.conv(conv1)
-        conv1 = self.stage4.block1.conv5.bn(conv1)
-        conv1 = F.relu(conv1)
-        se = F.adaptive_avg_pool2d(conv1, 1)
-        se = self.stage4.block1.se.fc1(se)
-        se = F.relu(se)
-        se = self.stage4.block1.se.fc2(se)
-        se = torch.sigmoid(se)
-        conv1 = conv1 * se
-        x = self.stage4.block1.shortcut.conv(x)
-        x = self.stage4.block1.shortcut.bn(x)
-        x = F.relu(x)
-        x = conv1 + x
-        x = F.relu(x)
+        x = self.stage1(x)
+        x = self.stage2(x)
+        x = self.stage3(x)
+        x = self.stage4(x)
         x = self.conv2(x)
         x = self.bn2(x)
         x = F.relu(x)
-        x = self.dropout(x)
-        x = F.adaptive_avg_pool2d(x, 1)
-        x = torch.flatten(x, 1)
-        x = self.fc(x)
-        return x
+        x = F.adaptive_avg_pool2d(self.dropout(x), 1)
+        return self.fc(torch.flatten(x, 1))

@@ -1,0 +1,244 @@
+"""The backend base and the code it generates (issue 11): one lowering per op in every
+backend, block classes, names that mean the same to Python, generated files that pass a
+linter, and constructor code that computes exactly what the .arch file computed."""
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import archc
+from archc.backends import _plan, _pyexpr, jax_backend, lowering, onnx_backend, torch_backend
+from archc.compiler import ArchError, bundled_networks, library_dir, load, ops
+
+BACKENDS = [torch_backend.BACKEND, jax_backend.BACKEND, onnx_backend.BACKEND]
+ARCHS = sorted(p.stem for p in Path(library_dir()).glob("*.arch"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+@pytest.mark.parametrize("op", sorted(set(ops.REGISTRY) - {"input"}))
+def test_every_registry_op_lowers_in_every_backend(backend, op):
+    assert op in backend.lower, f"the {backend.name} backend has no lowering for '{op}'"
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+def test_backend_weight_tables_cover_every_stateful_op(backend):
+    """Every tensor an op with state declares (params, buffers) has a name in every backend."""
+    net = load("se_sqnxt")
+    for name in net.layers():
+        d = net.node(name)
+        op = ops.get(d["op"])
+        if op.stateful and (op.params(d["in_shapes"], d["shape"], d["attrs"]) or
+                            op.buffers(d["in_shapes"], d["shape"], d["attrs"])):
+            tensors = set(op.params(d["in_shapes"], d["shape"], d["attrs"])) | \
+                set(op.buffers(d["in_shapes"], d["shape"], d["attrs"]))
+            assert tensors <= set(backend.weights[d["op"]]), (d["op"], backend.name)
+
+
+def test_a_missing_lowering_is_a_positioned_error(monkeypatch):
+    net = load("se_sqnxt")
+    monkeypatch.delitem(jax_backend.LOWER, "mul")
+    with pytest.raises(ArchError, match="the jax backend cannot lower op 'mul'") as e:
+        jax_backend.build_source(net)
+    assert e.value.span is not None and e.value.hint
+
+
+# ---- the shape of the generated code ------------------------------------------------------
+def _sources():
+    out = []
+    for name in ARCHS:
+        net = load(name)
+        out += [(name, "torch", torch_backend.build_source(net)),
+                (name, "jax", jax_backend.build_source(net))]
+    return out
+
+
+@pytest.fixture(scope="module")
+def sources():
+    return _sources()
+
+
+def test_generated_files_pass_the_linter(sources, tmp_path):
+    """ruff (pyflakes + pycodestyle, 99 columns) finds nothing in any generated file."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    for name, backend, src in sources:
+        (tmp_path / f"{name}_{backend}.py").write_text(src)
+    proc = subprocess.run([ruff, "check", "--no-cache", "--isolated", "--select", "E,F,W",
+                           "--line-length", "99", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_one_class_per_block_structure(sources):
+    src = dict(((n, b), s) for n, b, s in sources)[("se_sqnxt", "torch")]
+    tree = ast.parse(src)
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert classes == ["ConvBn", "Se", "SqnxtBlock", "SESqueezeNext"]
+    block = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SqnxtBlock")
+    init = next(f for f in block.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
+    assert [a.arg for a in init.args.args] == ["self", "in_channels", "out", "stride", "se_ratio"]
+    # the stages stay sequences whose entries keep the IR's names
+    assert "self.stage3 = nn.Sequential(OrderedDict(" in src
+    assert "block4=SqnxtBlock(128, 128, se_ratio=16.0)," in src
+
+
+def test_structures_of_one_block_are_variants_or_optional_members():
+    """stride/channel changes add the projection shortcut: one class with an optional member;
+    ResNet-50's bottleneck blocks likewise (torchvision's `downsample`)."""
+    src = torch_backend.build_source(load("resnet", depth=50))
+    assert "class ResnetBlock(nn.Module):" in src
+    assert "self.downsample = None" in src
+    assert "x if self.downsample is None else self.downsample(x)" in src
+
+
+def test_constructor_code_keeps_the_arch_names_and_arithmetic(sources):
+    src = dict(((n, b), s) for n, b, s in sources)[("se_sqnxt", "torch")]
+    assert "r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5" in src
+    assert "c1 = int(in_channels * r)" in src
+    assert "hidden = max(int(in_channels / ratio), 1)" in src
+
+
+# ---- names that Python treats differently (issue 12, class 4) -----------------------------
+CLASH = """
+block blk(x: tensor, lambda: int = 2, __class__: int = 3) {
+    y = x -> _modules: conv(lambda * __class__, kernel=1) -> _parameters: bn
+    return y -> __dict__: conv(x.channels, kernel=1) -> "\ufb01lter": bn -> filter: relu
+}
+network N() {
+    x = input(3, 8, 8)
+    x = x -> eval: conv(4, kernel=1) -> self: bn -> super: relu
+    x = training: blk(x, lambda=1)
+    x = T_destination: blk(x)
+    return x -> pool: global_avgpool -> flatten: flatten -> state_dict: linear(2)
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_names_python_treats_differently_round_trip(backend):
+    """Labels that are keywords, nn.Module/nnx.Module attributes, dunder or private names, or
+    distinct only before NFKC normalisation (ﬁ vs fi) give a module that builds, holds every
+    layer at a distinct path, and computes every layer (tap mode sees each IR layer)."""
+    net = archc.load_source(CLASH)
+    be = {"torch": torch_backend, "jax": jax_backend}[backend]
+    tree = be.module_tree(net)
+    stateful = [n for n in net.layers() if ops.get(net.node(n)["op"]).stateful]
+    paths = [tree.path(n) for n in stateful]
+    assert len(set(paths)) == len(paths)
+    for p in paths:
+        for part in p.split("."):
+            assert part.isidentifier() and not part.startswith("__")
+            assert part not in be.BACKEND.reserved_attrs
+    seen = []
+    module = be.compile_module(net, tap=lambda name, v: seen.append(name) or v)
+    if backend == "torch":
+        import torch
+        out = module(torch.randn(2, 3, 8, 8))
+        assert {f"{p}.weight" for p, n in zip(paths, stateful)
+                if net.node(n)["op"] in ("conv", "linear")} <= set(module.state_dict())
+    else:
+        import jax.numpy as jnp
+        out = module(jnp.ones((2, 8, 8, 3)))
+        for p in paths:   # every layer sits at its path
+            m = module
+            for part in p.split("."):
+                m = getattr(m, part)
+            assert m is not None
+    assert tuple(out.shape) == (2, 2)
+    assert seen == net.layers()
+
+
+def test_identifiers_are_python_identifiers_meaning_one_thing():
+    assert _plan.identifier("class") == "class_"
+    assert _plan.identifier("\ufb01lter") == "filter"            # NFKC, as Python reads it
+    assert _plan.identifier("__class__") == "m__class__"          # never mangled by Python
+    assert _plan.identifier("filter", {"filter"}) == "filter_"
+
+
+# ---- constructor code means what the .arch expression meant --------------------------------
+@pytest.mark.parametrize("text, env, value", [
+    ("1.0 if stride == 2 else 0.5", {"stride": 2}, 1.0),
+    ("int(c / r) // 2 ** 2", {"c": 100, "r": 3.0}, 8),
+    ("max(int(c * 0.25), 8)", {"c": 7}, 8),
+    ("(a, 3)[0] + len((1, 2))", {"a": 4}, 6),
+    ("not a and b or c", {"a": False, "b": True, "c": False}, True),
+    ("math.ceil(x / 2)", {"x": 5}, 3),
+    ("make_divisible(c / 4, 8)", {"c": 100}, 24),
+])
+def test_python_value_of_translations(text, env, value):
+    assert _pyexpr.same_value(value, _pyexpr.python_value(text, env))
+
+
+@pytest.mark.parametrize("text", ["__import__('os')", "open('x')", "x.__class__", "[1][0]",
+                                  "2 ** 1000", "(1,) * 10**9", "f(1)", "lambda: 1"])
+def test_python_value_refuses_anything_else(text):
+    with pytest.raises(ValueError):
+        _pyexpr.python_value(text, {"x": 1, "f": print})
+
+
+def test_a_translation_python_reads_differently_falls_back_to_the_value():
+    """archc's `flag == 1` is false for a bool; Python's True == 1 is true: not translated."""
+    src = """
+    block b(x: tensor, flag: bool = true) {
+        k = if flag == 1 then 5 else 3
+        return c: conv(x, k, kernel=1)
+    }
+    network N() {
+        x = input(3, 4, 4)
+        return x -> b1: b(flag=true) -> b2: b(flag=false)
+    }"""
+    net = archc.load_source(src)
+    module = torch_backend.compile_module(net)
+    assert module.b1.c.out_channels == 3 and module.b2.c.out_channels == 3
+    assert sum(p.numel() for p in module.parameters()) == archc.analyze(net).totals["params"]
+
+
+def test_reassigned_variables_keep_their_values():
+    """A variable assigned again (each loop iteration's `c`) is a new Python name: layers
+    built before the reassignment keep the old value."""
+    src = torch_backend.build_source(load("xception"))
+    assert "c_2 = " in src
+    net = load("xception")
+    module = torch_backend.compile_module(net)
+    assert sum(p.numel() for p in module.parameters()) == archc.analyze(net).totals["params"]
+
+
+def test_every_bundled_network_is_listed():
+    assert ARCHS == bundled_networks()
+
+
+def test_lowering_wraps_long_calls():
+    lines = lowering.wrap("x = ", "f(" + ", ".join(f"a{i}" for i in range(40)) + ")", "")
+    assert all(len(line) <= 99 for line in lines) and len(lines) > 1
+    ast.parse("\n".join(lines))   # still one valid statement
+
+
+def test_channel_rule_agrees_with_the_shape_rule_for_every_op():
+    """ops.Op.channels (the symbolic channel rule generated classes use) gives the channel
+    count of ops.Op.shape for every layer of a network using every op, and of the library."""
+    from test_torch_backend import ALL_OPS
+    nets = [archc.load_source(ALL_OPS)] + [load(n) for n in ("googlenet", "mobilenet_v3")]
+    assert {nets[0].node(x)["op"] for x in nets[0].graph.nodes} == set(ops.REGISTRY)
+    for net in nets:
+        for name in net.graph.nodes:
+            d = net.node(name)
+            got = ops.get(d["op"]).channels([s[0] for s in d["in_shapes"]], d["attrs"])
+            assert got in (None, d["shape"][0]), (name, got, d["shape"])
+
+
+def test_checked_in_jax_example_is_current():
+    example = Path(__file__).resolve().parents[1] / "docs" / "examples" / "se_sqnxt_jax.py"
+    assert example.read_text() == archc.build_source("se_sqnxt", backend="jax")
+
+
+def test_make_divisible_helper_is_archcs_rule():
+    """The helper written into generated files computes archc's make_divisible builtin."""
+    from archc.compiler._builtins import BUILTINS
+    ns: dict = {}
+    exec(compile(_pyexpr.MAKE_DIVISIBLE, "<helper>", "exec"), ns)  # noqa: S102 - our own text
+    for v in (1, 7.5, 16, 30.1, 96 / 4, 100, 3.999, 1e3 / 3):
+        for d in (1, 4, 8, 16):
+            assert ns["make_divisible"](v, d) == BUILTINS["make_divisible"](v, d), (v, d)
