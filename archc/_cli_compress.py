@@ -23,8 +23,8 @@ STEP_HELP = {
 OPTIONS = {
     "sensitivity analysis (seed 002 sec. 2)": [
         ("--mini-per-class", "mini_per_class", int,
-         "mini-train images per class, drawn from the training split and held out of "
-         "finetuning (default 100)"),
+         ("mini-train images per class, drawn from the training split and held out of "
+          "finetuning (default 100)")),
         ("--fractions", "fractions", str,
          "prune fractions, start:stop:step or a list (default 0.1:0.9:0.05)"),
     ],

@@ -1,4 +1,5 @@
-"""Seed 002's compression pipeline: prune, quantize and score a trained network (docs/compression.md).
+"""Seed 002's compression pipeline: prune, quantize and score a trained network
+(docs/compression.md).
 
     >>> from archc.compress import calibration_step
     >>> calibration_step(values, precision=8, method="kl", symmetric=False)   # the step s
@@ -8,8 +9,13 @@ training dependencies (`pip install 'archc[train]'`).
 """
 from __future__ import annotations
 
-from archc.backends.compress.calibration import (calibration_step, channel_max_steps, int_range,
-                                                  kl_step_from_histogram, max_step)
+from archc.backends.compress.calibration import (
+    calibration_step,
+    channel_max_steps,
+    int_range,
+    kl_step_from_histogram,
+    max_step,
+)
 from archc.backends.compress.settings import Settings
 
 STEPS = ("sensitivity", "prune", "finetune", "quantize", "qat", "score")

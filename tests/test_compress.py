@@ -10,20 +10,19 @@ import os
 
 import numpy as np
 import pytest
+from archc.backends.compress import masks as M
+from archc.backends.compress.fakequant import FakeQuant
+from archc.backends.compress.fold import fold_network, fold_weights, folded_bns
+from archc.backends.compress.plan import make_plan
+from archc.backends.compress.state import fill, flatten, layer_paths, load_flat
+from archc.compiler.quant import load_quant
 
 import archc
 from archc._cli import main
-from archc.compiler.quant import load_quant
 
-jax = pytest.importorskip("jax")
+jax = pytest.importorskip("jax")   # the compress modules import it lazily
 pytest.importorskip("flax")
 pytest.importorskip("optax")
-
-from archc.backends.compress import masks as M  # noqa: E402
-from archc.backends.compress.fakequant import FakeQuant  # noqa: E402
-from archc.backends.compress.fold import fold_network, fold_weights, folded_bns  # noqa: E402
-from archc.backends.compress.plan import make_plan  # noqa: E402
-from archc.backends.compress.state import fill, flatten, layer_paths, load_flat  # noqa: E402
 
 # A residual add and an SE block in 8x8 images: every special case of the seed's sec. 3.5.
 TINY = """import "std/se.arch"
@@ -43,9 +42,8 @@ network Tiny(classes: int = 2) {
 def _module(net, tap=None):
     """(graphdef, params, stats, rest) of the module in eval mode; params and stats are shape
     templates only (abstract evaluation: the tests set every value themselves)."""
-    from flax import nnx
-
     from archc.backends import jax_backend
+    from flax import nnx
     model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=tap))
     model.eval()
     g, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
@@ -203,7 +201,6 @@ def test_unified_bound_and_target_sparsity():
 # ---- the masked optimizer -----------------------------------------------------------------
 def test_masked_optimizer_never_moves_pruned_weights():
     import optax
-
     from archc.backends.train.jax_loop import optimizer
     from archc.backends.train.recipe import Recipe
     rng = np.random.default_rng(2)

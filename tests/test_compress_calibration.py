@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from archc.compiler import ArchError
+
 from archc.compress import calibration_step, channel_max_steps, kl_step_from_histogram
 
 
@@ -32,7 +32,7 @@ def reference_kl_step(values, precision, symmetric, tolerance, source_bins):
         for j in range(target):
             start, stop = j * width_t, (j + 1) * width_t
             parts = [(k, min(stop, k + 1) - max(start, k))
-                     for k in range(int(math.floor(start)), min(int(math.ceil(stop)), i))]
+                     for k in range(math.floor(start), min(math.ceil(stop), i))]
             parts = [(k, f) for k, f in parts if f > 0]
             total = sum(hist[k] * f for k, f in parts)
             covered = sum(f for k, f in parts if hist[k] != 0)

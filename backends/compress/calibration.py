@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from archc.compiler.errors import ArchError
 
 SOURCE_BINS = 2048

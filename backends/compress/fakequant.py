@@ -16,7 +16,6 @@ clipped straight-through estimator); the steps get no gradient.
 from __future__ import annotations
 
 import numpy as np
-
 from archc.compiler import Network
 
 from .calibration import int_range

@@ -11,7 +11,6 @@ import json
 import os
 
 import numpy as np
-
 from archc.compiler import ArchError, Network
 from archc.compiler.analysis import analyze
 
@@ -58,8 +57,8 @@ def check_network(net: Network, run: dict, path: str) -> None:
 
 def check_data(data: ImageData, run: dict, path: str) -> None:
     want = run.get("data", {})
-    have = {"source": os.path.basename(data.source.rstrip("/")), "train": int(len(data.train_y)),
-            "test": int(len(data.test_y)), "classes": list(data.classes)}
+    have = {"source": os.path.basename(data.source.rstrip("/")), "train": len(data.train_y),
+            "test": len(data.test_y), "classes": list(data.classes)}
     diff = mismatch({k: want.get(k) for k in have}, have)
     if diff:
         raise ArchError(f"--from {path} was trained on other data:\n  " + "\n  ".join(diff),
@@ -101,7 +100,7 @@ def identity(net: Network, run_path: str, run: dict, data: ImageData) -> dict:
     return {"run": os.path.abspath(run_path), "network": net.name,
             "params": {k: _jsonable(v) for k, v in net.params.items()},
             "data": {"source": os.path.basename(data.source.rstrip("/")),
-                     "train": int(len(data.train_y)), "test": int(len(data.test_y))}}
+                     "train": len(data.train_y), "test": len(data.test_y)}}
 
 
 def _jsonable(v):

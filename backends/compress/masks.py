@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from archc.compiler import ArchError, Network
 
 from .plan import weighted_layers
@@ -19,7 +18,7 @@ def magnitude_mask(kernel, fraction: float) -> np.ndarray:
     """Keep all but the round(fraction * size) weights of smallest |w| (ties: first in
     memory order are pruned first)."""
     w = np.abs(np.asarray(kernel)).ravel()
-    k = int(round(fraction * w.size))
+    k = round(float(fraction) * w.size)
     mask = np.ones(w.size, bool)
     mask[np.argsort(w, kind="stable")[:k]] = False
     return mask.reshape(np.shape(kernel))
@@ -40,9 +39,10 @@ def save_masks(path: str, masks: dict) -> None:
     from safetensors.numpy import save
 
     from archc._files import write_atomic
+    meta = {"layout": "jax: conv kh x kw x in/groups x out, linear in x out",
+            "meaning": "True keeps the weight, False prunes it"}
     write_atomic(path, save({k: np.ascontiguousarray(v, bool) for k, v in masks.items()},
-                            metadata={"layout": "jax: conv kh x kw x in/groups x out, linear in x out",
-                                      "meaning": "True keeps the weight, False prunes it"}))
+                            metadata=meta))
 
 
 def load_masks(path: str, net: Network, flat: dict) -> dict:

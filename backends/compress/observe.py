@@ -6,7 +6,6 @@ device batch by batch and summed on the host."""
 from __future__ import annotations
 
 import numpy as np
-
 from archc.compiler import Network
 
 from .. import jax_backend

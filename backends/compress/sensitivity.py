@@ -16,7 +16,6 @@ import io
 import json
 
 import numpy as np
-
 from archc.compiler import ArchError
 
 from .masks import magnitude_mask

@@ -95,7 +95,8 @@ class Settings:
         for key in ("acc_bits", "float_bits"):
             v = getattr(self, key)
             _check(_int(v) and 1 <= v <= 64, f"--{key.replace('_', '-')} must be 1 to 64 bits")
-        _check(self.rules in RULES, f"unknown bit-op rules '{self.rules}'", "rules: table1, official")
+        _check(self.rules in RULES, f"unknown bit-op rules '{self.rules}'",
+               "rules: table1, official")
         _check(self.baseline in BASELINES, f"unknown baseline '{self.baseline}'",
                "baselines: imagenet, cifar100")
 
@@ -124,7 +125,7 @@ def parse_fractions(text: str) -> tuple:
             a, b, s = (float(v) for v in text.split(":"))
             if s <= 0:
                 raise ValueError
-            n = int(math.floor((b - a) / s + 1e-9)) + 1
+            n = math.floor((b - a) / s + 1e-9) + 1
             return tuple(round(a + s * i, 10) for i in range(max(n, 0)))
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:

@@ -4,7 +4,6 @@ to and from safetensors files in the torch layout (`backends/weights.py`)."""
 from __future__ import annotations
 
 import numpy as np
-
 from archc.compiler import ArchError, Network
 
 from .. import jax_backend, lowering, weights

@@ -110,7 +110,7 @@ def sensitivity(ctx: Context) -> dict:
                  S.to_json(curve, s.fractions, dense, sizes))
     _save_plot(S.plot(curve, s.fractions, dense, None, f"{ctx.net.name}: sensitivity"),
                ctx.path("sensitivity", "curves.png"))
-    return {"unpruned_mini_accuracy": dense, "mini_images": int(len(ctx.mini.test_y))}
+    return {"unpruned_mini_accuracy": dense, "mini_images": len(ctx.mini.test_y)}
 
 
 def _save_plot(fig, path) -> None:
@@ -320,8 +320,9 @@ def score_step(ctx: Context) -> dict:
 def format_summary(s: dict) -> str:
     head = (f"{'stage':<38} {'test acc':>8} {'sparsity':>8} {'storage M':>9} {'mul M':>8} "
             f"{'add M':>8} {'score':>8}")
-    lines = [f"{s['network']}: scored with the {s['rules']} rules, {s['baseline']} baseline "
-             f"(32-bit equivalents)", head, "-" * len(head)]
+    title = (f"{s['network']}: scored with the {s['rules']} rules, {s['baseline']} baseline "
+             "(32-bit equivalents)")
+    lines = [title, head, "-" * len(head)]
     for r in s["stages"]:
         lines.append(f"{r['stage']:<38} {r['test_accuracy']:7.2f}% {r['sparsity']:8.1%} "
                      f"{r['storage_M']:9.5f} {r['mul_M']:8.4f} {r['add_M']:8.4f} "
