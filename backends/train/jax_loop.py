@@ -85,13 +85,18 @@ class Trainer:
 
         self.recipe, self.spe = recipe, spe
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
+        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
+
+        def build():
+            return jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
+        # given start values and no dropout (whose random state is real data), the initial
+        # values are never used: abstract evaluation builds the module without compiling them
+        model = nnx.eval_shape(build) if start is not None and not self.has_dropout else build()
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         model.eval()
         self.g_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         self.rest = nnx.to_pure_dict(rest)
-        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
         self.tx = optimizer(recipe, spe) if tx is None else tx
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
         if start is not None:
