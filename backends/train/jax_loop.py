@@ -22,16 +22,31 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from archc.compiler import Network
 
 from .. import jax_backend, weights
 from . import guard
 from .data import ImageData
-from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
-from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
-                      corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
-
+from .recipe import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Recipe,
+    lr_table,
+    schedule,
+    steps_per_epoch,
+)
+from .run_dir import (
+    KEEP_CHECKPOINTS,
+    Loop,
+    RunDir,
+    check_checkpoint,
+    check_classes,
+    corrupt_checkpoint,
+    fingerprint,
+    finish,
+    no_checkpoint,
+    run_epochs,
+)
 
 
 def optimizer(recipe: Recipe, spe: int):
@@ -227,7 +242,7 @@ class Checkpoints:
                 self.manager.save(epoch, args=ocp.args.Composite(
                     state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)))
                 self.manager.wait_until_finished()
-        except Exception as exc:  # noqa: BLE001 - storage failures become one clear error
+        except Exception as exc:
             reason = guard.storage_reason(exc)
             if reason is None:
                 raise
@@ -272,7 +287,7 @@ class Checkpoints:
         try:
             with guard.quiet_orbax():
                 self.manager.close()
-        except Exception as exc:  # noqa: BLE001 - after a failed save: already reported
+        except Exception as exc:
             if guard.storage_reason(exc) is None:
                 raise
 
