@@ -283,6 +283,8 @@ def make_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_list)
     from archc._cli_explore import add_commands  # view, sweep, inspect
     add_commands(sub)
+    from archc._cli_compress import add_commands  # seed 002's compression pipeline
+    add_commands(sub)
     return p
 
 

@@ -22,16 +22,31 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from archc.compiler import Network
 
 from .. import jax_backend, weights
 from . import first_output, guard
 from .data import ImageData
-from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
-from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
-                      corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
-
+from .recipe import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Recipe,
+    lr_table,
+    schedule,
+    steps_per_epoch,
+)
+from .run_dir import (
+    KEEP_CHECKPOINTS,
+    Loop,
+    RunDir,
+    check_checkpoint,
+    check_classes,
+    corrupt_checkpoint,
+    fingerprint,
+    finish,
+    no_checkpoint,
+    run_epochs,
+)
 
 
 def optimizer(recipe: Recipe, spe: int):
@@ -75,9 +90,20 @@ def normalize(x, dtype):
 
 
 class Trainer:
-    """Compiled train and eval steps for one network and recipe, over pure-dict states."""
+    """Compiled train and eval steps for one network and recipe, over pure-dict states.
 
-    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, scan: bool = False):
+      scan       apply runs of identical blocks with one lax.scan (backends/_jax_scan.py)
+
+    Hooks for finetuning (backends/compress), all optional:
+      tx         the optax transformation to use instead of `optimizer(recipe, spe)`
+      start      {"params", "stats"} pure dicts to start from instead of the initialisation
+      tap        build the module in tap mode with this fn(layer_name, value) -> value
+      transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
+                 input before every forward pass (train and eval)
+    """
+
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, scan=False,
+                 tx=None, start: dict | None = None, tap=None, transform=None):
         import jax
         import jax.numpy as jnp
         import optax
@@ -85,7 +111,10 @@ class Trainer:
 
         self.recipe, self.spe = recipe, spe
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        model = jax_backend.compile_module(net, seed=recipe.seed)
+        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
+        # initial values are drawn on the host (backends/_jax_init.py): building the module is
+        # cheap even where `start` replaces them
+        model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
         if scan:   # runs of identical blocks as one lax.scan (backends/_jax_scan.py)
             jax_backend.set_scan(model, True)
         model.train()
@@ -93,9 +122,10 @@ class Trainer:
         model.eval()
         self.g_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         self.rest = nnx.to_pure_dict(rest)
-        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
-        self.tx = optimizer(recipe, spe)
+        self.tx = optimizer(recipe, spe) if tx is None else tx
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        if start is not None:
+            params, stats = start["params"], start["stats"]
         # jitted: eager jnp calls would each compile a tiny XLA program (0.2-0.4 s apiece here)
         state = {"params": params, "stats": stats, "opt": jax.jit(self.tx.init)(params),
                  "step": np.zeros((), np.int32)}
@@ -107,6 +137,7 @@ class Trainer:
         g_train, g_eval, tx, has_dropout = self.g_train, self.g_eval, self.tx, self.has_dropout
         bsz, smoothing, do_augment = recipe.batch_size, recipe.label_smoothing, recipe.augment
         k_order, base = jax.random.split(jax.random.key(recipe.seed))
+        transform = transform or (lambda params, x: (params, x))
 
         def cast(tree):
             return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
@@ -130,10 +161,11 @@ class Trainer:
             x = normalize(x, dtype)
 
             def loss_fn(params, stats, rest):
+                params, xt = transform(params, x)
                 model = nnx.merge(g_train, cast(params), stats, rest)
                 if has_dropout:
                     nnx.reseed(model, dropout=k_drop)
-                losses, logits = loss_and_logits(first_output(model(x)), y, smoothing)
+                losses, logits = loss_and_logits(first_output(model(xt)), y, smoothing)
                 new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
                 return losses.mean(), (losses, logits, new_stats)
 
@@ -153,8 +185,8 @@ class Trainer:
             x = jax.lax.dynamic_slice_in_dim(images, i * eb, eb)
             y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
             m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
-            model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
-            x = normalize(x, dtype)
+            params, x = transform(state["params"], normalize(x, dtype))
+            model = nnx.merge(g_eval, cast(params), state["stats"], rest)
             if test_flip:   # the image and its mirror in one batch, logits averaged
                 both = first_output(model(jnp.concatenate([x, x[:, :, ::-1]])))
                 both = both.astype(jnp.float32)
@@ -226,7 +258,7 @@ class Checkpoints:
                 self.manager.save(epoch, args=ocp.args.Composite(
                     state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)))
                 self.manager.wait_until_finished()
-        except Exception as exc:  # noqa: BLE001 - storage failures become one clear error
+        except Exception as exc:
             reason = guard.storage_reason(exc)
             if reason is None:
                 raise
@@ -271,7 +303,7 @@ class Checkpoints:
         try:
             with guard.quiet_orbax():
                 self.manager.close()
-        except Exception as exc:  # noqa: BLE001 - after a failed save: already reported
+        except Exception as exc:
             if guard.storage_reason(exc) is None:
                 raise
 
@@ -308,8 +340,10 @@ class JaxLoop(Loop):
 
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
-          progress: bool = True, log=print) -> dict:
-    """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py)."""
+          progress: bool = True, log=print, **hooks) -> dict:
+    """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py).
+
+    hooks: Trainer's finetuning hooks (tx, start, tap, transform)."""
     import jax
     from flax import nnx
 
@@ -318,7 +352,7 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     fp = fingerprint(net, data, recipe, "jax")
     run = RunDir(out, fp, resume)
     spe = steps_per_epoch(recipe, len(data.train_y))
-    trainer = Trainer(net, recipe, spe, len(data.test_y))
+    trainer = Trainer(net, recipe, spe, len(data.test_y), **hooks)
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0
