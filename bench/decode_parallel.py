@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import multiprocessing as mp
 import os
 import re
 import sys
@@ -65,7 +66,9 @@ def decode(path: str, workers: int, per_class: int | None = None) -> dict:
     if classes != CLASSES:
         raise SystemExit(f"{path}: classes {classes} are not CIFAR-10's")
     out = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawned, not forked: a process that has started JAX's threads (a test, a notebook) must
+    # not fork
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         for split, items in members.items():
             keys = sorted(items)
             if not keys:
