@@ -423,3 +423,23 @@ def test_torch_training_needs_no_jax(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok 1")
+
+
+def test_curves_are_drawn_at_the_end_and_at_most_every_interval(tmp_path, monkeypatch):
+    """metrics.jsonl after every epoch; curves.png only after the last epoch or once
+    PLOT_EVERY_S has passed since the last drawing."""
+    from archc.backends.train import run_dir as R
+    run = R.RunDir(str(tmp_path / "run"), {"network": "N", "backend": "jax"}, False)
+    h = [{"epoch": 1, "train_loss": 2.0, "test_loss": 2.1, "train_acc": 10.0, "test_acc": 11.0}]
+    run.write_metrics(h, last=False)
+    assert (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "curves.png").exists()
+    clock = time.monotonic() + R.PLOT_EVERY_S + 1
+    monkeypatch.setattr(R.time, "monotonic", lambda: clock)
+    run.write_metrics(h, last=False)
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "run" / "curves.png").unlink()
+    run.write_metrics(h * 2, last=False)     # just drawn: not again
+    assert not (tmp_path / "run" / "curves.png").exists()
+    run.write_metrics(h * 2, last=True)      # the last epoch: always
+    assert (tmp_path / "run" / "curves.png").exists()

@@ -133,6 +133,7 @@ class RunDir:
         self.path = os.path.abspath(path)
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self.fp = fp
+        self._plotted_at = time.monotonic()   # the first curves after PLOT_EVERY_S or at the end
         saved = saved_run(self.path)
         fresh = saved is not None and not has_progress(self.path)
         if resume and saved is None:
@@ -164,10 +165,16 @@ class RunDir:
         text = json.dumps(obj, indent=1) + "\n"
         write_atomic(self.file(name), text)
 
-    def write_metrics(self, history: list[dict]) -> None:
+    def write_metrics(self, history: list[dict], last: bool = True) -> None:
+        """metrics.jsonl after every epoch; curves.png after the last epoch and at most every
+        PLOT_EVERY_S seconds before it (drawing it takes about a second of CPU, as long as a
+        whole CIFAR-10 epoch on a GPU)."""
         text = "".join(json.dumps(h) + "\n" for h in history)
         write_atomic(self.file("metrics.jsonl"), text)
-        self.plot(history)
+        now = time.monotonic()
+        if last or now - self._plotted_at >= PLOT_EVERY_S:
+            self.plot(history)
+            self._plotted_at = now
 
     def plot(self, history: list[dict]) -> None:
         """curves.png: loss (left) and accuracy (right), train and test, by epoch."""
@@ -308,6 +315,7 @@ class Loop:
 
 PROGRESS_EVERY = 25  # steps between progress-bar updates (each one waits for the device)
 KEEP_CHECKPOINTS = 2  # the newest checkpoints a run keeps
+PLOT_EVERY_S = 30.0  # curves.png at most this often before the last epoch
 
 
 def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[dict],
@@ -337,7 +345,7 @@ def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[
                          seconds, timed * recipe.batch_size, compile_s)
         history.append(h)
         loop.save(epoch, {"epoch": epoch, "fingerprint": run.fp, "history": history})
-        run.write_metrics(history)
+        run.write_metrics(history, last=epoch == recipe.epochs)
         log(format_epoch(h, recipe.epochs))
     return history
 
