@@ -164,7 +164,7 @@ def _require_training(backend: str) -> None:
 
 def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=_UNSET,
           train_per_class=_UNSET, test_per_class=_UNSET, progress=_UNSET, cache=_UNSET,
-          log=_UNSET, **params) -> dict:
+          log=_UNSET, val_split=_UNSET, coarse_labels=_UNSET, **params) -> dict:
     """Train a Network (or file/bundled name with `params`) on the data set at `data`.
 
     recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
@@ -172,10 +172,13 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     Writes the run folder (metrics.jsonl, curves.png, checkpoints, model.safetensors,
     summary.json) and returns the summary, with the final parameters under "state".
     resume=True continues the run in `out`; the recipe and the per-class subset sizes not
-    given are taken from its run.json."""
+    given are taken from its run.json.
+    val_split=N: validate on N training images held out at random (seed 003: 2,000), not on
+    the test split; coarse_labels=True: CIFAR-100's 20 coarse classes."""
     own = {"recipe": recipe, "backend": backend, "out": out, "resume": resume,
            "train_per_class": train_per_class, "test_per_class": test_per_class,
-           "progress": progress, "cache": cache, "log": log}
+           "progress": progress, "cache": cache, "log": log, "val_split": val_split,
+           "coarse_labels": coarse_labels}
     backend, log = _given(backend, "jax"), _given(log, print)
     _require_training(backend)
     from archc.backends.train.data import load_images
@@ -196,12 +199,16 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
             train_per_class = saved.get("data", {}).get("train_per_class")
         if test_per_class is _UNSET:
             test_per_class = saved.get("data", {}).get("test_per_class")
+        if val_split is _UNSET:
+            val_split = saved.get("data", {}).get("val_split")
     recipe = _given(recipe, None)
     if recipe is None:
         recipe = Recipe()
     elif isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
-    images = load_images(data, cache=_given(cache, True), log=log).subset(
+    images = load_images(data, cache=_given(cache, True), log=log,
+                         coarse=bool(_given(coarse_labels, False)))
+    images = images.holdout(_given(val_split, None), seed=recipe.seed).subset(
         _given(train_per_class, None), _given(test_per_class, None), seed=recipe.seed)
     return loop.train(net, images, recipe, out, resume=_given(resume, False),
                       progress=_given(progress, True), log=log)

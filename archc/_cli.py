@@ -187,8 +187,10 @@ def cmd_train(args) -> int:
     archc._require_training(args.backend)
     recipe = _recipe(args)
     net = _network(args)
-    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class")
+    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split")
               if getattr(args, k) is not None}  # not given: with --resume, the run's own
+    if args.coarse_labels:
+        subset["coarse_labels"] = True
     archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),
                 resume=args.resume, progress=not args.no_progress, cache=not args.no_cache,
                 **subset)
@@ -262,6 +264,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="train on a class-balanced random subset of N images per class")
     t.add_argument("--test-per-class", type=int, metavar="N",
                    help="test on a class-balanced random subset of N images per class")
+    t.add_argument("--val-split", type=int, metavar="N",
+                   help="validate on N training images held out at random (seed 003: 2000), "
+                        "not on the test split")
+    t.add_argument("--coarse-labels", action="store_true",
+                   help="CIFAR-100: train on the 20 coarse classes instead of the 100 fine ones")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<backend>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")

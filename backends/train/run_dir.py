@@ -39,7 +39,8 @@ def fingerprint(net: Network, data: ImageData, recipe: Recipe, backend: str) -> 
         "data": {"source": os.path.basename(data.source.rstrip("/")),
                  "train": int(len(data.train_y)), "test": int(len(data.test_y)),
                  "classes": list(data.classes), "train_per_class": data.per_class[0],
-                 "test_per_class": data.per_class[1]},
+                 "test_per_class": data.per_class[1],
+                 **({"val_split": data.holdout_n} if data.holdout_n else {})},
         "recipe": recipe.to_dict(),
     }
 
