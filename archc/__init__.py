@@ -140,7 +140,8 @@ def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **
 
 # import names each training backend needs (pyproject.toml's extras install them)
 _TRAIN_MODULES = ("numpy", "PIL", "safetensors", "matplotlib", "tqdm")
-_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint", "grain"), "torch": ("torch",)}
+_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint", "grain"),
+                    "torch": ("torch",)}
 _TRAIN_EXTRA = {"jax": "train", "torch": "train-torch"}
 
 
