@@ -54,6 +54,7 @@ def measure(root: str, workers: int, batch: int, size: int, train: bool) -> dict
     for b in it:
         count += len(b["y"])
     t2 = time.perf_counter()
+    it.close()
     assert first["x"].shape == (batch, size, size, 3)
     rate = count / (t2 - t1)
     return {"workers": workers, "images": count, "seconds": round(t2 - t1, 3),

@@ -196,7 +196,8 @@ class _Item:
 def batches(indices, paths, labels, mode: str, size: int, batch: int, train: bool,
             seed: int = 0, epoch: int = 0, workers: int = 0, threads: int = 4):
     """An iterator of {"x": B x S x S x 3 uint8, "y": B int32} batches of `indices` in order
-    (the last partial batch is kept; the caller pads it)."""
+    (the last partial batch is kept; the caller pads it). close() it when done: that stops
+    the worker processes and frees their shared memory."""
     import grain
     ds = grain.MapDataset.source(np.asarray(indices, np.int64)).map(
         _Item(paths, labels, mode, size, train, seed, epoch))

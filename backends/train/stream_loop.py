@@ -50,6 +50,7 @@ class StreamLoop(Loop):
         """Every process reads each (whole) eval batch; the step shards it over the devices.
         The last batch is padded and masked, so shapes never change."""
         t, d = self.trainer, self.data
+        self.batches.close()  # the epoch's batches are all taken: stop its workers
         eb, n = t.eval_batch, len(d.test_y)
         acc = t.zeros()
         it = stream.batches(np.arange(n), d.test_paths, d.test_y, d.mode, self.size, eb,
@@ -60,6 +61,7 @@ class StreamLoop(Loop):
             y = np.concatenate([b["y"], np.zeros(eb - k, np.int32)])
             m = np.arange(eb) < k
             acc = t.eval_on(self.state, acc, t.rest, *self.place.put((x, y, m)))
+        it.close()
         return tuple(float(a) for a in acc)
 
     def lr(self, step: int) -> float:
