@@ -106,29 +106,32 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _cli(root, out, *extra):
+def _cli(root, out, stream, *extra):
     return [sys.executable, "-m", "archc", "train", str(root / "tiny.arch"), "--data",
             str(root / "data"), "--epochs", "2", "--batch-size", "8", "--lr", "0.05",
-            "--out", str(out), "--no-progress", "--no-cache", *extra]
+            "--out", str(out), "--no-progress", "--no-cache", "--stream", stream, *extra]
 
 
-def test_two_process_run_checkpoints_once_and_resumes_on_one(setup):
+@pytest.mark.parametrize("stream", ["off", "on"])
+def test_two_process_run_checkpoints_once_and_resumes_on_one(setup, stream):
     """2 processes x 2 CPU devices (jax.distributed, localhost coordinator) train 2 epochs;
     the run folder holds one copy of each checkpoint. Epoch 2's checkpoint is then removed
     and the run resumed from epoch 1 on one process with one device: its final weights are
-    the 4-device run's, to float tolerance."""
+    the 4-device run's, to float tolerance. Streamed, each process reads only its half of
+    every batch."""
     from safetensors.numpy import load_file
     root, env = setup
-    out = root / "mh"
+    out = root / f"mh-{stream}"
     port = _free_port()
     env2 = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    procs = [subprocess.Popen(_cli(root, out, "--coordinator", f"127.0.0.1:{port}",
+    procs = [subprocess.Popen(_cli(root, out, stream, "--coordinator", f"127.0.0.1:{port}",
                                    "--num-processes", "2", "--process-id", str(i)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env2) for i in range(2)]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n----\n".join(logs)
     assert "4 cpu devices" in logs[0]
+    assert ("streaming" in logs[0]) == (stream == "on")
     ckpts = out / "checkpoints"
     assert sorted(os.listdir(ckpts)) == ["1", "2"]  # one folder an epoch, no per-process copy
     hist = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -138,7 +141,7 @@ def test_two_process_run_checkpoints_once_and_resumes_on_one(setup):
     import shutil
     shutil.rmtree(ckpts / "2")
     (out / "model.safetensors").unlink()
-    proc = subprocess.run(_cli(root, out, "--resume", "--devices", "1"), capture_output=True,
+    proc = subprocess.run(_cli(root, out, stream, "--resume", "--devices", "1"), capture_output=True,
                           text=True, check=False, timeout=300,
                           env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -55,9 +55,11 @@ def test_stream_flag_errors(tmp_path):
     make_data(str(tmp_path / "data"))
     with pytest.raises(ArchError, match="--stream sometimes"):
         stream.should_stream(str(tmp_path / "data"), "sometimes", 8)
-    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "train").mkdir(parents=True)
+    (tmp_path / "c" / "wnids.txt").write_text("n01\n")  # Tiny ImageNet: read in memory
     with pytest.raises(ArchError, match="is not one"):
         stream.open_folder(str(tmp_path / "c"), 8)
+    assert stream.should_stream(str(tmp_path / "c"), "auto", 8) is False
     assert stream.should_stream(str(tmp_path / "data"), "auto", 8) is False  # fits
     assert stream.should_stream(str(tmp_path / "data"), "auto", 16) is True  # other size
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from archc.compiler import ArchError
 
-from .data import IMAGE_SUFFIXES, LAYOUT_HINT, _test_name
+from .data import IMAGE_SUFFIXES, LAYOUT_HINT, _read_folder, _reader, _test_name
 from .decode import Budget, decode, max_decoded_bytes, read_file
 
 MODES = ("auto", "on", "off")
@@ -88,7 +88,7 @@ def _header_size(path: str) -> tuple[int, int]:
 
 def open_folder(root: str, size: int) -> FolderSet:
     """List an image folder (train/<class>/*, test/ or val/<class>/*) without decoding it."""
-    if not os.path.isdir(os.path.join(root, "train")):
+    if not _is_image_folder(root):
         raise ArchError(f"{root}: streaming reads image folders (train/<class>/*), and this "
                         "is not one", hint="CIFAR binaries, tar archives and Tiny ImageNet "
                         "fit in memory: use --stream off (the default decides by itself)")
@@ -97,6 +97,11 @@ def open_folder(root: str, size: int) -> FolderSet:
     sizes = {_header_size(p) for p in _sample(tp + vp)}
     mode = "fixed" if sizes == {(size, size)} else "imagenet"
     return FolderSet(tp, ty, vp, vy, classes, os.path.abspath(root), mode)
+
+
+def _is_image_folder(path: str) -> bool:
+    """A plain image folder (train/<class>/*), not CIFAR binaries or Tiny ImageNet."""
+    return os.path.isdir(path) and _reader(path) is _read_folder
 
 
 def _sample(paths):
@@ -112,7 +117,7 @@ def should_stream(path: str, mode: str, size: int) -> bool:
         raise ArchError(f"--stream {mode}: expected one of {', '.join(MODES)}")
     if mode != "auto":
         return mode == "on"
-    if not (os.path.isdir(path) and os.path.isdir(os.path.join(path, "train"))):
+    if not _is_image_folder(path):
         return False
     fs_train, _, classes = _listing(path, "train")
     fs_test, _, _ = _listing(path, _test_name(path), classes)
