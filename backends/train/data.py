@@ -269,7 +269,7 @@ def _reader(path: str, coarse: bool = False):
             return lambda _: _read_bin_dir(sub)
         if os.path.isdir(os.path.join(path, "train")):
             return _read_folder
-        raise ArchError(f"{path}: no train/ folder and no CIFAR-10 or CIFAR-100 binary batches",
+        raise ArchError(f"{path}: no train/ folder and no CIFAR-10 binary batches",
                         hint=LAYOUT_HINT)
     if os.path.isfile(path):
         if path.lower().endswith(TAR_SUFFIXES):
