@@ -93,8 +93,12 @@ def cmd_analyze(args) -> int:
 
 def cmd_check(args) -> int:
     net = _network(args)
-    out = net.output_shape
-    print(f"ok: {net.name}: {len(net.layers())} layers, output {out[1]}x{out[2]}x{out[0]} (HxWxC)")
+    outs = []
+    for name, node in net.output_list():
+        c, h, w = net.node(node)["shape"]
+        outs.append(("" if name is None else f"{name} ") + f"{h}x{w}x{c}")
+    print(f"ok: {net.name}: {len(net.layers())} layers, output{'s' if len(outs) > 1 else ''} "
+          f"{', '.join(outs)} (HxWxC)")
     return 0
 
 
@@ -142,7 +146,7 @@ TRAIN_OPTIONS = [
     ("--batch-size", "batch_size", int, "images per step (default 128)"),
     ("--lr", "lr", float, "peak learning rate (default 0.1)"),
     ("--schedule", "schedule", str, "step (default: x gamma after each milestone), cosine, "
-                                    "onecycle or constant"),
+                                    "onecycle, linear (decay to 0) or constant"),
     ("--milestones", "milestones", str, "step-schedule epochs, e.g. 60,120,150,180 (default: "
                                         "those of 200 epochs, scaled to --epochs)"),
     ("--gamma", "gamma", float, "step-schedule factor (default 0.2)"),
@@ -157,7 +161,7 @@ TRAIN_OPTIONS = [
 
 
 def _recipe(args):
-    from archc.backends.train.recipe import Recipe
+    from archc.backends.train.recipe import RECIPES, Recipe
     from archc.backends.train.run_dir import saved_run
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS}
     given["augment"], given["nesterov"] = args.augment, args.nesterov
@@ -171,7 +175,8 @@ def _recipe(args):
         except ValueError:
             raise ArchError(f"--milestones '{given['milestones']}' is not a comma-separated "
                             "list of epochs", hint="e.g. --milestones 60,120,150,180") from None
-    fields = {**base, **{k: v for k, v in given.items() if v is not None}}
+    fields = {**RECIPES[args.recipe or "paper"], **base,
+              **{k: v for k, v in given.items() if v is not None}}
     return Recipe.from_dict(fields)
 
 
@@ -186,6 +191,8 @@ def cmd_train(args) -> int:
     import archc
     archc._require_training(args.backend)
     recipe = _recipe(args)
+    from archc.backends.train.recipe import require_backend
+    require_backend(recipe, args.backend)
     net = _network(args)
     subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split")
               if getattr(args, k) is not None}  # not given: with --resume, the run's own
@@ -253,10 +260,13 @@ def make_parser() -> argparse.ArgumentParser:
                    help="image folder (train/<class>/*, test/<class>/*), a .tar/.tar.xz of it, "
                         "or the CIFAR-10 binary batches")
     t.add_argument("--backend", choices=["jax", "torch"], default="jax")
+    t.add_argument("--recipe", choices=["paper", "fast"], default=None,
+                   help="paper (default: the seeds' 200-epoch recipe) or fast (time to "
+                        "accuracy on a GPU); the options below override its values")
     for flag, field, typ, text in TRAIN_OPTIONS:
         kw = {"choices": None}
         if field == "schedule":
-            kw["choices"] = ["step", "cosine", "onecycle", "constant"]
+            kw["choices"] = ["step", "cosine", "onecycle", "linear", "constant"]
         if field == "precision":
             kw["choices"] = ["fp32", "bf16"]
         t.add_argument(flag, dest=field, type=typ, default=None, help=text, **kw)
@@ -299,6 +309,8 @@ def make_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
     from archc._cli_explore import add_commands  # view, sweep, inspect
+    add_commands(sub)
+    from archc._cli_compress import add_commands  # seed 002's compression pipeline
     add_commands(sub)
     return p
 

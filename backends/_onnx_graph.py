@@ -12,6 +12,10 @@ name in its `weights` table), so a `model.safetensors` written by `archc train` 
 them one to one. Non-weight operands (Clip bounds, Slice starts, axes) are Constant nodes,
 so the initializers are exactly the weights.
 
+Outputs. A network returning one tensor has one graph output, its layer's value; one with
+named outputs has a graph output per name, in order, named after it (an Identity of the
+layer's value where the layer is named otherwise).
+
 Ranks follow the torch module (torch_backend.ranks): a value is N x C after flatten and
 linear, NCHW otherwise; ops that need NCHW unsqueeze an N x C input. So the graph's output
 has the torch module's shape.
@@ -115,6 +119,17 @@ class _Graph:
         self.used: set = set()
         self.taken: set = {net.input}
         self.values: dict = {net.input: net.input}
+        # a named output is a graph output of its name (an Identity of its layer's value,
+        # unless the layer has that name): no other value may take it
+        for key, node in net.outputs:
+            if key == net.input:
+                span = net.node(node).get("span")
+                raise ArchError(f"the onnx backend names the graph's input '{key}', so no "
+                                f"output can have that name (output '{key}', layer '{node}')",
+                                span, hint="rename the output",
+                                source=net.sources.get(span.file) if span else None)
+            if key != node:
+                self.taken.add(key)
         for layer in L.stateful_layers(net):   # weight names are never value names
             self.taken.update(self.key(layer, t) for t in _counts(net, layer))
         self.folded = _fold_pairs(net) if fold_bn else {}
@@ -192,13 +207,14 @@ def _consumers(net: Network) -> dict:
 def _fold_pairs(net: Network) -> dict:
     """BN layer -> the conv or linear layer it folds into (its only input, used only by it)."""
     uses = _consumers(net)
+    outs = {node for _, node in net.output_list()}   # an output keeps its own value
     out = {}
     for n in net.layers():
         d = net.node(n)
         if d["op"] != "bn":
             continue
         p = d["inputs"][0]
-        if net.node(p)["op"] in ("conv", "linear") and uses[p] == [n] and p != net.output:
+        if net.node(p)["op"] in ("conv", "linear") and uses[p] == [n] and p not in outs:
             out[n] = p
     return out
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from archc.compiler import _syntax as S
 from archc.compiler import ops
-from archc.compiler._values import Tensor
+from archc.compiler._values import Outputs, Tensor
 
 from . import _pyexpr as P
 
@@ -171,6 +171,11 @@ class Val:
             return Val(value, self.text, hint=self.hint)         # x + 0, x - 0
         if self.hole or other.hole:
             return Val(value, hint=self.hint)
+        if op == "+" and other.text.isidentifier():   # a + t + t -> a + 2 * t (DenseNet)
+            m = re.fullmatch(rf"(.*) \+ (?:(\d+) \* )?{re.escape(other.text)}", self.text)
+            if m:
+                k = int(m.group(2) or 1) + 1
+                return Val(value, f"{m.group(1)} + {k} * {other.text}", hint=self.hint)
         return Val(value, f"{self.text} {op} {paren(other.text)}", hint=self.hint)
 
     def __add__(self, other):
@@ -292,6 +297,7 @@ class Rendered:
     items: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     out_tuple: bool = False
+    out_names: list = field(default_factory=list)   # the network's named outputs, in order
     out_channels: list = field(default_factory=list)  # per output: ("const", v)|("text", t)|None
     holes: list = field(default_factory=list)     # [(value, hint, forward, text, names)]
     pyvalues: dict = field(default_factory=dict)  # Python name or text -> value in this call
@@ -402,7 +408,8 @@ class Renderer:
         self.walk(s.name)
         r.pyvalues.update(self.pyenv())
         if self.root:
-            r.outputs = [net.output]
+            r.outputs = [node for _, node in net.output_list()]
+            r.out_names = [name for name, _ in net.outputs]
         else:
             out = s.output
             outs = _tensors(out)
@@ -750,7 +757,7 @@ def _means(raw, value) -> bool:
 
 
 def _contains_tensor(v) -> bool:
-    if isinstance(v, Tensor):
+    if isinstance(v, (Tensor, Outputs)):
         return True
     return isinstance(v, tuple) and any(_contains_tensor(x) for x in v)
 
@@ -1173,7 +1180,9 @@ def _forward(plan: Plan, r: Rendered, fill: dict, items: list | None = None) -> 
         lines.append((name, expr))
         if tap and it.tap:
             lines.append((name, f'tap(self.tap_prefix + "{it.name[len(prefix):]}", {name})'))
-    if r.out_tuple:
+    if r.out_names:   # the network's named outputs: [(name, text)]
+        ret = [(name, var[n]) for name, n in zip(r.out_names, r.outputs)]
+    elif r.out_tuple:
         ret = ", ".join(var[n] for n in r.outputs) + ("," if len(r.outputs) == 1 else "")
     else:
         ret = var[r.outputs[0]]

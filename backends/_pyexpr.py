@@ -13,7 +13,8 @@ itself. Only constructs whose Python semantics equal archc's are written:
                                       is false, Python's is true)
     if c then a else b                (a if c else b)
     int float round abs min max sum len   the builtins of the same name
-    ceil floor                        math.ceil, math.floor
+    ceil floor log log2 exp sqrt      math.ceil, math.floor, math.log, ...
+    pow                               pow (archc's pow(a, b) is a ** b, as Python's)
     make_divisible                    a helper with archc's code, emitted when used
     x.channels                        the input's channel count (a constructor argument)
 
@@ -31,6 +32,8 @@ FUNCTIONS = {
     "int": ("int", None), "float": ("float", None), "round": ("round", None),
     "abs": ("abs", None), "min": ("min", None), "max": ("max", None), "sum": ("sum", None),
     "len": ("len", None), "ceil": ("math.ceil", "math"), "floor": ("math.floor", "math"),
+    "log": ("math.log", "math"), "log2": ("math.log2", "math"), "exp": ("math.exp", "math"),
+    "sqrt": ("math.sqrt", "math"), "pow": ("pow", None),
     "make_divisible": ("make_divisible", "make_divisible"),
 }
 
@@ -263,7 +266,8 @@ def _kind_of(e, scope) -> str | None:
     if isinstance(e, S.UnaryOp):
         return "bool" if e.op == "not" else _kind_of(e.operand, scope)
     if isinstance(e, S.Call) and e.func in ("int", "float", "round", "abs", "len", "ceil",
-                                            "floor", "make_divisible", "sum"):
+                                            "floor", "make_divisible", "sum", "log", "log2",
+                                            "exp", "sqrt", "pow"):
         return "number"
     return None
 
@@ -281,7 +285,15 @@ class _Unsafe(Exception):
 
 
 _SAFE_CALLS = {"int": int, "float": float, "round": round, "abs": abs, "min": min, "max": max,
-               "sum": sum, "len": len, "math.ceil": math.ceil, "math.floor": math.floor}
+               "sum": sum, "len": len, "math.ceil": math.ceil, "math.floor": math.floor,
+               "math.log": math.log, "math.log2": math.log2, "math.exp": math.exp,
+               "math.sqrt": math.sqrt, "pow": lambda a, b: _checked_pow(a, b)}
+
+
+def _checked_pow(a, b):
+    if not isinstance(b, (int, float)) or abs(b) > 64:   # as ast.Pow below
+        raise _Unsafe("pow")
+    return pow(a, b)
 
 
 def python_value(text: str, env: dict):

@@ -37,8 +37,10 @@ _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules pertu
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
 RESERVED_GLOBALS = frozenset({
-    "jax", "jnp", "nnx", "math", "BatchNorm", "Scope", "Sequential", "max_pool", "avg_pool",
-    "lrn", "flatten", "init_weights", "tap", "TAPS", "make_divisible", "_ceil_extra"})
+    "jax", "jnp", "nnx", "math", "OrderedDict", "BatchNorm", "Scope", "Sequential", "max_pool",
+    "avg_pool", "lrn", "flatten", "init_weights", "tap", "TAPS", "make_divisible", "_ceil_extra",
+    "ConvTranspose", "upsample", "adaptive_pool", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle"})
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
 
 HELPERS = {
@@ -134,6 +136,99 @@ def lrn(x, size, alpha, beta, k):
     s = jax.lax.reduce_window(sq, 0.0, jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1), "VALID")
     return x / jnp.power(k + alpha * s / size, beta)
 ''',
+    "ConvTranspose": '''
+class ConvTranspose(nnx.Module):
+    """PyTorch's ConvTranspose2d on NHWC. kernel: kh x kw x (out / groups) x in, which is
+    torch's weight (in x out/groups x kh x kw) transposed by (2, 3, 1, 0)."""
+
+    def __init__(self, in_features, out_features, kernel_size, *, strides=(1, 1),
+                 padding=(0, 0), output_padding=(0, 0), kernel_dilation=(1, 1),
+                 feature_group_count=1, use_bias=True, rngs):
+        self.strides, self.padding, self.output_padding = strides, padding, output_padding
+        self.kernel_dilation, self.groups = kernel_dilation, feature_group_count
+        shape = (*kernel_size, out_features // feature_group_count, in_features)
+        self.kernel = nnx.Param(jnp.zeros(shape, jnp.float32))
+        bias = jnp.zeros((out_features,), jnp.float32)
+        self.bias = nnx.Param(bias) if use_bias else nnx.data(None)
+
+    def __call__(self, x):
+        # the convolution of the stride-dilated input with the spatially flipped kernel,
+        # regrouped to HWIO (in/groups x out)
+        kh, kw, og, cin = self.kernel.shape
+        g = self.groups
+        k = self.kernel[...][::-1, ::-1].reshape(kh, kw, og, g, cin // g)
+        k = jnp.transpose(k, (0, 1, 4, 3, 2)).reshape(kh, kw, cin // g, g * og)
+        pads = [(d * (n - 1) - p, d * (n - 1) - p + o) for n, p, o, d in
+                zip((kh, kw), self.padding, self.output_padding, self.kernel_dilation)]
+        y = jax.lax.conv_general_dilated(
+            x, k.astype(x.dtype), (1, 1), pads, lhs_dilation=self.strides,
+            rhs_dilation=self.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=g)
+        return y if self.bias is None else y + self.bias[...].astype(x.dtype)
+''',
+    "upsample": '''
+def upsample(x, scale=None, size=None, mode="nearest", align_corners=False):
+    """PyTorch's F.interpolate (nearest, bilinear) on NHWC, one axis after the other, with
+    its source coordinates computed in float32 as PyTorch's CPU kernels do."""
+    if size is None:
+        size = (x.shape[1] * scale[0], x.shape[2] * scale[1])
+    for axis, out in ((1, size[0]), (2, size[1])):
+        n = x.shape[axis]
+        if out == n:
+            continue
+        dst = jnp.arange(out, dtype=jnp.float32)
+        if mode == "nearest":
+            src = jnp.floor(dst * (jnp.float32(n) / jnp.float32(out))).astype(jnp.int32)
+            x = jnp.take(x, jnp.minimum(src, n - 1), axis=axis)
+            continue
+        if align_corners:
+            src = dst * (jnp.float32(n - 1) / jnp.float32(out - 1) if out > 1 else 0.0)
+        else:
+            src = jnp.maximum((dst + 0.5) * (jnp.float32(n) / jnp.float32(out)) - 0.5, 0.0)
+        i0 = jnp.minimum(jnp.floor(src).astype(jnp.int32), n - 1)
+        lam = jnp.clip(src - i0, 0.0, 1.0).reshape((-1,) + (1,) * (x.ndim - 1 - axis))
+        x0 = jnp.take(x, i0, axis=axis)
+        x1 = jnp.take(x, jnp.minimum(i0 + 1, n - 1), axis=axis)
+        x = x0 * (1 - lam).astype(x.dtype) + x1 * lam.astype(x.dtype)
+    return x
+''',
+    "adaptive_pool": '''
+def adaptive_pool(x, size, reduce):
+    """PyTorch's adaptive pooling on NHWC: output cell i of an axis of length n reduces
+    [floor(i * n / out), ceil((i + 1) * n / out)); the two axes one after the other."""
+    for axis, out in ((1, size[0]), (2, size[1])):
+        n = x.shape[axis]
+        if n % out == 0:
+            x = reduce(x.reshape(x.shape[:axis] + (out, n // out) + x.shape[axis + 1:]),
+                       axis=axis + 1)
+        else:
+            x = jnp.concatenate([reduce(jax.lax.slice_in_dim(x, i * n // out,
+                                                             -(-(i + 1) * n // out), axis=axis),
+                                        axis=axis, keepdims=True) for i in range(out)],
+                                axis=axis)
+    return x
+''',
+    "pixel_shuffle": '''
+def pixel_shuffle(x, r):
+    """PyTorch's pixel_shuffle on NHWC: channel c*r*r + i*r + j goes to (h*r + i, w*r + j)."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, c // (r * r), r, r)
+    return jnp.transpose(x, (0, 1, 4, 2, 5, 3)).reshape(n, h * r, w * r, c // (r * r))
+''',
+    "pixel_unshuffle": '''
+def pixel_unshuffle(x, r):
+    """PyTorch's pixel_unshuffle on NHWC, the inverse of pixel_shuffle."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // r, r, w // r, r, c)
+    return jnp.transpose(x, (0, 1, 3, 5, 2, 4)).reshape(n, h // r, w // r, c * r * r)
+''',
+    "channel_shuffle": '''
+def channel_shuffle(x, groups):
+    """PyTorch's channel_shuffle on NHWC: channel i*(C/groups) + j goes to j*groups + i."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h, w, groups, c // groups)
+    return jnp.swapaxes(x, 3, 4).reshape(n, h, w, c)
+''',
     "flatten": '''
 def flatten(x):
     """PyTorch's flatten order (C, H, W) on NHWC; the result is N x 1 x 1 x (C*H*W)."""
@@ -196,8 +291,44 @@ def _pool(fn: str, *extra):
     return lower
 
 
+def _conv_transpose(c):
+    ctor = (f"ConvTranspose({c.cin()}, {c.a('out')}, {_tuple(c, 'kernel')}"
+            + "".join(f", {key}={_tuple(c, name)}" for name, key in (
+                ("stride", "strides"), ("padding", "padding"),
+                ("output_padding", "output_padding"), ("dilation", "kernel_dilation"))
+                if not c.is_default(name, (1, 1) if name in ("stride", "dilation") else (0, 0)))
+            + ("" if c.is_default("groups", 1) else f", feature_group_count={c.a('groups')}")
+            + ("" if c.is_default("bias", True) else f", use_bias={c.a('bias')}")
+            + ", rngs=rngs)")
+    return Lowered(ctor, f"{c.path}({c.x()})")
+
+
+def _upsample(c):
+    how = "size" if c.value("scale") is None else "scale"
+    more = "".join(f", {k}={c.f(k)}" for k, d in (("mode", "nearest"), ("align_corners", False))
+                   if not c.is_default(k, d))
+    return Lowered(None, f"upsample({c.x()}, {how}={_tuple(c, how, True)}{more})")
+
+
+def _drop_path(c):
+    # torchvision's StochasticDepth ("row"): one keep/drop draw per sample
+    return Lowered(f"nnx.Dropout({c.a('p')}, broadcast_dims=(1, 2, 3), rngs=rngs)",
+                   f"{c.path}({c.x()})")
+
+
 LOWER = {
     "conv": _conv,
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "pixel_shuffle": _fn("pixel_shuffle({0}, {r})", "r"),
+    "pixel_unshuffle": _fn("pixel_unshuffle({0}, {r})", "r"),
+    "channel_shuffle": _fn("channel_shuffle({0}, {groups})", "groups"),
+    "crop": lambda c: Lowered(None, f"{c.x()}[:, {L.crop_slices(c)}]"),
+    "adaptive_avgpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "
+                                                f"{_tuple(c, 'size', True)}, jnp.mean)"),
+    "adaptive_maxpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "
+                                                f"{_tuple(c, 'size', True)}, jnp.max)"),
+    "drop_path": _drop_path,
     "linear": _linear,
     "bn": _bn,
     "dropout": lambda c: Lowered(f"nnx.Dropout({c.a('p')}, rngs=rngs)", f"{c.path}({c.x()})"),
@@ -223,14 +354,16 @@ LOWER = {
     "mul": _fn("{0} * {1}"),
 }
 
-def _init_code(scheme: str):
+def _init_code(scheme: str, used: set):
+    kinds = "nnx.Conv, ConvTranspose, nnx.Linear" if "conv_transpose" in used else \
+        "nnx.Conv, nnx.Linear"
     if scheme == "default":
-        return ["init_weights(self, rngs)"], '''
+        return ["init_weights(self, rngs)"], f'''
 def init_weights(module, rngs):
     """PyTorch's default initialisation for every conv and linear layer: weights and biases
     uniform in +-1/sqrt(fan_in)."""
     for _, layer in nnx.iter_modules(module):
-        if isinstance(layer, (nnx.Conv, nnx.Linear)):
+        if isinstance(layer, ({kinds})):
             bound = 1.0 / math.sqrt(max(math.prod(layer.kernel.shape[:-1]), 1))
             for p in (layer.kernel, layer.bias):
                 if p is not None:
@@ -242,15 +375,15 @@ def init_weights(module, rngs):
     """{scheme} weights and zero biases for every conv and linear layer."""
     kernel_init = nnx.initializers.variance_scaling({scale}, "{fan}", "{dist}")
     for _, layer in nnx.iter_modules(module):
-        if isinstance(layer, (nnx.Conv, nnx.Linear)):
+        if isinstance(layer, ({kinds})):
             layer.kernel[...] = kernel_init(rngs.params(), layer.kernel.shape)
             if layer.bias is not None:
                 layer.bias[...] = jnp.zeros_like(layer.bias[...])
 '''
 
 
-def _root_return(expr: str, net: Network) -> str:
-    oc, oh, ow = net.output_shape
+def _root_return(expr: str, shape: tuple) -> str:
+    oc, oh, ow = shape
     return f"{paren(expr)}.reshape(-1, {oc})" if (oh, ow) == (1, 1) else expr
 
 
@@ -258,11 +391,13 @@ def _instance(cls: str, args: list) -> str:
     return f"{cls}({', '.join(args + ['rngs=rngs'])})"
 
 
-def _instantiate(src: str, net: Network, cls: str, seed: int):
-    from flax import nnx
+def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
+    """The generated class built with its initial values drawn on the host (numpy) and put
+    on the device once: well under a second, where tracing or compiling the generated
+    initialisation takes a minute (backends/_jax_init.py)."""
+    from . import _jax_init
     ns = L.exec_source(src, net, "jax")
-    # one nnx.jit: the same values as eager construction, one XLA compilation
-    return nnx.jit(lambda: ns[cls](rngs=nnx.Rngs(params=seed, dropout=seed + 1)))()
+    return _jax_init.instantiate(ns, cls, L.INIT_SCHEMES[scheme], seed)
 
 
 BACKEND = L.Backend(
@@ -275,10 +410,13 @@ BACKEND = L.Backend(
     weights={"conv": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)},
              "linear": {"weight": ("kernel", (1, 0)), "bias": ("bias", None)},
              "bn": {"weight": ("scale", None), "bias": ("bias", None),
-                    "running_mean": ("mean", None), "running_var": ("var", None)}},
+                    "running_mean": ("mean", None), "running_var": ("var", None)},
+             # kernel kh x kw x C_out/groups x C_in: torch's weight transposed (2, 3, 1, 0)
+             "conv_transpose": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)}},
     instantiate=_instantiate, title="Flax NNX module", layout="NHWC",
     modes=" Call .train() / .eval() to switch modes.",
-    imports=(("math.", "import math"), (None, None), ("jax.", "import jax"),
+    imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+             (None, None), ("jax.", "import jax"),
              ("jnp.", "import jax.numpy as jnp"), (None, "from flax import nnx")))
 
 
@@ -288,8 +426,22 @@ def build_source(net: Network, init: str | None = None, tap: bool = False) -> st
 
 
 def compile_module(net: Network, init: str | None = None, tap=None, seed: int = 0):
-    """An instance of the generated module (see lowering.compile_module)."""
+    """An instance of the generated module (see lowering.compile_module), its initial values
+    a deterministic function of `seed` with the distributions of the generated file's."""
     return L.compile_module(BACKEND, net, init=init, tap=tap, seed=seed)
+
+
+def set_scan(module, on: bool) -> None:
+    """Apply runs of identical blocks in every Sequential of a module built by compile_module
+    with one jax.lax.scan (backends/_jax_scan.py), or one by one as the generated file does
+    (the default). It changes the module's own generated class, not the file's text."""
+    from flax import nnx
+
+    from . import _jax_scan
+    for _, m in nnx.iter_modules(module):
+        cls = type(m)
+        if cls.__name__ == "Sequential" and cls.__module__.startswith("archc_generated_"):
+            _jax_scan.set_scan(cls, on)
 
 
 def write_source(net: Network, path, init: str | None = None) -> str:

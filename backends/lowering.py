@@ -33,11 +33,14 @@ from ._plan import Lowered, LowerCtx, ModuleTree, Plan, PlanError  # noqa: F401 
 #   xavier_uniform  Glorot uniform (SqueezeNext)      xavier_normal   Glorot normal
 #   kaiming_normal  He normal, fan_out, ReLU gain (torchvision's ResNet)
 #   kaiming_uniform He uniform, fan_in, ReLU gain
+#   lecun_uniform   uniform, fan_in, gain 1: U(+-sqrt(3 / fan_in)), Caffe's "xavier" filler
+#                   (its default variance_norm FAN_IN; the SqueezeNext ImageNet prototxts)
 INIT_SCHEMES = {"default": None,
                 "xavier_uniform": ("uniform", "fan_avg", 1.0),
                 "xavier_normal": ("normal", "fan_avg", 1.0),
                 "kaiming_normal": ("normal", "fan_out", 2.0),
-                "kaiming_uniform": ("uniform", "fan_in", 2.0)}
+                "kaiming_uniform": ("uniform", "fan_in", 2.0),
+                "lecun_uniform": ("uniform", "fan_in", 1.0)}
 WIDTH = 99   # longest generated line
 
 
@@ -82,10 +85,11 @@ class Backend(BackendBase):
     container     constructor of a plain group of members (a labelled loop iteration)
     sequence      function([(name, ctor)]) -> constructor of named members applied in order
     instance      function(class, [args]) -> a class instantiation expression
-    init_code     function(scheme) -> (lines ending the network's __init__, extra source)
-    root_return   function(expr, net) -> the network's returned expression
+    init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
+                  source)
+    root_return   function(expr, shape) -> an output's returned expression (shape: C, H, W)
     ranks         function(net) -> node -> runtime rank of its value
-    instantiate   function(source, net, class name, seed) -> an instance
+    instantiate   function(source, net, class name, seed, init scheme name) -> an instance
     """
 
     reserved_globals: frozenset
@@ -106,6 +110,14 @@ class Backend(BackendBase):
     layout: str = "NCHW"       # the tensors' layout, for docstrings
     imports: tuple = ()        # (text the file uses, import line), standard library first
     modes: str = ""            # a docstring note on train/eval
+
+
+def crop_slices(ctx: LowerCtx) -> str:
+    """`top:bottom, left:right` of a crop's centre window (ops.Crop: rows from (H - h) // 2,
+    columns from (W - w) // 2); literal, since the input's size is the IR's."""
+    (_, h, w), (oh, ow) = ctx.in_shapes[0], ctx.value("size")
+    top, left = (h - oh) // 2, (w - ow) // 2
+    return f"{top}:{top + oh}, {left}:{left + ow}"
 
 
 # ---- small pieces of source ----------------------------------------------------------------
@@ -303,7 +315,8 @@ def build_source(backend: Backend, net: Network, init: str | None = None,
     scheme = init_scheme(net, init)
     cls = class_name(net)
     plan = _plan_of(net, backend, tap)
-    init_lines, init_extra = backend.init_code(scheme)
+    used = {d["op"] for _, d in net.graph.nodes(data=True)}
+    init_lines, init_extra = backend.init_code(scheme, used)
     body: list = []
     for cp in plan.classes:
         body += ["", ""] + _class(backend, net, cp, tap)
@@ -348,11 +361,17 @@ def header(backend: Backend, net: Network, body: str) -> list:
 
 def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
     c, h, w = net.input_shape
-    oc, oh, ow = net.output_shape
     shape = (lambda c, h, w: f"{c} x {h} x {w}") if backend.layout == "NCHW" else \
         (lambda c, h, w: f"{h} x {w} x {c}")
-    out = f"N x {oc}" if (oh, ow) == (1, 1) else f"N x {shape(oc, oh, ow)}"
-    return [""] + textwrap.wrap(f"Input: N x {shape(c, h, w)} ({backend.layout}). Output: {out}. "
+
+    def out(node):
+        oc, oh, ow = net.node(node)["shape"]
+        return f"N x {oc}" if (oh, ow) == (1, 1) else f"N x {shape(oc, oh, ow)}"
+    if net.outputs:
+        outs = "Outputs, an OrderedDict: " + ", ".join(f"{k} {out(n)}" for k, n in net.outputs)
+    else:
+        outs = f"Output: {out(net.output)}"
+    return [""] + textwrap.wrap(f"Input: N x {shape(c, h, w)} ({backend.layout}). {outs}. "
                                 f"Weight initialisation: {scheme}.{backend.modes}", width=88)
 
 
@@ -452,8 +471,19 @@ def _forward_body(lines: list, indent: str, ret) -> list:
         if target == expr:
             continue
         out += wrap(f"{target} = ", expr, indent)
-    out += wrap("return ", ret(lines[-1][1]), indent)
-    return out
+    returned = ret(lines[-1][1])
+    if isinstance(returned, list):
+        # named outputs: an OrderedDict, whose order JAX keeps through jit (a dict's keys
+        # it sorts); one entry a line when they do not fit on one
+        pairs = [(_pyexpr.literal(k), v) for k, v in returned]
+        line = f"{indent}return OrderedDict([{', '.join(f'({k}, {v})' for k, v in pairs)}])"
+        if len(line) <= WIDTH:
+            return out + [line]
+        out.append(f"{indent}return OrderedDict([")
+        for k, v in pairs:
+            out += wrap(f"({k}, ", v, indent + "    ", trail="),")
+        return out + [f"{indent}])"]
+    return out + wrap("return ", returned, indent)
 
 
 def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
@@ -484,16 +514,16 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
                    init_lines: list, tap: bool) -> list:
     ind = "        "
     c, h, w = net.input_shape
-    params = ", ".join(f"{k} = {value_text(v)}".replace(" ", "\xa0")
+    # escaped before wrapping, so that no escape pushes a line past the width
+    params = ", ".join(doc_text(f"{k} = {value_text(v)}").replace(" ", "\xa0")
                        for k, v in net.params.items())
-    doc = [f"{net.name}, compiled by archc from {os.path.basename(net.file)}."]
+    body = [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
     if net.doc:
-        doc += [""] + textwrap.wrap(net.doc, width=88)
+        body += [""] + textwrap.wrap(doc_text(net.doc), width=88)
     if params:
-        doc += [""] + [line.replace("\xa0", " ") for line in
-                       textwrap.wrap(f"Parameters as used: {params}.", width=88)]
-    doc += _io_doc(backend, net, scheme)
-    body = [doc_text(line) for line in doc]
+        body += [""] + [line.replace("\xa0", " ") for line in
+                        textwrap.wrap(f"Parameters as used: {params}.", width=88)]
+    body += [doc_text(line) for line in _io_doc(backend, net, scheme)]
     src = [f"class {cls}({backend.module_base}):", '    """' + body[0]]
     src += [("    " + line) if line else "" for line in body[1:]] + ['    """']
     if tap:
@@ -505,7 +535,13 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
     src += _init_body(backend, plan.root_init, ind, tap)
     src += [ind + line for line in init_lines]
     src += ["", f"    def {backend.forward_name}(self, x):"]
-    src += _forward_body(plan.root_forward, ind, lambda e: backend.root_return(e, net))
+    shapes = [net.node(node)["shape"] for _, node in net.output_list()]
+
+    def ret(e):
+        if isinstance(e, list):   # named outputs
+            return [(k, backend.root_return(v, shape)) for (k, v), shape in zip(e, shapes)]
+        return backend.root_return(e, shapes[0])
+    src += _forward_body(plan.root_forward, ind, ret)
     return src
 
 
@@ -527,7 +563,7 @@ def compile_module(backend: Backend, net: Network, init: str | None = None, tap=
     tap: build in tap mode; every layer's output passes through tap(layer_name, value) ->
     value in data-flow order (True: tap mode, no function yet; see set_tap)."""
     src = build_source(backend, net, init=init, tap=tap is not None)
-    module = backend.instantiate(src, net, class_name(net), seed)
+    module = backend.instantiate(src, net, class_name(net), seed, init_scheme(net, init))
     if tap is not None:
         for path, prefix in _scope_paths(net, backend).items():
             m = module

@@ -119,6 +119,119 @@ def _add(c):
     return c.node("Add" if len(xs) == 2 else "Sum", xs)
 
 
+def _conv_transpose(c):
+    """ConvTranspose. PyTorch allows an output_padding up to max(stride, dilation) - 1,
+    onnxruntime only below the stride: there, the output padding becomes the end padding.
+    PyTorch's output is rows [p, p + L) of the uncropped transposed convolution (zeros
+    beyond its end, bias everywhere), L = its size - 2p + output_padding: end pads p - op,
+    and where that is negative, zeros padded after the convolution and the bias added
+    after them."""
+    (kh, kw), out, g = c.a("kernel"), c.shape[0], c.a("groups")
+    cin = c.in_shapes[0][0]
+    w = c.weight("weight", (cin, out // g, kh, kw))   # torch's layout, also ONNX's
+    bias = c.weight("bias", (out,))
+    common = {"kernel_shape": [kh, kw], "strides": list(c.a("stride")),
+              "dilations": list(c.a("dilation")), "group": g}
+    (ph, pw), (oh, ow) = c.a("padding"), c.a("output_padding")
+    if oh < c.a("stride")[0] and ow < c.a("stride")[1]:
+        return c.node("ConvTranspose", [c.x4(), w] + _opt(bias), pads=_pads(c),
+                      output_padding=[oh, ow], **common)
+    eh, ew = ph - oh, pw - ow
+    if eh >= 0 and ew >= 0:
+        return c.node("ConvTranspose", [c.x4(), w] + _opt(bias),
+                      pads=[ph, pw, eh, ew], **common)
+    y = c.node("ConvTranspose", [c.x4(), w], part="deconv",
+               pads=[ph, pw, max(eh, 0), max(ew, 0)], **common)
+    pads = c.const("pads", [0, 0, 0, 0, 0, 0, max(-eh, 0), max(-ew, 0)])
+    if bias is None:
+        return c.node("Pad", [y, pads])
+    y = c.node("Pad", [y, pads], part="pad")
+    return c.node("Add", [y, c.node("Reshape", [bias, c.const("bias_shape", [out, 1, 1])],
+                                     part="bias")])
+
+
+def _upsample(c):
+    """Resize with PyTorch's F.interpolate coordinates: nearest is "asymmetric" + floor
+    (src = floor(dst * in / out)); bilinear is "half_pixel" (align_corners=false: PyTorch's
+    src = (dst + 0.5) * in / out - 0.5 for every output size, which "pytorch_half_pixel" is
+    not for an output size of 1)
+    or "align_corners". An integer scale is given as exact scales; a size as sizes, the
+    batch dimension read from the input (opset 17's Resize has no axes)."""
+    x = c.x4()
+    if c.a("mode") == "nearest":
+        how = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+               "nearest_mode": "floor"}
+    else:
+        how = {"mode": "linear", "coordinate_transformation_mode":
+               "align_corners" if c.a("align_corners") else "half_pixel"}
+    if c.a("scale") is not None:
+        sh, sw = c.a("scale")
+        scales = c.const("scales", np.array([1, 1, sh, sw], np.float32))
+        return c.node("Resize", [x, "", scales], **how)
+    batch = c.node("Slice", [c.node("Shape", [x], part="shape"), c.const("zero", [0]),
+                             c.const("two", [2])], part="batch")
+    sizes = c.node("Concat", [batch, c.const("size", list(c.a("size")))], part="sizes",
+                   axis=0)
+    return c.node("Resize", [x, "", "", sizes], **how)
+
+
+def _pixel_unshuffle(c):
+    """PyTorch's order (channel c * r^2 + i * r + j), which is not SpaceToDepth's:
+    N, C, H/r, r, W/r, r -> N, C, r, r, H/r, W/r -> N, C * r^2, H/r, W/r."""
+    r, (ch, h, w) = c.a("r"), c.in_shapes[0]
+    x = c.node("Reshape", [c.x4(), c.const("split", [0, ch, h // r, r, w // r, r])],
+               part="split")
+    x = c.node("Transpose", [x], part="blocks", perm=[0, 1, 3, 5, 2, 4])
+    return c.node("Reshape", [x, c.const("shape", [0, ch * r * r, h // r, w // r])])
+
+
+def _channel_shuffle(c):
+    """N, g, C/g, H, W -> N, C/g, g, H, W (PyTorch's F.channel_shuffle)."""
+    g, (ch, h, w) = c.a("groups"), c.in_shapes[0]
+    x = c.node("Reshape", [c.x4(), c.const("groups", [0, g, ch // g, h, w])], part="groups")
+    x = c.node("Transpose", [x], part="swap", perm=[0, 2, 1, 3, 4])
+    return c.node("Reshape", [x, c.const("shape", [0, ch, h, w])])
+
+
+def _crop(c):
+    (_, h, w), (oh, ow) = c.in_shapes[0], c.a("size")
+    top, left = (h - oh) // 2, (w - ow) // 2      # ops.Crop: the centre window
+    return c.node("Slice", [c.x4(), c.const("starts", [top, left]),
+                            c.const("ends", [top + oh, left + ow]), c.const("axes", [2, 3])])
+
+
+def _adaptive_pool(pool: str, reduce: str):
+    """PyTorch's bins: output cell i of an axis of length n covers
+    [floor(i*n/out), ceil((i+1)*n/out)). Sizes that divide the input are one pool with
+    kernel = stride = n / out (1 x 1: the global pool); otherwise each axis whose size does
+    not divide is reduced bin by bin (a slice and a reduction per output row or column; a
+    rectangle's mean or max is that of its rows' means or maxima) and the bins
+    concatenated."""
+    def lower(c):
+        (_, h, w), (oh, ow) = c.in_shapes[0], c.a("size")
+        x = c.x4()
+        if (oh, ow) == (1, 1):
+            return c.node("Global" + pool, [x])
+        if h % oh == 0 and w % ow == 0:
+            k = [h // oh, w // ow]
+            return c.node(pool, [x], kernel_shape=k, strides=k)
+        axes = [(axis, n, o) for axis, n, o in ((2, h, oh), (3, w, ow)) if n != o]
+        for i, (axis, n, o) in enumerate(axes):
+            bins = []
+            for j in range(o):
+                lo, hi = (j * n) // o, -(-((j + 1) * n) // o)
+                part = f"{'hw'[axis - 2]}{j}"
+                piece = c.node("Slice", [x, c.const(f"{part}/starts", [lo]),
+                                         c.const(f"{part}/ends", [hi]),
+                                         c.const(f"{part}/axes", [axis])], part=part)
+                bins.append(c.node(reduce, [piece], part=f"{part}/reduce", axes=[axis],
+                                   keepdims=1))
+            last = i == len(axes) - 1
+            x = c.node("Concat", bins, part=None if last else f"{'hw'[axis - 2]}", axis=axis)
+        return x
+    return lower
+
+
 LOWER = {
     "conv": _conv,
     "linear": _gemm,
@@ -144,6 +257,17 @@ LOWER = {
     "concat": lambda c: c.node("Concat", c.xs(), axis=1),
     "add": _add,
     "mul": lambda c: c.node("Mul", c.xs()),
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "pixel_shuffle": lambda c: c.node("DepthToSpace", [c.x4()], blocksize=c.a("r"),
+                                      mode="CRD"),   # PyTorch's F.pixel_shuffle order
+    "pixel_unshuffle": _pixel_unshuffle,
+    "channel_shuffle": _channel_shuffle,
+    "crop": _crop,
+    "adaptive_avgpool": _adaptive_pool("AveragePool", "ReduceMean"),
+    "adaptive_maxpool": _adaptive_pool("MaxPool", "ReduceMax"),
+    # stochastic depth is the identity at inference, which is what an ONNX graph computes
+    "drop_path": lambda c: c.node("Identity", [c.x()]),
 }
 
 BACKEND = L.BackendBase(name="onnx", lower=LOWER, reserved_attrs=torch_backend.RESERVED_ATTRS,
@@ -243,12 +367,21 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
     ranks = torch_backend.ranks(net)
     nodes, inits, values, folded = build_graph(net, BACKEND, tensors, fold_bn, ranks,
                                                _doc(costs, net))
-    out = values[net.output]
+    outputs = []          # (graph output name, layer)
+    for key, node in net.output_list():
+        if key is None or key == values[node]:
+            outputs.append((values[node], node))
+            continue
+        nodes.append(helper.make_node("Identity", [values[node]], [key], name=key,
+                                      doc_string=f"output '{key}': layer '{node}'"))
+        outputs.append((key, node))
+    out_names = {name for name, _ in outputs}
     info = [_value_info(helper, TensorProto, values[n], net.node(n)["shape"], ranks[n])
-            for n in net.layers() if n not in folded and values[n] != out]
+            for n in net.layers() if n not in folded and values[n] not in out_names]
     graph = helper.make_graph(
         nodes, net.name, [_value_info(helper, TensorProto, net.input, net.input_shape, 4)],
-        [_value_info(helper, TensorProto, out, net.output_shape, ranks[net.output])],
+        [_value_info(helper, TensorProto, name, net.node(n)["shape"], ranks[n])
+         for name, n in outputs],
         initializer=inits, value_info=info,
         doc_string=f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")
     opsets = [helper.make_opsetid("", OPSET)]

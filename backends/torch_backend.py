@@ -44,7 +44,7 @@ training type xpu zero_grad tap_prefix
 """.split())
 RESERVED_ATTRS = MODULE_ATTRS
 RESERVED_GLOBALS = frozenset({"torch", "nn", "F", "math", "OrderedDict", "init_weights", "tap",
-                              "TAPS", "make_divisible"})
+                              "TAPS", "make_divisible", "DropPath"})
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super"}
 
 
@@ -118,8 +118,57 @@ def _pool(fn: str, *extra):
     return lower
 
 
+def _conv_transpose(c):
+    ctor = (f"nn.ConvTranspose2d({c.cin()}, {c.a('out')}, {c.pair('kernel')}"
+            + _kw(c, ("stride", (1, 1), "stride"), ("padding", (0, 0), "padding"),
+                  ("output_padding", (0, 0), "output_padding"), ("groups", 1, "groups"),
+                  ("bias", True, "bias"), ("dilation", (1, 1), "dilation")) + ")")
+    return Lowered(ctor, f"{c.path}({_x4(c)})")
+
+
+def _upsample(c):
+    how = "size" if c.value("scale") is None else "scale"
+    kw = f", {'scale_factor' if how == 'scale' else 'size'}={c.pair(how, True)}"
+    kw += _kw(c, ("mode", "nearest", "mode"), forward=True)
+    if not c.is_default("align_corners", False):   # None (not False) for nearest
+        ac = c.f("align_corners")
+        kw += f", align_corners={ac}" if ac == "True" else f", align_corners={ac} or None"
+    return Lowered(None, f"F.interpolate({_x4(c)}{kw})")
+
+
+HELPERS = {
+    "DropPath": '''
+class DropPath(nn.Module):
+    """Stochastic depth (torchvision's StochasticDepth, mode "row"): in training, each
+    sample is zeroed with probability p and the others are scaled by 1 / (1 - p)."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        noise = torch.empty((x.shape[0],) + (1,) * (x.ndim - 1), dtype=x.dtype, device=x.device)
+        return x * noise.bernoulli_(keep).div_(keep)
+''',
+}
+
+
 LOWER = {
     "conv": _conv,
+    "conv_transpose": _conv_transpose,
+    "upsample": _upsample,
+    "pixel_shuffle": lambda c: Lowered(None, f"F.pixel_shuffle({_x4(c)}, {c.f('r')})"),
+    "pixel_unshuffle": lambda c: Lowered(None, f"F.pixel_unshuffle({_x4(c)}, {c.f('r')})"),
+    "channel_shuffle": lambda c: Lowered(None, f"F.channel_shuffle({_x4(c)}, {c.f('groups')})"),
+    "crop": lambda c: Lowered(None, f"{_x4(c)}[:, :, {L.crop_slices(c)}]"),
+    "adaptive_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, "
+                                                f"{c.pair('size', True)})"),
+    "adaptive_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({_x4(c)}, "
+                                                f"{c.pair('size', True)})"),
+    "drop_path": lambda c: Lowered(f"DropPath({c.a('p')})", f"{c.path}({c.x()})"),
     "linear": _linear,
     "bn": _bn,
     "lrn": _lrn,
@@ -148,7 +197,9 @@ LOWER = {
 # runtime rank of an op's result: 2 after flatten/linear, 4 after ops that need NCHW, else
 # that of its inputs
 _RANK = {"flatten": 2, "linear": 2, "conv": 4, "bn": 4, "lrn": 4, "maxpool": 4, "avgpool": 4,
-         "global_avgpool": 4, "global_maxpool": 4, "input": 4}
+         "global_avgpool": 4, "global_maxpool": 4, "input": 4, "conv_transpose": 4,
+         "upsample": 4, "pixel_shuffle": 4, "pixel_unshuffle": 4, "channel_shuffle": 4,
+         "adaptive_avgpool": 4, "adaptive_maxpool": 4, "crop": 4}
 
 
 def ranks(net: Network) -> dict:
@@ -159,17 +210,20 @@ def ranks(net: Network) -> dict:
     return out
 
 
-def _init_code(scheme: str):
+def _init_code(scheme: str, used: set):
     if scheme == "default":
         return [], ""
-    dist, fan, _ = L.INIT_SCHEMES[scheme]
+    dist, fan, scale = L.INIT_SCHEMES[scheme]
+    gain = "relu" if scale == 2.0 else "linear"    # variance scale / fan: gain 2 or 1
     call = f"nn.init.xavier_{dist}_(m.weight)" if fan == "fan_avg" else \
-        f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="relu")'
+        f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="{gain}")'
+    kinds = "nn.Conv2d, nn.ConvTranspose2d, nn.Linear" if "conv_transpose" in used else \
+        "nn.Conv2d, nn.Linear"
     return ["init_weights(self)"], f'''
 def init_weights(module):
     """{scheme} weights and zero biases for every convolution and linear layer."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, ({kinds})):
             {call}
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -181,7 +235,8 @@ def _sequence(entries: list) -> str:
     return f"nn.Sequential(OrderedDict({inner}))"
 
 
-def _instantiate(src: str, net: Network, cls: str, seed: int):
+def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
+    # the generated constructor initialises itself (the scheme is in its text)
     return L.exec_source(src, net, "torch")[cls]()
 
 
@@ -189,13 +244,15 @@ BACKEND = L.Backend(
     name="torch", lower=LOWER, reserved_attrs=RESERVED_ATTRS,
     reserved_globals=RESERVED_GLOBALS, reserved_locals=RESERVED_LOCALS,
     module_base="nn.Module", forward_name="forward", super_init=True, rngs=False,
-    helpers={}, container="nn.Module()", sequence=_sequence,
+    helpers=HELPERS, container="nn.Module()", sequence=_sequence,
     instance=lambda cls, args: f"{cls}({', '.join(args)})", init_code=_init_code,
-    root_return=lambda expr, net: expr, ranks=ranks,
+    root_return=lambda expr, shape: expr, ranks=ranks,
     weights={"conv": {"weight": ("weight", None), "bias": ("bias", None)},
              "linear": {"weight": ("weight", None), "bias": ("bias", None)},
              "bn": {"weight": ("weight", None), "bias": ("bias", None),
-                    "running_mean": ("running_mean", None), "running_var": ("running_var", None)}},
+                    "running_mean": ("running_mean", None), "running_var": ("running_var", None)},
+             # weight C_in x C_out/groups x kh x kw (torch's ConvTranspose2d layout)
+             "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)}},
     instantiate=_instantiate, title="PyTorch module", layout="NCHW",
     imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
              (None, None), ("torch.", "import torch"),

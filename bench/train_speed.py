@@ -6,6 +6,8 @@ batch norm in train mode (and dropout, if the network has any), cross-entropy, b
 SGD with Nesterov momentum 0.9 and weight decay 5e-4 -- and reports images/s.
 
 Rows:  jax (jit, donated state)  archc.backends.train.jax_loop.Trainer's own train_step, as-is
+       jax_scan                  the same with runs of identical blocks applied by one
+                                 lax.scan (Trainer(scan=True), backends/_jax_scan.py)
        torch eager               compile_module(net), NCHW contiguous
        torch channels_last       the same module and input in channels_last (NHWC) layout
        torch.compile             torch.compile(model) (channels_last), --compile-mode
@@ -58,7 +60,7 @@ from archc.backends.train.data import ImageData  # noqa: E402
 from archc.backends.train.recipe import Recipe, steps_per_epoch  # noqa: E402
 from archc.compiler import ArchError, parse_define  # noqa: E402
 
-VARIANTS = ("jax", "eager", "channels_last", "compile")
+VARIANTS = ("jax", "jax_scan", "eager", "channels_last", "compile")
 # Dense peak TFLOP/s by device-name fragment (first match wins): bf16 tensor cores, fp32 non-tensor.
 PEAKS = (("H100 PCIe", {"bf16": 756.0, "fp32": 51.0}), ("H100", {"bf16": 989.0, "fp32": 67.0}),
          ("H200", {"bf16": 989.0, "fp32": 67.0}))
@@ -103,15 +105,19 @@ def timed(loop, spe: int, warmup: int, args) -> dict:
     return measure(step, loop.train_metrics, warmup, args.steps, args.repeats)
 
 
-def run_jax(net, recipe, images, labels, args) -> dict:
+def run_jax(net, recipe, images, labels, args, scan: bool = False) -> dict:
     import jax
     from archc.backends.train.jax_loop import JaxLoop, Trainer
     if args.precision == "fp32":
         jax.config.update("jax_default_matmul_precision", "highest")  # no TF32 on GPU
     spe = steps_per_epoch(recipe, len(labels))
-    trainer = Trainer(net, recipe, spe, n_test=recipe.batch_size)
+    trainer = Trainer(net, recipe, spe, n_test=recipe.batch_size, scan=scan)
     loop = JaxLoop(trainer, None, trainer.init_state, synthetic_data(images, labels, args.batch))
     return timed(loop, spe, 1, args)
+
+
+def run_jax_scan(net, recipe, images, labels, args) -> dict:
+    return run_jax(net, recipe, images, labels, args, scan=True)
 
 
 def torch_row(net, recipe, images, labels, args, channels_last: bool,
@@ -136,7 +142,9 @@ def run_compile(net, recipe, images, labels, args):
                      compile_mode=args.compile_mode)
 
 
-ROWS = {"jax": ("jax (jit, donated state)", run_jax), "eager": ("torch eager", run_eager),
+ROWS = {"jax": ("jax (jit, donated state)", run_jax),
+        "jax_scan": ("jax, runs of identical blocks scanned", run_jax_scan),
+        "eager": ("torch eager", run_eager),
         "channels_last": ("torch channels_last", run_channels_last),
         "compile": ("torch.compile", run_compile)}
 

@@ -112,6 +112,45 @@ def _minmax(fn):
     return f
 
 
+def _positive(fn: str, v, what: str = "argument"):
+    v = number(v, what)
+    if v <= 0:
+        raise ValueError(f"the {what} must be positive, got {show(v)}")
+    return v
+
+
+def _log(v, base=None):
+    v = _positive("log", v)
+    if base is None:
+        return math.log(v)
+    base = _positive("log", base, "base")
+    if base == 1:
+        raise ValueError("a logarithm to base 1 is undefined")
+    return math.log(v, base)
+
+
+def _exp(v):
+    v = number(v)
+    if v > 709:   # math.exp overflows a float above ~709.78
+        raise OverflowError(f"e ** {show(v)} is too large for a float")
+    return math.exp(v)
+
+
+def _sqrt(v):
+    v = number(v)
+    if v < 0:
+        raise ValueError(f"the argument must not be negative, got {show(v)}")
+    return math.sqrt(v)
+
+
+def _pow(a, b):
+    """pow(a, b) is a ** b, with the operator's rules (docs/language.md sec. 5)."""
+    try:
+        return operate("**", a, b)
+    except OperandError as err:
+        raise ValueError(err.message) from None
+
+
 BUILTINS = {
     "int": lambda v: _to_int(v),
     "float": lambda v: float(number(v)),
@@ -128,6 +167,11 @@ BUILTINS = {
     "zip": _zip,
     "make_divisible": _make_divisible,
     "str": _str,
+    "log": _log,
+    "log2": lambda v: math.log2(_positive("log2", v)),
+    "exp": _exp,
+    "sqrt": _sqrt,
+    "pow": _pow,
 }
 BUILTIN_DOCS = {
     "int": "int(x): truncate toward zero", "float": "float(x)",
@@ -138,9 +182,14 @@ BUILTIN_DOCS = {
     "enumerate": "enumerate(list) -> [[0, a], [1, b], ...]", "zip": "zip(l1, l2, ...)",
     "make_divisible": "make_divisible(v, divisor=8, min_value=none): MobileNet rounding",
     "str": "str(x): text of a value",
+    "log": "log(x[, base]): natural logarithm (or to `base`) of x > 0, a float",
+    "log2": "log2(x): base-2 logarithm of x > 0, a float",
+    "exp": "exp(x): e ** x, a float",
+    "sqrt": "sqrt(x): square root of x >= 0, a float",
+    "pow": "pow(a, b): a ** b, with the rules of the ** operator",
 }
-# Functions that build layers but are not single ops.
-TENSOR_FUNCTIONS = ("split", "activation")
+# Functions that build layers but are not single ops (outputs: a network's named outputs).
+TENSOR_FUNCTIONS = ("split", "activation", "outputs")
 
 
 def cost(*values, per_element: int = 1) -> int:
@@ -168,6 +217,19 @@ class OperandError(ValueError):
 
 def operate(op: str, a, b):
     """A binary operator (not `and`/`or`) on two evaluated non-tensor values."""
+    if op in ("in", "not in"):
+        # membership by `==` (1 in [1.0] is true, "1" in [1] is not); a substring of a string
+        if isinstance(b, tuple):
+            found = any(operate("==", a, x) for x in b)
+        elif isinstance(b, str):
+            if not isinstance(a, str):
+                raise OperandError(f"`{op}` a string needs a string on its left, not "
+                                   f"{type_name(a)}", "left")
+            found = a in b
+        else:
+            raise OperandError(f"`{op}` needs a list or a string on its right, not "
+                               f"{type_name(b)}", "right")
+        return found if op == "in" else not found
     if op in ("==", "!="):
         same = a == b and (type_name(a) == type_name(b) or
                            {type_name(a), type_name(b)} <= {"int", "float"})

@@ -149,6 +149,38 @@ def _unclosed(text: str, end: int) -> list:
     return stack
 
 
+def _misclosed_brace(text: str, end: int):
+    """The '{' that indentation says is not closed before text[end]: (line, column, the
+    line of the '}' that closed it in its place), or None. A '}' closes the brace opened on
+    the line indented as its own; braces opened inside it and still open are not closed
+    (a missing inner '}' makes the parser pair the outer '}' with the inner '{')."""
+    stack, found = [], None          # stack: (line, column, indent of its line)
+    lines = text[:end].split("\n")
+    for ln, raw in enumerate(lines, 1):
+        indent = len(raw) - len(raw.lstrip(" "))
+        i = 0
+        while i < len(raw):
+            ch = raw[i]
+            if ch == "#":
+                break
+            if ch == '"':
+                j = i + 1
+                while j < len(raw) and raw[j] != '"':
+                    j += 2 if raw[j] == "\\" else 1
+                i = j + 1
+                continue
+            if ch == "{":
+                stack.append((ln, i + 1, indent))
+            elif ch == "}" and stack:
+                if stack[-1][2] != indent and any(o[2] == indent for o in stack):
+                    while stack[-1][2] != indent:
+                        o = stack.pop()
+                        found = found or (o[0], o[1], ln)
+                stack.pop()
+            i += 1
+    return found
+
+
 def _prev_word(text: str, pos: int) -> str:
     before = text[:pos].rstrip()
     k = len(before)
@@ -258,8 +290,13 @@ def syntax_error(err: UnexpectedInput, text: str, file: str) -> ArchError:
         opened = _unclosed(text, len(text))
         if opened:
             ch, oline, ocol = opened[-1]
+            hint = f"the file ends before its '{_PAIRS[ch]}'"
+            inner = _misclosed_brace(text, len(text)) if ch == "{" else None
+            if inner is not None:
+                ch, (oline, ocol, at) = "{", inner
+                hint = f"the '}}' at line {at} is indented to close an outer '{{'"
             return ArchError(f"'{ch}' is never closed", Span(file, oline, ocol, oline, ocol + 1),
-                             hint=f"the file ends before its '{_PAIRS[ch]}'", source=text)
+                             hint=hint, source=text)
         lines = source_lines(text)
         span = Span(file, len(lines), len(lines[-1]) + 1)
         return ArchError(f"unexpected end of file; expected {_describe_expected(expected)}",
@@ -269,6 +306,25 @@ def syntax_error(err: UnexpectedInput, text: str, file: str) -> ArchError:
     accepts = set(err.accepts or err.expected or ())
     shown = str(tok) if len(tok) <= 40 else str(tok)[:37] + "..."
     span = Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+    pos = tok.start_pos or 0
+    word = _prev_word(text, pos)      # `network N` inside a body lexes `network` as a name
+    start = pos - len(text[:pos]) + len(text[:pos].rstrip()) - len(word)
+    if str(tok) in ("network", "block", "import") and tok.type not in accepts:
+        word, start = str(tok), pos
+    opened = _unclosed(text, start)
+    if word in ("network", "block", "import") and tok.type not in accepts and \
+            text[text.rfind("\n", 0, start) + 1:start].strip() == "" and \
+            opened and opened[-1][0] == "{":
+        # a definition starts inside a body: a '}' is missing, maybe an inner one
+        oline, ocol = opened[-1][1:]
+        wline = text.count("\n", 0, start) + 1
+        hint = f"expected '}}' before '{word}' at line {wline}"
+        inner = _misclosed_brace(text, start)
+        if inner is not None:
+            oline, ocol, at = inner
+            hint = f"the '}}' at line {at} is indented to close an outer '{{'"
+        return ArchError("'{' is never closed", Span(file, oline, ocol, oline, ocol + 1),
+                         hint=hint, source=text)
     found = _diagnose(tok, accepts, text)
     if found is None:
         opened = _unclosed(text, tok.start_pos or 0)

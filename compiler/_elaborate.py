@@ -16,7 +16,7 @@ from ._binding import Arg, bind_op, bind_simple, block_signature, coerce_param
 from ._builtins import (BUILTIN_DOCS, BUILTINS, LAYER_INPUT_WORK, TENSOR_FUNCTIONS, OperandError,
                         call_cost, cost, number, operate)
 from ._graph import GraphBuilder, Names
-from ._values import Tensor, check_int, make_list, show, type_name
+from ._values import Outputs, Tensor, check_int, make_list, show, type_name
 from .errors import ArchError, Span, did_you_mean
 from .ir import Network
 
@@ -66,15 +66,19 @@ class Elaborator:
         else:
             raise ArchError(f"network '{d.name}' ends without `return`", _closing_brace(d.span),
                             hint="end the body with `return <output tensor>`")
-        if not isinstance(out, Tensor):
-            raise ArchError(f"network '{d.name}' must return a tensor, not {type_name(out)}", d.span)
+        if not isinstance(out, (Tensor, Outputs)):
+            raise ArchError(f"network '{d.name}' must return a tensor or outputs(name=tensor, "
+                            f"...), not {type_name(out)}", d.span)
         if self.builder.input_node is None:
             raise ArchError(f"network '{d.name}' has no input", d.span,
                             hint="declare it: x = input(3, 32, 32)")
         names.scope.output = out
+        named = tuple((k, t.node) for k, t in out.items) if isinstance(out, Outputs) else ()
         return Network(name=d.name, file=d.file, params=params, graph=self.builder.graph,
-                       input=self.builder.input_node, output=out.node, sources=self.sources,
-                       scopes=self.builder.scopes, definitions=dict(self.blocks))
+                       input=self.builder.input_node,
+                       output=named[0][1] if named else out.node, sources=self.sources,
+                       scopes=self.builder.scopes, definitions=dict(self.blocks),
+                       outputs=named)
 
     # ---- statements ----
     def _tick(self, span: Span):
@@ -124,7 +128,11 @@ class Elaborator:
         elif isinstance(st, S.Assert):
             ok = self._bool(self.eval(st.cond, env, names), st.cond.span, "an assertion")
             if not ok:
-                raise ArchError(f"assertion failed: {st.message or 'condition is false'}", st.span)
+                text = "condition is false"
+                if st.message is not None:
+                    msg = self.eval(st.message, env, names)
+                    text = msg if isinstance(msg, str) else show(msg)
+                raise ArchError(f"assertion failed: {text}", st.span)
         else:  # pragma: no cover - the parser builds only the statements above
             raise AssertionError(st)
 
@@ -221,6 +229,8 @@ class Elaborator:
         b = self.eval(e.right, env, names)
         if isinstance(a, Tensor) or isinstance(b, Tensor):
             if op in ("+", "*") and isinstance(a, Tensor) and isinstance(b, Tensor):
+                if op == "*" and a.shape == (a.shape[0], 1, 1) and b.shape != a.shape:
+                    a, b = b, a   # `s * x`: the C x 1 x 1 scale is mul's second input
                 return self.builder.add_layer(ops.get("add" if op == "+" else "mul"), [a, b], {},
                                               None, e.span, names)
             raise ArchError(f"operator '{op}' is not defined for {type_name(a)} and {type_name(b)}",
@@ -306,6 +316,8 @@ class Elaborator:
                                 hint="archc networks have one input")
         if f == "split":
             return self._split(e, args, kwargs, env, names)
+        if f == "outputs":
+            return self._outputs(e, args, kwargs)
         if f == "activation":
             bound = bind_simple("activation", ("x", "kind"), args, kwargs, e.span)
             kind = bound["kind"]
@@ -319,6 +331,25 @@ class Elaborator:
         b = bind_op(op, args, kwargs, e.span)
         return self.builder.add_layer(op, b.tensors, b.attrs, self._label(e, env, names), e.span,
                                       names, b.spans, b.exprs)
+
+    def _outputs(self, e, args, kwargs):
+        """outputs(name=tensor, ...): the named outputs a network returns."""
+        if len(self.stack) != 1:
+            raise ArchError("outputs(...) may only appear in a network body", e.span,
+                            hint="a block returns a tensor or a list of tensors")
+        if e.label is not None:
+            raise ArchError("outputs(...) names a network's outputs; it cannot be labelled",
+                            e.span)
+        if args:
+            raise ArchError("outputs() takes the outputs as name=tensor", args[0].span,
+                            hint="return outputs(logits=x, aux=a)")
+        if not kwargs:
+            raise ArchError("outputs() needs at least one name=tensor", e.span)
+        for a in kwargs.values():
+            if not isinstance(a.value, Tensor):
+                raise ArchError(f"outputs(): an output must be a tensor, got "
+                                f"{type_name(a.value)} {show(a.value)}", a.span)
+        return Outputs(tuple((k, a.value) for k, a in kwargs.items()))
 
     def _split(self, e, args, kwargs, env, names: Names):
         bound = bind_simple("split", ("x", "sizes"), args, kwargs, e.span)

@@ -14,7 +14,7 @@ from ._builtins import BUILTINS, TENSOR_FUNCTIONS
 from ._elaborate import elaborate
 from ._parser import parse, parse_expression
 from ._values import check_int, make_list, plain
-from .errors import ArchError, Span, did_you_mean
+from .errors import ArchError, Span, did_you_mean, printable
 from .ir import Network
 from . import ops
 
@@ -232,13 +232,17 @@ def parse_define(text: str) -> tuple[str, object, Span]:
     if not value:
         raise ArchError(f"-D {name}= has no value", Span("<-D>", 1, offset - 1, 1, offset),
                         hint=f"e.g. -D {name}=1", source=display)
+    span = Span("<-D>", 1, offset, 1, offset + len(value))
     try:
         expr = parse_expression(value)
     except ArchError as err:
-        col = offset + ((err.span.column - 1) if err.span else 0)
-        raise ArchError(err.message, Span("<-D>", 1, col, 1, col + 1), hint=err.hint,
-                        source=display) from None
-    span = Span("<-D>", 1, offset, 1, offset + len(value))
+        if "never closed" in err.message or "string" in err.message:   # the parser's point
+            col = offset + ((err.span.column - 1) if err.span else 0)
+            raise ArchError(f"parameter '{name}': {err.message}",
+                            Span("<-D>", 1, col, 1, col + 1), hint=err.hint or LITERALS,
+                            source=display) from None
+        raise ArchError(f"parameter '{name}': '{printable(value)}' is not a literal value", span,
+                        hint=_literal_hint(name, value), source=display) from None
     try:
         v = _literal(expr)
     except ValueError as err:  # a list over the limits
@@ -247,8 +251,28 @@ def parse_define(text: str) -> tuple[str, object, Span]:
         bare = value.replace("_", "a").isalnum() and not value[0].isdigit()
         hint = (f'a bare word is a name, not a string; quote it: -D {name}="{value}"' if bare else
                 "-D values are not evaluated; give the value itself, e.g. 64 or [1, 2, 8, 1]")
-        raise ArchError(err.message, span, hint=hint, source=display) from None
+        raise ArchError(f"parameter '{name}': {err.message}", span, hint=hint,
+                        source=display) from None
     return name, v, span
+
+
+LITERALS = ('a -D value is a literal: a number (-D width=0.5), true or false, a "string" '
+            '(-D act="relu") or a [list] (-D stages=[1, 2, 8, 1])')
+
+
+def _literal_hint(name: str, value: str) -> str:
+    """The literal the user probably meant, written as -D takes it."""
+    import re
+    if "," in value and not value.lstrip().startswith("["):
+        return f"a list is written in brackets: -D {name}=[{printable(value)}]"
+    words = value.split()
+    if len(words) > 1 and all(re.fullmatch(r"[-+]?[\d.]+", w) for w in words):
+        return f"a list is written in brackets, with commas: -D {name}=[{', '.join(words)}]"
+    number = re.match(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value)
+    if number and number.end() < len(value):
+        return (f"a number is written alone, without a unit or suffix: "
+                f"-D {name}={number.group(0)}")
+    return LITERALS
 
 
 def _literal(e):

@@ -135,8 +135,8 @@ class _ToAst(Transformer):
         return ("else", ch[0])
 
     def assert_stmt(self, meta, ch):
-        cond, msg = ch
-        return S.Assert(self._sp(meta), cond, _decode_string(msg, self.file) if msg is not None else None)
+        cond, msg = ch   # the message: any expression, evaluated only when the assertion fails
+        return S.Assert(self._sp(meta), cond, msg)
 
     # ---- expressions ----
     def if_expr(self, meta, ch):
@@ -196,6 +196,12 @@ class _ToAst(Transformer):
 
     def compare(self, meta, ch):
         return self._binop(meta, str(ch[1]), ch[0], ch[2])
+
+    def in_op(self, meta, ch):
+        return self._binop(meta, "in", ch[0], ch[1])
+
+    def not_in_op(self, meta, ch):
+        return self._binop(meta, "not in", ch[0], ch[1])
 
     def binop(self, meta, ch):
         return self._binop(meta, str(ch[1]), ch[0], ch[2])

@@ -117,7 +117,7 @@ class If(Node):
 @dataclass(frozen=True)
 class Assert(Node):
     cond: Expr
-    message: str | None
+    message: Expr | None   # evaluated only when the condition is false
 
 
 Stmt = Union[Assign, Return, For, If, Assert]

@@ -29,6 +29,14 @@ class Tensor:
         return self.shape[2]
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """A network's named outputs, `outputs(name=tensor, ...)`: ((name, Tensor), ...) in
+    order, the first being the primary one. Only a network may return it."""
+
+    items: tuple
+
+
 def type_name(v) -> str:
     if isinstance(v, bool):
         return "bool"
@@ -42,6 +50,8 @@ def type_name(v) -> str:
         return "list"
     if isinstance(v, Tensor):
         return "tensor"
+    if isinstance(v, Outputs):
+        return "outputs"
     if v is None:
         return "none"
     return type(v).__name__
@@ -152,6 +162,8 @@ def _scalar(v) -> str:
         return '"' + printable(text) + '"'  # no terminal control reaches an output raw
     if isinstance(v, Tensor):
         return f"tensor {v.shape[0]}x{v.shape[1]}x{v.shape[2]} from '{v.node}'"
+    if isinstance(v, Outputs):
+        return "outputs(" + ", ".join(f"{k}={_scalar(t)}" for k, t in v.items) + ")"
     if isinstance(v, int) and v.bit_length() > 64:
         return f"<integer of {v.bit_length()} bits>"
     return repr(v)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import networkx as nx
+
 from . import ops
 from .ir import Network
 
@@ -47,11 +49,25 @@ class LayerCost:
         return self.attrs.get("groups")
 
 
+@dataclass(frozen=True)
+class OutputCost:
+    """One output of the network and what computing it alone needs: the parameters and
+    MACs of the layers it depends on (itself included). For a network with auxiliary
+    heads, the first output's numbers are its inference cost."""
+
+    name: str | None          # None: the network returns one tensor
+    layer: str
+    shape: tuple              # (C, H, W)
+    params: int
+    macs: int
+
+
 @dataclass
 class Analysis:
     network: Network
     layers: list
     totals: dict = field(default_factory=dict)
+    outputs: list = field(default_factory=list)   # OutputCost, in the network's order
 
     def layer(self, name: str) -> LayerCost:
         for lc in self.layers:
@@ -76,7 +92,7 @@ def peak_activations(net: Network) -> tuple[int, str]:
     """Largest number of tensor elements alive at once, executing in data-flow order.
 
     A tensor is alive from the op that produces it until its last consumer has run (the
-    network's output stays alive to the end). No in-place reuse is assumed.
+    network's outputs stay alive to the end). No in-place reuse is assumed.
     """
     order = list(net.graph.nodes)
     pos = {n: i for i, n in enumerate(order)}
@@ -84,7 +100,8 @@ def peak_activations(net: Network) -> tuple[int, str]:
     for n in order:
         for src in net.node(n)["inputs"]:
             last_use[src] = max(last_use[src], pos[n])
-    last_use[net.output] = len(order)
+    for _, node in net.output_list():
+        last_use[node] = len(order)
     live, peak, at = 0, 0, net.input
     dying: dict[int, int] = {}
     for i, n in enumerate(order):
@@ -116,7 +133,17 @@ def analyze(net: Network, bits: int = 32) -> Analysis:
         "size_bytes": params * bits // 8,
         "size_bytes_with_buffers": (params + buffers) * bits // 8,
     }
-    return Analysis(net, layers, totals)
+    return Analysis(net, layers, totals, output_costs(net, layers))
+
+
+def output_costs(net: Network, layers: list) -> list:
+    by_name = {lc.name: lc for lc in layers}
+    out = []
+    for name, node in net.output_list():
+        needed = [by_name[n] for n in nx.ancestors(net.graph, node) | {node} if n in by_name]
+        out.append(OutputCost(name, node, net.node(node)["shape"],
+                              sum(lc.params for lc in needed), sum(lc.macs for lc in needed)))
+    return out
 
 
 # ---- folding repeated blocks for tables -------------------------------------------------------

@@ -63,11 +63,19 @@ class Network:
     params: dict              # the network parameters as used (defaults + overrides)
     graph: nx.DiGraph
     input: str                # name of the input node
-    output: str               # name of the node whose output is the network's output
+    output: str               # the node whose value the network returns (its first output)
     sources: dict = field(default_factory=dict, repr=False)  # file -> text
     doc: str = ""
     scopes: dict = field(default_factory=dict, repr=False)   # name -> Scope
     definitions: dict = field(default_factory=dict, repr=False)  # block name -> S.Definition
+    # ((name, node), ...) when the network returns outputs(name=tensor, ...); `output` is
+    # then the first of them. Empty when it returns one tensor.
+    outputs: tuple = ()
+
+    def output_list(self) -> list:
+        """[(name, node)] of every output, in order; the name is None for a network that
+        returns one tensor."""
+        return list(self.outputs) or [(None, self.output)]
 
     def layers(self) -> list:
         """Node names in data-flow order, input excluded."""

@@ -22,9 +22,10 @@ Each op also declares what the other layers of archc would otherwise have to gue
 - `bitops`: its BitRule, how the bit-op analysis (compiler/bitops.py) turns its counts into
   multiplies, adds and stored bits (docs/bitops.md).
 
-To add an op: write one class here with `@register`; the language, analysis and JSON
-output pick it up. Backends then need one lowering entry each (docs/adding-an-op.md; they
-raise a clear error naming the op until they have one).
+To add an op: write one class here (or in compiler/_ops_resample.py, which holds the
+resampling and rearranging ops and is imported below) with `@register`; the language,
+analysis and JSON output pick it up. Backends then need one lowering entry each
+(docs/adding-an-op.md; they raise a clear error naming the op until they have one).
 """
 from __future__ import annotations
 
@@ -95,7 +96,8 @@ class Op:
     name: str = ""
     args: tuple = ()
     doc: str = ""
-    category: str = "other"   # conv | linear | norm | activation | pool | dropout | shape | merge
+    category: str = "other"   # conv | linear | norm | activation | pool | dropout | shape |
+    #                           merge | resample
     stateful: bool = False    # a module (parameters, buffers or a train/eval mode), not a call
     bitops: BitRule = BitRule()
 
@@ -521,7 +523,13 @@ class Mul(Op):
     def shape(self, inputs, a):
         x, s = inputs
         if s != x and s != (x[0], 1, 1):
-            raise OpError(f"mul: scale is {fmt(s)} but must be {fmt(x)} or {x[0]}x1x1 "
+            if x == (s[0], 1, 1):
+                raise OpError(f"mul: the scale ({fmt(x)}) comes second: mul(x, scale) "
+                              f"multiplies x ({fmt(s)}) channel by channel",
+                              hint="write mul(x, s); the operator takes either order "
+                                   "(x * s or s * x)")
+            want = fmt(x) if x == (x[0], 1, 1) else f"{fmt(x)} or {x[0]}x1x1"
+            raise OpError(f"mul: scale is {fmt(s)} but must be {want} "
                           f"to multiply an input of {fmt(x)}")
         return x
 
@@ -529,7 +537,8 @@ class Mul(Op):
         return numel(out)
 
 
-
+# resampling, rearranging and stochastic depth: registered by their own module
+from . import _ops_resample  # noqa: E402,F401
 
 __all__ = ["REGISTRY", "ACTIVATIONS", "Arg", "BitRule", "Op", "OpError", "REQUIRED", "register", "get",
            "numel", "fmt"]

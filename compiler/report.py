@@ -53,6 +53,8 @@ def to_json_dict(a: Analysis) -> dict:
         "parameters": {k: to_json(v) for k, v in net.params.items()},
         "input": _hwc(net.input_shape),
         "output": _hwc(net.output_shape),
+        "outputs": [{"name": o.name, "layer": o.layer, "output": _hwc(o.shape),
+                     "params": o.params, "macs": o.macs} for o in a.outputs],
         "layers": layers,
         "totals": dict(a.totals),
     }
@@ -105,7 +107,8 @@ def _totals_lines(a: Analysis) -> list[str]:
         f"activations {t['activations']:,} elements; peak live {t['peak_activations']:,} "
         f"(at {t['peak_activations_at']})",
         f"size {t['size_bytes']:,} bytes = {mb:.3f} MB at {t['precision_bits']}-bit parameters",
-    ]
+    ] + [f"output {o.name} {_x(tuple(_hwc(o.shape)))} from {o.layer}: needs {o.params:,} "
+         f"params, {o.macs:,} MACs" for o in a.outputs if o.name is not None]
 
 
 def _title(a: Analysis) -> str:

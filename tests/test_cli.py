@@ -30,8 +30,11 @@ def test_json_schema_and_hwc_order(capsys):
     code, out, _ = run(capsys, "analyze", "se_sqnxt", "--format", "json", "-D", "resolution=48")
     assert code == 0
     d = json.loads(out)
-    assert set(d) == {"network", "file", "parameters", "input", "output", "layers", "totals"}
+    assert set(d) == {"network", "file", "parameters", "input", "output", "outputs", "layers",
+                      "totals"}
     assert d["input"] == [48, 48, 3] and d["output"] == [1, 1, 10]
+    assert d["outputs"] == [{"name": None, "layer": "fc", "output": [1, 1, 10],
+                             "params": d["totals"]["params"], "macs": d["totals"]["macs"]}]
     assert d["parameters"]["resolution"] == 48 and d["parameters"]["stages"] == [1, 2, 4, 1]
     assert set(d["totals"]) == SCHEMA_TOTALS
     for layer in d["layers"]:

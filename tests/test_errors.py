@@ -79,6 +79,29 @@ def test_unclosed_brace_points_at_the_opener(diag):
           hint="the file ends before its '}'")
 
 
+def test_missing_inner_brace_points_at_it(diag):
+    """The '}' that closes the block is indented as the block's line, so the `for` body's
+    '{' is the one not closed (the parser pairs the '}' with it and fails at `network`)."""
+    src = ("block b(x: tensor) {\n    for i in range(2) {\n        x = x -> relu\n"
+           "    return x\n}\n\n" + HEAD + "    return b(x)\n}\n")
+    err = diag(src)
+    check(err, "t.arch:2:23", "'{' is never closed", "    for i in range(2) {", caret="{",
+          hint="the '}' at line 5 is indented to close an outer '{'")
+
+
+def test_missing_inner_brace_at_the_end_of_the_file(diag):
+    err = diag(HEAD + "    if true {\n        x = relu(x)\n    return x\n}\n")
+    check(err, "t.arch:3:13", "'{' is never closed", "    if true {", caret="{",
+          hint="the '}' at line 6 is indented to close an outer '{'")
+
+
+def test_missing_brace_before_the_next_definition(diag):
+    """`network` after an unclosed block body: the block's '{', not the next definition."""
+    err = diag("block b(x: tensor) {\n    return x\n\n" + HEAD + "    return b(x)\n}\n")
+    check(err, "t.arch:1:20", "'{' is never closed", "block b(x: tensor) {", caret="{",
+          hint="expected '}' before 'network' at line 4")
+
+
 def test_unclosed_paren_before_next_line(diag):
     err = diag(HEAD + "    y = conv(x, 16, kernel=3\n    return y\n}\n")
     check(err, "t.arch:3:13", "'(' is never closed", "    y = conv(x, 16, kernel=3", caret="(",
@@ -263,14 +286,35 @@ def test_define_unknown_parameter(diag):
 
 def test_define_bare_word(diag):
     err = diag(NET, "-D", "width=abc")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=abc", caret="abc",
           hint='a bare word is a name, not a string; quote it: -D width="abc"')
 
 
 def test_define_syntax_error(diag):
     err = diag(NET, "-D", "stages=[1,2")
-    check(err, "<-D>:1:11", "'[' is never closed", "-D stages=[1,2", caret="[")
+    check(err, "<-D>:1:11", "parameter 'stages': '[' is never closed", "-D stages=[1,2",
+          caret="[", hint='a -D value is a literal: a number (-D width=0.5), true or false, a '
+                          '"string" (-D act="relu") or a [list] (-D stages=[1, 2, 8, 1])')
+
+
+@pytest.mark.parametrize("define, caret, hint", [
+    ("width=0.5x", "0.5x", "a number is written alone, without a unit or suffix: -D width=0.5"),
+    ("stages=1,2,8,1", "1,2,8,1", "a list is written in brackets: -D stages=[1,2,8,1]"),
+    ("stages=1 2 8 1", "1 2 8 1",
+     "a list is written in brackets, with commas: -D stages=[1, 2, 8, 1]"),
+    ("width=)", ")", 'a -D value is a literal: a number (-D width=0.5), true or false, a '
+                     '"string" (-D act="relu") or a [list] (-D stages=[1, 2, 8, 1])'),
+])
+def test_define_not_a_literal_names_the_parameter_and_the_syntax(diag, define, caret, hint):
+    """Issue 13: `-D width=0.5x` said "expected ':', ',' or '='" and `-D stages=1,2,8,1`
+    suggested a statement."""
+    name, value = define.split("=", 1)
+    err = diag(NET, "-D", define)
+    check(err, f"<-D>:1:{len(name) + 5}", f"parameter '{name}': '{value}' is not a literal value",
+          f"-D {define}", caret=caret, hint=hint)
 
 
 def test_define_wrong_type(diag):
@@ -287,14 +331,18 @@ def test_define_without_equals(diag):
 
 def test_define_spaces_are_normalised(diag):
     err = diag(NET, "-D", " width = abc ")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=abc", caret="abc",
           hint='a bare word is a name, not a string; quote it: -D width="abc"')
 
 
 def test_define_expression_is_not_evaluated(diag):
     err = diag(NET, "-D", "width=2**3", command="analyze")
-    check(err, "<-D>:1:10", 'a -D value must be a literal: a number, true/false, a "string" or a [list]',
+    check(err, "<-D>:1:10",
+          "parameter 'width': a -D value must be a literal: a number, true/false, a \"string\" "
+          "or a [list]",
           "-D width=2**3", caret="2**3",
           hint="-D values are not evaluated; give the value itself, e.g. 64 or [1, 2, 8, 1]")
 
@@ -446,3 +494,85 @@ def test_quant_spec_that_is_not_text_is_a_positioned_error(tmp_path):
     with pytest.raises(ArchError) as e:
         load_quant(str(ff))
     assert e.value.span.line == 2
+
+
+# ---- resampling, rearranging and stochastic-depth ops (issue 13) ---------------------------
+def _op_error(diag, stmt):
+    return diag(HEAD + f"    {stmt}\n    return y\n}}\n")
+
+
+def test_upsample_bad_scale(diag):
+    err = _op_error(diag, "y = upsample(x, 0)")
+    check(err, "t.arch:3:21", "upsample(): argument 'scale' must be at least 1, got 0",
+          "    y = upsample(x, 0)", caret="0")
+    err = _op_error(diag, "y = upsample(x, 1.5)")
+    check(err, "t.arch:3:21", "upsample(): argument 'scale' must be an integer, got float 1.5",
+          "    y = upsample(x, 1.5)", caret="1.5", hint=ANY)
+
+
+def test_upsample_scale_and_size_together_or_neither(diag):
+    hint = "upsample(x, 2) doubles H and W; upsample(x, size=[h, w]) resizes to h x w"
+    err = _op_error(diag, "y = upsample(x, 2, size=[3, 3])")
+    check(err, "t.arch:3:24", "upsample needs exactly one of scale and size",
+          "    y = upsample(x, 2, size=[3, 3])", caret="size=[3, 3]", hint=hint)
+    err = _op_error(diag, "y = upsample(x)")
+    check(err, "t.arch:3:9", "upsample needs exactly one of scale and size",
+          "    y = upsample(x)", caret="upsample(x)", hint=hint)
+
+
+def test_upsample_align_corners_needs_bilinear_and_mode_is_checked(diag):
+    err = _op_error(diag, "y = upsample(x, 2, align_corners=true)")
+    check(err, "t.arch:3:24", 'upsample: align_corners=true needs mode="bilinear"',
+          "    y = upsample(x, 2, align_corners=true)", caret="align_corners=true",
+          hint="PyTorch defines align_corners only for interpolating modes")
+    err = _op_error(diag, 'y = upsample(x, 2, mode="bicubic")')
+    check(err, "t.arch:3:24", "upsample(): argument 'mode' must be one of \"nearest\", \"bilinear\"",
+          '    y = upsample(x, 2, mode="bicubic")', caret='mode="bicubic"')
+
+
+@pytest.mark.parametrize("stmt, col, message", [
+    ("y = pixel_shuffle(x, 2)", 26, "pixel_shuffle: 3 channels are not divisible by r^2 = 4"),
+    ("y = pixel_unshuffle(x, 3)", 28,
+     "pixel_unshuffle: the input's 32x32 (H x W) is not divisible by r = 3"),
+    ("y = channel_shuffle(x, 2)", 28, "channel_shuffle: 3 channels are not divisible by groups=2"),
+])
+def test_rearrangement_sizes_that_do_not_divide(diag, stmt, col, message):
+    check(_op_error(diag, stmt), f"t.arch:3:{col}", message, "    " + stmt, caret=stmt[col - 5])
+
+
+def test_conv_transpose_errors(diag):
+    stmt = "y = conv_transpose(x, 8, kernel=3, stride=2, output_padding=2)"
+    check(_op_error(diag, stmt), "t.arch:3:50",
+          "conv_transpose: output_padding 2 must be smaller than stride 2 or dilation 1",
+          "    " + stmt, caret="output_padding=2", hint=ANY)
+    stmt = "y = conv_transpose(x, 8, kernel=3, groups=2)"
+    check(_op_error(diag, stmt), "t.arch:3:40",
+          "conv_transpose: input channels 3 are not divisible by groups=2", "    " + stmt,
+          caret="groups=2")
+    stmt = "y = x -> global_avgpool -> conv_transpose(8, kernel=1, padding=1)"
+    check(_op_error(diag, stmt), "t.arch:3:32",
+          "conv_transpose output would be 0x0 (H x W): input 1x1, kernel 1x1, padding 1x1",
+          "    " + stmt, caret="conv_transpose(8, kernel=1, padding=1)",
+          hint="the spatial size must stay positive")
+
+
+@pytest.mark.parametrize("p, message", [
+    ("1.0", "drop_path probability must be in [0, 1), got 1.0"),
+    ("-0.1", "drop_path(): argument 'p' must be at least 0.0, got -0.1"),
+])
+def test_drop_path_probability_outside_0_1(diag, p, message):
+    stmt = f"y = drop_path(x, {p})"
+    check(_op_error(diag, stmt), "t.arch:3:22", message, "    " + stmt, caret=p)
+
+
+def test_adaptive_pool_size_must_be_positive(diag):
+    stmt = "y = adaptive_maxpool(x, [0, 2])"
+    check(_op_error(diag, stmt), "t.arch:3:29",
+          "adaptive_maxpool(): argument 'size' must be at least 1, got 0", "    " + stmt,
+          caret="[0, 2]")
+
+
+def test_crop_larger_than_the_input(diag):
+    stmt = "y = crop(x, [16, 40])"
+    check(_op_error(diag, stmt), "t.arch:3:17",
+          "crop: 16x40 is larger than the input's 32x32 (H x W)", "    " + stmt, caret="[16, 40]")

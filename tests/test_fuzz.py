@@ -302,3 +302,90 @@ def test_output_paths_and_import_links(tmp_path_factory, capsys, data):
                                        f"\n return b(x)\n}}\n")
     rc, _, err = _cli_case(["check", str(d / "proj" / "m.arch")], capsys)
     assert rc == 2 and "root:" not in err
+
+
+# ---- the resampling ops (issue 13): random arguments against PyTorch ------------------------
+# Kept apart from the generators above. Every call of a resampling, rearranging or
+# stochastic-depth op with random (often invalid) arguments either fails with a positioned
+# ArchError, or compiles to a layer whose static shape and parameter count equal what the
+# generated PyTorch module really produces: archc's shape rules reject whatever PyTorch
+# rejects, and accept nothing that PyTorch computes differently. Seeded random draws
+# (valid four times in five per argument), so that every op gets valid and invalid cases.
+def _lit(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    return repr(v)
+
+
+def _mostly(valid, *invalid):
+    return lambda r: r.choice(invalid) if r.random() < 0.2 else valid(r)
+
+
+def _pair(lo, hi):
+    return lambda r: r.randint(lo, hi) if r.random() < 0.5 else [r.randint(lo, hi),
+                                                                  r.randint(lo, hi)]
+
+
+_N = _mostly(lambda r: r.randint(1, 4), 0, -1, 2.5, "2")
+_PAIR = _mostly(_pair(1, 3), 0, -1, 1.5, [1, 0], [1, 2, 3])
+_PAD = _mostly(_pair(0, 2), -1, 0.5, [0])
+_RESAMPLE_ARGS = {
+    "upsample": {"scale": _PAIR, "size": _mostly(_pair(1, 12), 0, [3, 0], 2.0),
+                 "mode": lambda r: r.choice(["nearest", "bilinear", "bilinear", "area"]),
+                 "align_corners": lambda r: r.random() < 0.5},
+    "conv_transpose": {"out": _N, "kernel": _PAIR, "stride": _PAIR, "padding": _PAD,
+                       "output_padding": _PAD, "groups": _mostly(lambda r: 1, 2, 3, 0),
+                       "dilation": _PAIR, "bias": lambda r: r.random() < 0.5},
+    "pixel_shuffle": {"r": _N},
+    "pixel_unshuffle": {"r": _N},
+    "channel_shuffle": {"groups": _N},
+    "adaptive_avgpool": {"size": _PAIR},
+    "adaptive_maxpool": {"size": _PAIR},
+    "drop_path": {"p": _mostly(lambda r: r.choice([0.0, 0.3, 0.99]), -0.5, 1.0, 2, "0.1")},
+    "crop": {"size": _mostly(_pair(1, 9), 0, [2, 0], 1.5)},
+}
+_REQUIRED = {"conv_transpose": ("out", "kernel"), "pixel_shuffle": ("r",),
+             "pixel_unshuffle": ("r",), "channel_shuffle": ("groups",),
+             "adaptive_avgpool": ("size",), "adaptive_maxpool": ("size",), "drop_path": ("p",),
+             "crop": ("size",)}
+
+
+def _resample_source(op: str, r) -> str:
+    c, h, w = r.randint(1, 8), r.randint(1, 9), r.randint(1, 9)
+    required = _REQUIRED.get(op, ())
+    if op == "upsample":   # exactly one of scale and size, mostly
+        required = r.choice([("scale",)] * 3 + [("size",)] * 3 + [("scale", "size"), ()])
+    args = [f"{k}={_lit(gen(r))}" for k, gen in _RESAMPLE_ARGS[op].items()
+            if k in required or (k not in ("scale", "size") and r.random() < 0.4)]
+    return f"network N() {{\n x = input({c}, {h}, {w})\n return {op}(x, {', '.join(args)})\n}}\n"
+
+
+@pytest.mark.parametrize("op", sorted(_RESAMPLE_ARGS))
+def test_resample_ops_random_arguments_agree_with_torch(op):
+    import random
+
+    torch = pytest.importorskip("torch")
+    import archc
+    from archc.backends import torch_backend
+    rng = random.Random(f"archc-{op}")
+    compiled = 0
+    for _ in range(40):
+        src = _resample_source(op, rng)
+        try:
+            net = archc.load_source(src)
+        except ArchError as err:
+            assert POSITIONED.match(err.format()), err.format()
+            continue
+        compiled += 1
+        module = torch_backend.compile_module(net)
+        module.eval()
+        with torch.no_grad():
+            out = module(torch.randn(1, *net.input_shape))
+        assert tuple(out.shape[1:]) == net.output_shape, src
+        assert sum(p.numel() for p in module.parameters()) == \
+            archc.analyze(net).totals["params"], src
+    assert 5 <= compiled <= 35, compiled   # both valid and invalid cases were exercised

@@ -46,7 +46,44 @@ network EvenLrn() {
              -> n2: lrn(2, alpha=0.3)
 }
 """
+# Named outputs: one is a BN layer (folded: its value is the conv's), two are one layer, one
+# is named as its layer; the ops of _ops_resample.py where ALL_OPS leaves a case out (nearest
+# to a size that is no multiple, bilinear by a scale and to a size of 1, adaptive pools over
+# bins of unequal sizes and along one axis only, odd crops, transposed convs with stride 3
+# and with an output padding of at least the stride).
+NAMED = """
+network Named() {
+    x = input(3, 9, 11)
+    y = x -> c: conv(4, kernel=3, padding=1) -> feat: bn
+    h = y -> conv1: conv(6, kernel=1) -> r: relu
+    g = y -> gp: global_avgpool -> fl: flatten -> fc: linear(3)
+    return outputs(feature=y, logits=g, scores=g, r=h)
+}
+"""
+RESAMPLE = """
+network Resample() {
+    x = input(6, 7, 10)
+    a = x -> n1: upsample(size=[11, 13]) -> n2: upsample(size=[5, 4]) -> n3: upsample([3, 2])
+    b = x -> b1: upsample(2, mode="bilinear") -> b2: upsample(size=[9, 23], mode="bilinear")
+          -> b3: upsample(size=[4, 6], mode="bilinear", align_corners=true)
+    c = x -> p1: adaptive_avgpool([3, 4]) -> p2: adaptive_maxpool([3, 3])
+          -> p3: adaptive_avgpool([2, 3]) -> up: upsample(size=[4, 6])
+    d = x -> m1: adaptive_maxpool([7, 3]) -> m2: adaptive_avgpool([2, 3]) -> up2: upsample(2)
+    e = x -> ct: conv_transpose(9, kernel=[2, 3], stride=3, output_padding=[0, 2])
+          -> ps: pixel_unshuffle(2) -> sh: channel_shuffle(3) -> px: pixel_shuffle(3)
+          -> cr: crop([5, 6]) -> ap: adaptive_avgpool([4, 6]) -> dp: drop_path(0.5)
+    f = x -> o1: upsample(size=[1, 3], mode="bilinear")
+          -> o2: upsample(size=[5, 1], mode="bilinear")
+          -> o3: adaptive_avgpool([1, 4]) -> o4: upsample(size=[3, 4], mode="bilinear")
+    # output_padding >= stride (allowed below the dilation): end pads, or zeros padded after
+    g = x -> ctp: conv_transpose(4, kernel=3, dilation=3, output_padding=[2, 1], padding=[2, 1])
+    h = x -> ctz: conv_transpose(4, kernel=2, dilation=2, output_padding=1, bias=false)
+    return outputs(a=a, b=b, c=c, d=d, e=e, f=f, g=g, h=h)
+}
+"""
 NETS = {name: (lambda name=name: _small(name)) for name in bundled_networks()}
+NETS["named"] = lambda: archc.load_source(NAMED)
+NETS["resample"] = lambda: archc.load_source(RESAMPLE)
 NETS["all_ops"] = lambda: archc.load_source(ALL_OPS)
 NETS["even_lrn"] = lambda: archc.load_source(EVEN_LRN)
 NETS["googlenet-torchvision-aux"] = lambda: _small("googlenet", variant="torchvision",
@@ -80,16 +117,30 @@ def reference():
 
 
 def _torch(module, x):
+    """The module's output; a list of every output's for a network with named outputs."""
     with torch.no_grad():
-        return module(torch.from_numpy(x)).numpy()
+        y = module(torch.from_numpy(x))
+    return [v.numpy() for v in y.values()] if isinstance(y, dict) else y.numpy()
 
 
-def _run(model, net, x):
+def _run(model, net, x, every=False):
+    """The graph's first output, or the list of all of them (every=True)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(model.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    return session.run(None, {net.input: x})[0]
+    ys = session.run(None, {net.input: x})
+    return ys if every else ys[0]
+
+
+def _close(got, want):
+    """Each output within TOL of its largest magnitude."""
+    got, want = (got, want) if isinstance(want, list) else ([got], [want])
+    assert len(got) == len(want)
+    for g, y in zip(got, want):
+        assert g.shape == y.shape
+        scale = max(float(np.abs(y).max()), 1e-6)
+        assert np.abs(g - y).max() <= TOL * scale, (np.abs(g - y).max(), scale)
 
 
 @pytest.mark.parametrize("fold", [False, True], ids=["bn", "fold-bn"])
@@ -98,10 +149,9 @@ def test_checker_and_onnxruntime_agree_with_torch(reference, name, fold):
     net, sd, x, y = reference(name)
     model = onnx_backend.build_model(net, weights=sd, fold_bn=fold)
     onnx.checker.check_model(model, full_check=True)   # strict: inferred shapes == the IR's
-    got = _run(model, net, x)
-    assert got.shape == y.shape
-    scale = max(float(np.abs(y).max()), 1e-6)
-    assert np.abs(got - y).max() <= TOL * scale, (np.abs(got - y).max(), scale)
+    _close(_run(model, net, x, every=isinstance(y, list)), y)
+    if net.outputs:   # one graph output per named output, named after it, in order
+        assert [o.name for o in model.graph.output] == [k for k, _ in net.outputs]
     names = {n.name for n in model.graph.node}
     inits = {i.name for i in model.graph.initializer}
     bns = [n for n in net.layers() if net.node(n)["op"] == "bn"]
@@ -172,6 +222,37 @@ def test_names_python_treats_differently(reference):
     x = np.random.RandomState(0).randn(2, *net.input_shape).astype(np.float32)
     y = _torch(module, x)
     np.testing.assert_allclose(_run(model, net, x), y, rtol=0, atol=TOL * np.abs(y).max())
+
+
+def test_an_output_named_like_another_layer_keeps_its_name():
+    """The graph output `logits` is the output's name; the layer `logits` (another layer)
+    is renamed `logits_`, as a value named like a weight is."""
+    net = archc.load_source("""network N() {
+        x = input(3, 6, 6)
+        h = x -> logits: conv(4, kernel=1) -> a: relu
+        g = h -> gp: global_avgpool -> fl: flatten -> fc: linear(2)
+        return outputs(logits=g, features=h)
+    }""")
+    torch.manual_seed(0)
+    module = torch_backend.compile_module(net).eval()
+    model = onnx_backend.build_model(net, weights=W.state_dict_numpy(module))
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.name for o in model.graph.output] == ["logits", "features"]
+    nodes = {n.name: n for n in model.graph.node}
+    assert nodes["logits_"].op_type == "Conv" and list(nodes["logits"].input) == ["fc"]
+    x = np.random.RandomState(0).randn(2, *net.input_shape).astype(np.float32)
+    _close(_run(model, net, x, every=True), _torch(module, x))
+
+
+def test_an_output_named_like_the_graph_input_is_an_error():
+    net = archc.load_source("""network N() {
+        x = input(3, 6, 6)
+        return outputs(input=x -> c: conv(4, kernel=1))
+    }""")
+    with pytest.raises(ArchError, match="no output can have that name") as e:
+        onnx_backend.build_model(net, weights={})
+    assert e.value.span is not None and "output 'input'" in e.value.message
+    assert "^" in e.value.format()          # the excerpt with its caret
 
 
 def test_a_value_named_like_a_weight_gets_another_name():
@@ -294,3 +375,35 @@ def test_cli_option_errors_exit_2(tmp_path, capsys, monkeypatch, argv, needle):
     code, err = _cli(capsys, "build", "sqnxt", *argv)
     assert code == 2 and needle in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+# ---- the resampling ops with random arguments (tests/test_fuzz.py's generator) ---------------
+@pytest.mark.parametrize("op", ["upsample", "conv_transpose", "pixel_shuffle",
+                                "pixel_unshuffle", "channel_shuffle", "adaptive_avgpool",
+                                "adaptive_maxpool", "drop_path", "crop"])
+def test_resample_ops_random_arguments_agree_with_torch_in_onnxruntime(op):
+    """Every draw of test_fuzz's generator that compiles (sizes 1 to 12, scales, bins,
+    strides, paddings, groups, align_corners ...) passes the checker and gives the torch
+    module's output in onnxruntime."""
+    import random
+
+    from test_fuzz import _resample_source
+    rng = random.Random(f"archc-onnx-{op}")
+    compiled = 0
+    for _ in range(40):
+        src = _resample_source(op, rng)
+        try:
+            net = archc.load_source(src)
+        except ArchError:
+            continue        # test_fuzz checks these errors
+        compiled += 1
+        torch.manual_seed(0)
+        module = torch_backend.compile_module(net).eval()
+        model = onnx_backend.build_model(net, weights=W.state_dict_numpy(module))
+        onnx.checker.check_model(model, full_check=True)
+        x = np.random.RandomState(compiled).randn(2, *net.input_shape).astype(np.float32)
+        want = _torch(module, x)
+        got = _run(model, net, x)
+        assert got.shape == want.shape, src
+        assert np.abs(got - want).max() <= TOL * max(float(np.abs(want).max()), 1e-6), src
+    assert compiled >= 5, compiled

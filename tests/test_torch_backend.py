@@ -17,9 +17,11 @@ import archc  # noqa: E402
 from archc.backends import _plan, lowering, torch_backend  # noqa: E402
 from archc.compiler import ArchError, library_dir, ops  # noqa: E402
 
+from _runtime import outputs, runtime_params  # noqa: E402  (tests/)
+
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = sorted(p.stem for p in Path(library_dir()).glob("*.arch"))
-VARIANTS = [(n, {}) for n in ARCHS] + [
+VARIANTS = [(n, runtime_params(n)) for n in ARCHS] + [
     ("sqnxt", {"width": 0.5}), ("sqnxt", {"width": 2.0, "stages": [1, 1, 2, 1]}),
     ("sqnxt", {"dropout": 0.3, "stages": [1, 1, 1, 1]}),
     ("se_sqnxt", {"width": 0.5, "stages": [1, 2, 8, 1]}),
@@ -74,7 +76,8 @@ def test_every_layer_has_its_static_shape(built, variant):
         out = module(torch.randn(1, *net.input_shape))
     assert list(seen) == net.layers()
     assert {n: s for n, s in seen.items()} == {n: net.node(n)["shape"] for n in net.layers()}
-    assert _static(out.shape) == net.output_shape
+    assert [_static(o.shape) for o in outputs(out)] == \
+        [net.node(n)["shape"] for _, n in net.output_list()]
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=_id)
@@ -92,12 +95,13 @@ def test_forward_backward_batch2_with_hooks(built, variant):
              for n, m in module.named_modules() if not list(m.children()) and n]
     try:
         module.train()
-        out = module(torch.randn(2, *net.input_shape))
-        out.float().square().mean().backward()
+        out = outputs(module(torch.randn(2, *net.input_shape)))
+        sum(o.float().square().mean() for o in out).backward()
     finally:
         for h in hooks:
             h.remove()
-    assert out.shape[0] == 2 and _static(out.shape) == net.output_shape
+    assert all(o.shape[0] == 2 for o in out)
+    assert [_static(o.shape) for o in out] == [net.node(n)["shape"] for _, n in net.output_list()]
     stateful = [n for n in net.layers() if ops.get(net.node(n)["op"]).stateful]
     assert shapes == {n: net.node(n)["shape"] for n in stateful}  # hooks: module layers
     grads = [p.grad for p in module.parameters()]
@@ -120,6 +124,14 @@ network AllOps(classes: int = 7) {
     s1 = s1 -> g1: conv(8, kernel=3, padding="same", groups=4) -> t1: tanh
     s2 = s2 -> sw: swish -> hs: hswish -> id: identity
     y = m: concat(s1, s2) -> d: dropout(0.25)
+    u = y -> ct: conv_transpose(8, kernel=3, stride=2, padding=1, output_padding=[1, 0], groups=4,
+                                dilation=[1, 2], bias=false)
+          -> up: upsample(size=[5, 8], mode="bilinear")
+    v = y -> un: upsample(2) -> pu: pixel_unshuffle(2) -> cs: channel_shuffle(8)
+          -> pxs: pixel_shuffle(4) -> aap: adaptive_avgpool([5, 8])
+    w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[7, 9], mode="bilinear", align_corners=true)
+          -> ws: slice(0, 16) -> cr: crop([5, 8])
+    y = cat2: concat(u, v, w) -> dpth: drop_path(0.1)
     g = y -> gm: global_maxpool -> fa: linear(32) -> bn2: bn -> hsig: hsigmoid
     y = sc: mul(y, g)
     z = y -> ga: global_avgpool -> sg: sigmoid
@@ -146,6 +158,8 @@ def test_all_ops_network_lowers_exactly():
     assert seen == {n: net.node(n)["shape"] for n in net.layers()}
     assert module.b1.eps == 0.001 and module.b1.momentum == 0.01
     assert isinstance(module.d, torch.nn.Dropout) and module.d.p == 0.25
+    assert type(module.dpth).__name__ == "DropPath" and module.dpth.p == 0.1
+    assert module.ct.output_padding == (1, 0) and module.ct.dilation == (1, 2)
 
 
 def test_an_op_without_lowering_is_a_clear_error():

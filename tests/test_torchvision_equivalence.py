@@ -18,6 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import _torchvision_names as N  # noqa: E402
 import archc  # noqa: E402
 from archc.compiler import library_dir  # noqa: E402
 
@@ -75,17 +76,62 @@ _SQUEEZENET = [(r"^features\.0\.", "features.conv0."),
                (r"^features\.(\d+)\.", r"features.fire\1."),
                (r"^classifier\.1\.", "classifier.conv1.")]
 
+_GOOGLENET = [(r"^(inception\w+)\.branch(\d)\.(\d)\.", r"\1.branch\2_\3."), (r"^", "")]
+_IDENTITY = [(r"^", "")]
+
 MAPS = {
     # archc stem: (torchvision builder, builder kwargs, archc params, rules, input size)
+    # A key "stem@case" is another configuration of archs/<stem>.arch.
     "mobilenet_v2": ("mobilenet_v2", {}, {}, _MOBILENET_V2, 224),
     "resnet": ("resnet50", {}, {"depth": 50}, _RESNET, 224),
     "vgg": ("vgg16", {}, {"config": "D"}, _FEATURES_CLASSIFIER, 224),
     "alexnet": ("alexnet", {}, {}, _FEATURES_CLASSIFIER, 224),
     "squeezenet": ("squeezenet1_0", {}, {"version": "1.0"}, _SQUEEZENET, 224),
+    # the auxiliary heads as named outputs, compared with torchvision's GoogLeNetOutputs /
+    # InceptionOutputs (which it returns in training mode only; see AUX_IN_TRAINING)
+    "googlenet@aux": ("googlenet", {"aux_logits": True, "init_weights": False},
+                      {"variant": "torchvision", "aux_logits": True}, _GOOGLENET, 224),
+    "inception_v3@aux": ("inception_v3", {"aux_logits": True, "init_weights": False},
+                         {"aux_logits": True}, _IDENTITY, 299),
+    # the library of issue 13 (rename functions in tests/_torchvision_names.py); small
+    # inputs where the size is not the point
+    "shufflenet_v2": ("shufflenet_v2_x1_0", {}, {}, N.shufflenet_v2, 96),
+    "efficientnet": ("efficientnet_b0", {}, {}, N.efficientnet, 96),
+    "efficientnet@b5": ("efficientnet_b5", {}, {"variant": "b5"}, N.efficientnet, 64),
+    "densenet": ("densenet121", {}, {}, N.densenet, 96),
+    "regnet": ("regnet_x_400mf", {}, {}, N.regnet, 96),
+    "regnet@y": ("regnet_y_400mf", {}, {"variant": "y_400mf"}, N.regnet, 96),
+    "mnasnet": ("mnasnet0_5", {}, {"width": 0.5}, N.mnasnet, 96),
+    "fcn": ("fcn_resnet50", {"weights_backbone": None, "aux_loss": True},
+            {"aux": True, "resolution": 96}, N.fcn, 96),
+    "deeplabv3": ("deeplabv3_resnet50", {"weights_backbone": None, "aux_loss": True},
+                  {"aux": True, "resolution": 96}, N.deeplabv3, 96),
+    "deeplabv3@mobilenet": ("deeplabv3_mobilenet_v3_large",
+                            {"weights_backbone": None, "aux_loss": True},
+                            {"backbone": "mobilenet_v3_large", "aux": True, "resolution": 96},
+                            N.deeplabv3_mobilenet, 96),
+    "lraspp": ("lraspp_mobilenet_v3_large", {"weights_backbone": None},
+               {"resolution": 96}, N.lraspp, 96),
 }
+# torchvision computes these networks' aux heads only when the network is in training mode:
+# the reference runs with its root module in training mode and every submodule (BN,
+# dropout, the heads) in eval mode, which gives the eval-mode value of every output.
+AUX_IN_TRAINING = {"googlenet@aux", "inception_v3@aux"}
+
+
+def _outputs(value) -> dict:
+    """A network's outputs by name: torchvision's namedtuples and dicts, archc's dicts; a
+    single tensor is {None: tensor}."""
+    if isinstance(value, dict):
+        return dict(value)
+    if hasattr(value, "_fields"):
+        return dict(zip(value._fields, value))
+    return {None: value}
 
 
 def _rename(key: str, rules) -> str:
+    if callable(rules):
+        return rules(key)
     for pattern, repl in rules:
         new, n = re.subn(pattern, repl, key)
         if n:
@@ -93,14 +139,17 @@ def _rename(key: str, rules) -> str:
     raise AssertionError(f"no rename rule for torchvision key '{key}'")
 
 
-@pytest.mark.parametrize("stem", list(MAPS))
-def test_same_logits_as_torchvision(stem):
+@pytest.mark.parametrize("case", list(MAPS))
+def test_same_logits_as_torchvision(case):
+    stem = case.split("@")[0]
     if not (Path(library_dir()) / f"{stem}.arch").exists():
         pytest.skip(f"archs/{stem}.arch does not exist yet")
     models = _torchvision_models()
-    builder, kwargs, params, rules, size = MAPS[stem]
+    builder, kwargs, params, rules, size = MAPS[case]
     torch.manual_seed(0)
-    ref = getattr(models, builder)(weights=None, **kwargs).eval()
+    ref = _builder(models, builder)(weights=None, **kwargs).eval()
+    if case in AUX_IN_TRAINING:
+        ref.training = True
     with torch.no_grad():  # non-trivial BN statistics, so the BN mapping is exercised
         for m in ref.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -114,6 +163,13 @@ def test_same_logits_as_torchvision(stem):
     assert not result.missing_keys and not result.unexpected_keys
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        want, got = ref(x), ours(x)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        want, got = _outputs(ref(x)), _outputs(ours(x))
+    assert list(got) == list(want)     # the same outputs, in the same order
+    for name in want:
+        assert got[name].shape == want[name].shape, name
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def _builder(models, name):
+    """torchvision.models.<name>, or models.segmentation.<name>."""
+    return getattr(models, name, None) or getattr(models.segmentation, name)

@@ -90,6 +90,10 @@ def _optax_schedule(recipe, spe):
     if recipe.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, lr, warm, total, end_value=0.0) if warm \
             else optax.cosine_decay_schedule(lr, total)
+    if recipe.schedule == "linear":
+        main = optax.linear_schedule(lr, 0.0, total - warm)
+        return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm]) \
+            if warm else main
     if recipe.schedule == "step":
         main = optax.piecewise_constant_schedule(
             lr, {e * spe - warm: recipe.gamma for e in recipe.decay_epochs})
@@ -106,6 +110,8 @@ def _optax_schedule(recipe, spe):
     {"epochs": 10, "schedule": "onecycle"}, {"epochs": 9, "schedule": "onecycle",
                                              "warmup_epochs": 2.5},
     {"epochs": 3, "schedule": "constant", "warmup_epochs": 1, "lr": 0.05},
+    {"epochs": 10, "schedule": "linear"}, {"epochs": 9, "schedule": "linear",
+                                           "warmup_epochs": 1.5, "lr": 0.4},
 ])
 def test_schedule_equals_optax(kw):
     """The pure schedule (numpy and jax.numpy) is optax's, step for step."""
@@ -116,6 +122,45 @@ def test_schedule_equals_optax(kw):
     np.testing.assert_allclose(lr_table(r, spe), want[:-3], rtol=2e-6, atol=2e-8)  # optax computes in float32
     traced = np.asarray(jax.jit(jax.vmap(schedule(r, spe, xp=jnp)))(jnp.asarray(steps)))
     np.testing.assert_allclose(traced, want, rtol=2e-6, atol=2e-8)  # optax computes in float32
+
+
+def test_recipes():
+    """--recipe paper is the default Recipe exactly, and its run.json keys are those of runs
+    made before the fast recipe's fields existed (they stay resumable); fast sets its values,
+    which options override; the torch loop refuses what it does not implement."""
+    from archc.backends.train.recipe import RECIPES, preset, require_backend
+    assert preset("paper") == Recipe() and RECIPES["paper"] == {}
+    assert set(Recipe().to_dict()) == {
+        "epochs", "batch_size", "lr", "schedule", "milestones", "gamma", "warmup_epochs",
+        "momentum", "nesterov", "weight_decay", "label_smoothing", "augment", "precision",
+        "seed", "eval_batch_size"}
+    fast = preset("fast", epochs=10)
+    assert (fast.epochs, fast.batch_size, fast.schedule, fast.label_smoothing, fast.precision,
+            fast.test_flip, fast.weight_decay_all) == (10, 512, "linear", 0.2, "bf16", True,
+                                                       False)
+    assert fast.to_dict()["test_flip"] is True
+    table = lr_table(fast, 10)
+    assert table[0] == 0 and table.argmax() == 20 and table[-1] == pytest.approx(fast.lr / 80)
+    with pytest.raises(ArchError, match="unknown recipe 'slow'"):
+        preset("slow")
+    require_backend(fast, "jax")
+    require_backend(Recipe(), "torch")
+    with pytest.raises(ArchError, match="does not implement test_flip, weight_decay_all"):
+        require_backend(fast, "torch")
+
+
+def test_weight_decay_on_kernels_only():
+    """recipe.weight_decay_all off: with zero gradients only conv and linear kernels shrink."""
+    from archc.backends.train.jax_loop import optimizer
+    import optax
+    params = {"conv": {"kernel": np.ones(3, np.float32), "bias": np.ones(3, np.float32)},
+              "bn": {"scale": np.ones(3, np.float32), "bias": np.ones(3, np.float32)}}
+    for every, moved in ((True, {"kernel", "bias", "scale"}), (False, {"kernel"})):
+        tx = optimizer(Recipe(epochs=1, schedule="constant", weight_decay_all=every), 1)
+        zeros = jax.tree.map(np.zeros_like, params)
+        new = optax.apply_updates(params, tx.update(zeros, tx.init(params), params)[0])
+        changed = {k for layer in new for k, v in new[layer].items() if np.any(v != 1)}
+        assert changed == moved, (every, changed)
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -9,4 +9,13 @@
     run_dir.py     the run folder (metrics, curves, checkpoints, summary) and the epoch driver
     jax_loop.py    the JAX loop (jitted steps, Orbax checkpoints)
     torch_loop.py  the torch loop (the same recipe; needs neither jax nor optax)
+
+The loops train and evaluate on a network's FIRST output: a network returning
+`outputs(logits=..., aux=...)` (a dict at run time) is trained on its first entry's
+cross-entropy, its other outputs are computed and ignored (docs/training.md).
 """
+
+
+def first_output(y):
+    """The output the loops use: the network's value, or the first of its named outputs."""
+    return next(iter(y.values())) if isinstance(y, dict) else y

@@ -22,27 +22,51 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from archc.compiler import Network
 
 from .. import jax_backend, weights
-from . import guard
+from . import first_output, guard
 from .data import ImageData
 from .distributed import Placement
-from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, schedule, steps_per_epoch
-from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
-                      corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
-
+from .recipe import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    Recipe,
+    lr_table,
+    schedule,
+    steps_per_epoch,
+)
+from .run_dir import (
+    KEEP_CHECKPOINTS,
+    Loop,
+    RunDir,
+    check_checkpoint,
+    check_classes,
+    corrupt_checkpoint,
+    fingerprint,
+    finish,
+    no_checkpoint,
+    run_epochs,
+)
 
 
 def optimizer(recipe: Recipe, spe: int):
-    """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does."""
+    """SGD, Nesterov momentum, weight decay added to the gradient as torch.optim.SGD does
+    (to every parameter, or with recipe.weight_decay_all off to conv and linear kernels)."""
     import jax.numpy as jnp
     import optax
     return optax.chain(
-        optax.add_decayed_weights(recipe.weight_decay),
+        optax.add_decayed_weights(recipe.weight_decay,
+                                  mask=None if recipe.weight_decay_all else kernels_only),
         optax.sgd(schedule(recipe, spe, xp=jnp), momentum=recipe.momentum or None,
                   nesterov=recipe.nesterov and recipe.momentum > 0))
+
+
+def kernels_only(params):
+    """True for conv and linear kernels (pure-dict leaves named 'kernel'), else False."""
+    import jax
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
 def augment(x, key):
@@ -67,9 +91,23 @@ def normalize(x, dtype):
 
 
 class Trainer:
-    """Compiled train and eval steps for one network and recipe, over pure-dict states."""
+    """Compiled train and eval steps for one network and recipe, over pure-dict states.
 
-    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int,
+      scan       apply runs of identical blocks with one lax.scan (backends/_jax_scan.py)
+
+    Hooks for finetuning (backends/compress), all optional:
+      tx         the optax transformation to use instead of `optimizer(recipe, spe)`
+      start      {"params", "stats"} pure dicts to start from instead of the initialisation
+      tap        build the module in tap mode with this fn(layer_name, value) -> value
+      transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
+                 input before every forward pass (train and eval)
+    Scale-out (backends/train/distributed.py, stream.py):
+      place           the device mesh (default: one device)
+      device_augment  False where the host already augmented (streamed ImageNet images)
+    """
+
+    def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, scan=False,
+                 tx=None, start: dict | None = None, tap=None, transform=None,
                  place: Placement | None = None, device_augment: bool = True):
         import jax
         import jax.numpy as jnp
@@ -79,15 +117,21 @@ class Trainer:
         self.recipe, self.spe = recipe, spe
         self.place = place = place or Placement(1)  # the devices (distributed.py)
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        model = jax_backend.compile_module(net, seed=recipe.seed)
+        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
+        # initial values are drawn on the host (backends/_jax_init.py): building the module is
+        # cheap even where `start` replaces them
+        model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
+        if scan:   # runs of identical blocks as one lax.scan (backends/_jax_scan.py)
+            jax_backend.set_scan(model, True)
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         model.eval()
         self.g_eval = nnx.split(model, nnx.Param, nnx.BatchStat, ...)[0]
         self.rest = nnx.to_pure_dict(rest)
-        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
-        self.tx = optimizer(recipe, spe)
+        self.tx = optimizer(recipe, spe) if tx is None else tx
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        if start is not None:
+            params, stats = start["params"], start["stats"]
         # jitted: eager jnp calls would each compile a tiny XLA program (0.2-0.4 s apiece here)
         state = {"params": params, "stats": stats, "opt": jax.jit(self.tx.init)(params),
                  "step": np.zeros((), np.int32)}
@@ -100,6 +144,7 @@ class Trainer:
         bsz, smoothing = recipe.batch_size, recipe.label_smoothing
         do_augment = recipe.augment and device_augment  # False: the host augmented (stream.py)
         k_order, base = jax.random.split(jax.random.key(recipe.seed))
+        transform = transform or (lambda params, x: (params, x))
 
         def cast(tree):
             return jax.tree.map(lambda a: a.astype(dtype) if a.dtype == jnp.float32 else a, tree)
@@ -126,10 +171,11 @@ class Trainer:
             x = normalize(x, dtype)
 
             def loss_fn(params, stats, rest):
+                params, xt = transform(params, x)
                 model = nnx.merge(g_train, cast(params), stats, rest)
                 if has_dropout:
                     nnx.reseed(model, dropout=k_drop)
-                losses, logits = loss_and_logits(model(x), y, smoothing)
+                losses, logits = loss_and_logits(first_output(model(xt)), y, smoothing)
                 new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
                 return losses.mean(), (losses, logits, new_stats)
 
@@ -143,7 +189,7 @@ class Trainer:
             acc = (acc[0] + jnp.sum(losses), acc[1] + correct, acc[2] + bsz)
             return new, acc
 
-        eb = self.eval_batch
+        eb, test_flip = self.eval_batch, recipe.test_flip
 
         def eval_step(state, acc, rest, images, labels, mask, i):
             return eval_on(state, acc, rest, jax.lax.dynamic_slice_in_dim(images, i * eb, eb),
@@ -152,8 +198,15 @@ class Trainer:
 
         def eval_on(state, acc, rest, x, y, m):
             x, y, m = place.batch(x), place.batch(y), place.batch(m)
-            model = nnx.merge(g_eval, cast(state["params"]), state["stats"], rest)
-            losses, logits = loss_and_logits(model(normalize(x, dtype)), y)
+            params, x = transform(state["params"], normalize(x, dtype))
+            model = nnx.merge(g_eval, cast(params), state["stats"], rest)
+            if test_flip:   # the image and its mirror in one batch, logits averaged
+                both = first_output(model(jnp.concatenate([x, x[:, :, ::-1]])))
+                both = both.astype(jnp.float32)
+                logits = 0.5 * (both[:eb] + both[eb:])
+            else:
+                logits = first_output(model(x))
+            losses, logits = loss_and_logits(logits, y)
             correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
             return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
 
@@ -218,7 +271,7 @@ class Checkpoints:
                 self.manager.save(epoch, args=ocp.args.Composite(
                     state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)))
                 self.manager.wait_until_finished()
-        except Exception as exc:  # noqa: BLE001 - storage failures become one clear error
+        except Exception as exc:
             reason = guard.storage_reason(exc)
             if reason is None:
                 raise
@@ -263,7 +316,7 @@ class Checkpoints:
         try:
             with guard.quiet_orbax():
                 self.manager.close()
-        except Exception as exc:  # noqa: BLE001 - after a failed save: already reported
+        except Exception as exc:
             if guard.storage_reason(exc) is None:
                 raise
 
@@ -301,11 +354,13 @@ class JaxLoop(Loop):
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
           progress: bool = True, log=print, devices: int | None = None,
-          loader_workers: int = 0) -> dict:
+          loader_workers: int = 0, **hooks) -> dict:
     """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py).
     devices: how many of each process's devices to use, data parallel (default: all).
     data: an ImageData (in device memory) or a stream.FolderSet (streamed by Grain, with
-    `loader_workers` decoding processes)."""
+    `loader_workers` decoding processes).
+
+    hooks: Trainer's finetuning hooks (tx, start, tap, transform)."""
     from .stream import FolderSet
     from .stream_loop import StreamLoop
     import jax
@@ -319,8 +374,8 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     run = RunDir(out, fp, resume, primary=jax.process_index() == 0)
     spe = steps_per_epoch(recipe, len(data.train_y))
     streamed = isinstance(data, FolderSet)
-    trainer = Trainer(net, recipe, spe, len(data.test_y), place,
-                      device_augment=not (streamed and data.mode == "imagenet"))
+    trainer = Trainer(net, recipe, spe, len(data.test_y), place=place,
+                      device_augment=not (streamed and data.mode == "imagenet"), **hooks)
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0

@@ -23,6 +23,7 @@ from archc._files import write_atomic
 from archc.compiler import ArchError, Network, analyze, load_program
 from archc.compiler._loader import build
 
+from . import first_output
 from .recipe import CIFAR10_MEAN, CIFAR10_STD
 
 GATE_OPS = ("sigmoid", "hsigmoid")
@@ -103,7 +104,7 @@ def _torch_forward(net: Network, tensors: dict, gates: list[str]):
     def forward(x):
         store.clear()
         with torch.no_grad():
-            logits = model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+            logits = first_output(model(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()))
         return logits.numpy(), {g: store[g].reshape(len(x), -1).numpy() for g in gates}
     return forward
 
@@ -134,7 +135,7 @@ def _jax_forward(net: Network, tensors: dict, gates: list[str]):
         store: dict = {}
         m = nnx.merge(graph, state)
         lowering.set_tap(m, lambda name, v: store.setdefault(name, v) if name in gates else v)
-        logits = m(x)
+        logits = first_output(m(x))
         return logits, {g: store[g].reshape(x.shape[0], -1) for g in gates}
 
     def forward(x):

@@ -23,7 +23,7 @@ import numpy as np
 from archc.compiler import Network
 
 from .. import torch_backend, weights
-from . import guard
+from . import first_output, guard
 from .data import ImageData
 from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
@@ -92,7 +92,7 @@ class TorchLoop(Loop):
     def _logits(self, x):
         torch = self.torch
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.forward(x).float()
+            return first_output(self.forward(x)).float()
 
     def begin_epoch(self, epoch: int) -> None:
         torch = self.torch

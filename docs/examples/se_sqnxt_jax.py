@@ -84,7 +84,7 @@ class ConvBn(nnx.Module):
 
 
 class Se(nnx.Module):
-    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:12."""
+    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:14."""
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)

@@ -35,7 +35,7 @@ class ConvBn(nn.Module):
 
 
 class Se(nn.Module):
-    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:12."""
+    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:14."""
 
     def __init__(self, in_channels, ratio=16.0):
         super().__init__()

@@ -1,0 +1,116 @@
+"""JAX start-up: seconds to instantiate every bundled network's Flax NNX module.
+
+    python bench/jax_startup.py                       # this checkout
+    python bench/jax_startup.py --before main         # and a git revision, side by side
+    python bench/jax_startup.py --only sqnxt,vgg --runs 3
+
+Each network is measured in a fresh interpreter (so no network profits from programs XLA
+compiled for another), after `import jax` and one tiny jitted call have warmed the runtime:
+
+    load         archc.load(name): parse, elaborate, analyse
+    instantiate  jax_backend.compile_module(net): generate the source, exec it, build the
+                 module with its initial values on the device (what archc.build_module and
+                 archc train do), until every array is ready
+
+The persistent compilation cache is off (a user's first call has none). The median of
+--runs fresh processes is reported. The target is instantiate <= 1 s for every network.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from codegen_lines import export  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE = """
+import json, sys, time
+import jax, jax.numpy as jnp
+jax.jit(lambda x: x + 1)(jnp.zeros(1)).block_until_ready()
+import archc
+from archc.backends import jax_backend
+from flax import nnx
+t0 = time.perf_counter()
+net = archc.load(sys.argv[1])
+t1, c1 = time.perf_counter(), time.process_time()
+model = jax_backend.compile_module(net)
+jax.block_until_ready(nnx.state(model))
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({"load": t1 - t0, "instantiate": t2 - t1, "cpu": c2 - c1}))
+"""
+
+
+def networks(pythonpath: str | None) -> list:
+    env = _env(pythonpath)
+    out = subprocess.run([sys.executable, "-c", "import json; from archc.compiler import "
+                          "bundled_networks; print(json.dumps(bundled_networks()))"],
+                         capture_output=True, text=True, env=env, check=True,
+                         cwd=pythonpath or ROOT)
+    return json.loads(out.stdout)
+
+
+def _env(pythonpath: str | None) -> dict:
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAX_PLATFORMS"] = env.get("JAX_PLATFORMS", "cpu")
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
+def measure(name: str, pythonpath: str | None, runs: int) -> dict:
+    times = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", ONE, name], capture_output=True, text=True,
+                              env=_env(pythonpath), cwd=pythonpath or ROOT)
+        if proc.returncode != 0:
+            return {"error": proc.stderr.strip().splitlines()[-1][:120]}
+        times.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {k: statistics.median(t[k] for t in times) for k in ("load", "instantiate", "cpu")}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", metavar="REV", help="also measure a git revision")
+    ap.add_argument("--only", help="comma list of networks (default: every bundled one)")
+    ap.add_argument("--runs", type=int, default=1, help="fresh processes per network (median)")
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args(argv)
+    names = args.only.split(",") if args.only else networks(None)
+    results = {"now": {}, "before": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        before_path = export(args.before, Path(tmp)) if args.before else None
+        for name in names:
+            results["now"][name] = measure(name, None, args.runs)
+            if before_path:
+                results["before"][name] = measure(name, before_path, args.runs)
+            print(name, results["now"][name], results["before"].get(name, ""), file=sys.stderr,
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+    def cell(r, key):
+        return "failed" if "error" in r else f"{r[key]:.2f}"
+    if args.before:
+        print(f"| network | load s | instantiate s before ({args.before}) | instantiate s now |")
+        print("|---|---:|---:|---:|")
+    else:
+        print("| network | load s | instantiate s |\n|---|---:|---:|")
+    for name in names:
+        now = results["now"][name]
+        row = f"| {name} | {cell(now, 'load')} |"
+        if args.before:
+            row += f" {cell(results['before'][name], 'instantiate')} |"
+        print(row + f" {cell(now, 'instantiate')} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

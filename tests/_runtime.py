@@ -1,0 +1,48 @@
+"""Shared by the backend tests: the parameters at which runtime checks (a forward pass in
+torch and in JAX) build the bundled networks that are slow at their default input -- their
+static checks (tests/test_library_c.py, the golden costs) use the defaults, and the input
+size is not what a runtime check tests -- and a network's outputs as a list."""
+from __future__ import annotations
+
+SMALL = {
+    "shufflenet_v2": {"resolution": 64}, "efficientnet": {"resolution": 64},
+    "densenet": {"resolution": 32}, "regnet": {"resolution": 64},
+    "mnasnet": {"resolution": 64},
+    "fcn": {"resolution": 64, "aux": True}, "deeplabv3": {"resolution": 64, "aux": True},
+    "lraspp": {"resolution": 64},
+    "unet": {"resolution": 188},          # the smallest input near 572 with Fig. 1's crops
+}
+
+
+def runtime_params(name: str) -> dict:
+    return dict(SMALL.get(name, {}))
+
+
+def outputs(value) -> list:
+    """The module's outputs in order: an OrderedDict's values, or the one tensor."""
+    return list(value.values()) if isinstance(value, dict) else [value]
+
+
+def jax_with_weights(net, tensors: dict, tap=None):
+    """The generated JAX module with torch-layout `tensors` loaded: built abstractly
+    (nnx.eval_shape), so that its random initialisation -- which XLA compiles for minutes on
+    a small CPU for a network of a few hundred layers -- never runs, since every weight and
+    BN statistic comes from `tensors`; the dropout RNG state (no torch counterpart) is a
+    fixed key. The same values as compile_module + load_into_jax."""
+    import jax
+    import jax.numpy as jnp
+    from archc.backends import jax_backend, weights
+    from flax import nnx
+    model = nnx.eval_shape(lambda: jax_backend.compile_module(
+        net, tap=tap if tap is not None else None))
+    weights.load_into_jax(model, net, tensors)
+    graph, state = nnx.split(model)
+
+    def concrete(x):
+        if not isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.key(0)
+        return jnp.zeros(x.shape, x.dtype)
+    state = jax.tree.map(concrete, state, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+    return nnx.merge(graph, state)
