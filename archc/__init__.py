@@ -140,7 +140,8 @@ def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **
 
 # import names each training backend needs (pyproject.toml's extras install them)
 _TRAIN_MODULES = ("numpy", "PIL", "safetensors", "matplotlib", "tqdm")
-_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint"), "torch": ("torch",)}
+_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint", "grain"),
+                    "torch": ("torch",)}
 _TRAIN_EXTRA = {"jax": "train", "torch": "train-torch"}
 
 
@@ -164,7 +165,9 @@ def _require_training(backend: str) -> None:
 
 def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=_UNSET,
           train_per_class=_UNSET, test_per_class=_UNSET, progress=_UNSET, cache=_UNSET,
-          log=_UNSET, **params) -> dict:
+          log=_UNSET, val_split=_UNSET, coarse_labels=_UNSET, devices=_UNSET,
+          coordinator=_UNSET, num_processes=_UNSET, process_id=_UNSET, stream=_UNSET,
+          loader_workers=_UNSET, **params) -> dict:
     """Train a Network (or file/bundled name with `params`) on the data set at `data`.
 
     recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
@@ -172,18 +175,38 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     Writes the run folder (metrics.jsonl, curves.png, checkpoints, model.safetensors,
     summary.json) and returns the summary, with the final parameters under "state".
     resume=True continues the run in `out`; the recipe and the per-class subset sizes not
-    given are taken from its run.json."""
+    given are taken from its run.json.
+    val_split=N: validate on N training images held out at random (seed 003: 2,000), not on
+    the test split; coarse_labels=True: CIFAR-100's 20 coarse classes.
+    JAX only: devices=N trains data parallel on N of each process's devices (default: all);
+    coordinator ("host:port"), num_processes and process_id start a multi-host run with
+    jax.distributed (docs/training.md, "More than one device"); stream="auto" (default),
+    "on" or "off": read an image folder with Grain as training goes (automatic when it does
+    not fit in memory), loader_workers=N decoding processes."""
     own = {"recipe": recipe, "backend": backend, "out": out, "resume": resume,
            "train_per_class": train_per_class, "test_per_class": test_per_class,
-           "progress": progress, "cache": cache, "log": log}
+           "progress": progress, "cache": cache, "log": log, "val_split": val_split,
+           "coarse_labels": coarse_labels, "devices": devices, "coordinator": coordinator,
+           "num_processes": num_processes, "process_id": process_id, "stream": stream,
+           "loader_workers": loader_workers}
     backend, log = _given(backend, "jax"), _given(log, print)
     _require_training(backend)
     from archc.backends.train.data import load_images
     from archc.backends.train.run_dir import saved_run
     net = _network("train", target, params, own)
+    scale = {"devices": _given(devices, None)}
+    hosts = (_given(coordinator, None), _given(num_processes, None), _given(process_id, None))
     if backend == "jax":
+        from archc.backends.train import distributed
         from archc.backends.train import jax_loop as loop
+        distributed.initialize(*hosts)
     elif backend == "torch":
+        if scale["devices"] is not None or any(v is not None for v in hosts) or \
+                _given(stream, "auto") == "on" or _given(loader_workers, None) is not None:
+            raise ArchError("--devices, the multi-host options, --stream on and "
+                            "--loader-workers are options of the JAX backend",
+                            hint="drop them, or train with --backend jax")
+        scale = {}
         from archc.backends.train import torch_loop as loop
     else:
         raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
@@ -196,15 +219,36 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
             train_per_class = saved.get("data", {}).get("train_per_class")
         if test_per_class is _UNSET:
             test_per_class = saved.get("data", {}).get("test_per_class")
+        if val_split is _UNSET:
+            val_split = saved.get("data", {}).get("val_split")
     recipe = _given(recipe, None)
     if recipe is None:
         recipe = Recipe()
     elif isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
-    images = load_images(data, cache=_given(cache, True), log=log).subset(
+    if backend == "jax":
+        from archc.backends.train import stream as streaming
+        workers = _given(loader_workers, None)
+        if workers is not None and workers < 0:
+            raise ArchError(f"--loader-workers must be 0 or more, not {workers}")
+        scale["loader_workers"] = workers or 0
+        if streaming.should_stream(os.path.expanduser(str(data)), _given(stream, "auto"),
+                                   net.input_shape[-1]):
+            if any(_given(v, None) is not None for v in (val_split, train_per_class,
+                                                         test_per_class)):
+                raise ArchError("--val-split and the per-class subsets are options of the "
+                                "in-memory path; this data set is streamed",
+                                hint="drop them, or --stream off for a data set that fits")
+            images = streaming.open_folder(os.path.expanduser(str(data)), net.input_shape[-1])
+            log(f"streaming {data} with Grain ({images.mode} images)")
+            return loop.train(net, images, recipe, out, resume=_given(resume, False),
+                              progress=_given(progress, True), log=log, **scale)
+    images = load_images(data, cache=_given(cache, True), log=log,
+                         coarse=bool(_given(coarse_labels, False)))
+    images = images.holdout(_given(val_split, None), seed=recipe.seed).subset(
         _given(train_per_class, None), _given(test_per_class, None), seed=recipe.seed)
     return loop.train(net, images, recipe, out, resume=_given(resume, False),
-                      progress=_given(progress, True), log=log)
+                      progress=_given(progress, True), log=log, **scale)
 
 
 def __getattr__(name):

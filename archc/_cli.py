@@ -194,8 +194,14 @@ def cmd_train(args) -> int:
     from archc.backends.train.recipe import require_backend
     require_backend(recipe, args.backend)
     net = _network(args)
-    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class")
+    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split")
               if getattr(args, k) is not None}  # not given: with --resume, the run's own
+    if args.coarse_labels:
+        subset["coarse_labels"] = True
+    for k in ("devices", "coordinator", "num_processes", "process_id", "stream",
+              "loader_workers"):
+        if getattr(args, k) is not None:
+            subset[k] = getattr(args, k)
     archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),
                 resume=args.resume, progress=not args.no_progress, cache=not args.no_cache,
                 **subset)
@@ -272,6 +278,27 @@ def make_parser() -> argparse.ArgumentParser:
                    help="train on a class-balanced random subset of N images per class")
     t.add_argument("--test-per-class", type=int, metavar="N",
                    help="test on a class-balanced random subset of N images per class")
+    t.add_argument("--val-split", type=int, metavar="N",
+                   help="validate on N training images held out at random (seed 003: 2000), "
+                        "not on the test split")
+    t.add_argument("--coarse-labels", action="store_true",
+                   help="CIFAR-100: train on the 20 coarse classes instead of the 100 fine ones")
+    t.add_argument("--devices", type=int, metavar="N",
+                   help="JAX: train data parallel on N devices of each host (default: all); "
+                        "--batch-size is the global batch")
+    t.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="JAX multi-host: the jax.distributed coordinator (process 0's address; "
+                        "default $JAX_COORDINATOR_ADDRESS)")
+    t.add_argument("--num-processes", type=int, metavar="N", help="JAX multi-host: processes")
+    t.add_argument("--process-id", type=int, metavar="I",
+                   help="JAX multi-host: this process's index, 0..N-1")
+    t.add_argument("--stream", choices=["auto", "on", "off"], default=None,
+                   help="JAX: read an image folder with Grain as training goes instead of "
+                        "holding it in memory (auto, the default: when it does not fit, or "
+                        "its images differ in size)")
+    t.add_argument("--loader-workers", type=int, metavar="N",
+                   help="JAX, streamed data: decoding processes (default 0: Grain's threads "
+                        "in this process)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<backend>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")

@@ -2,6 +2,10 @@
 
     recipe.py      Recipe: the papers' CIFAR-10 recipe and its options; the LR schedule
     data.py        image folders, tar archives and CIFAR-10 binaries, decoded once and cached
+    cifar100.py    CIFAR-100's binary version;  tiny_imagenet.py  Tiny ImageNet's folder
+    stream.py      Grain pipeline for image folders that do not fit (ImageNet transforms)
+    stream_loop.py the JAX loop over streamed batches
+    distributed.py the device mesh (data parallel) and jax.distributed for several hosts
     run_dir.py     the run folder (metrics, curves, checkpoints, summary) and the epoch driver
     jax_loop.py    the JAX loop (jitted steps, Orbax checkpoints)
     torch_loop.py  the torch loop (the same recipe; needs neither jax nor optax)

@@ -8,7 +8,15 @@ and a `test` split:
   - a tar archive of that layout (`.tar`, `.tar.gz`, `.tar.xz`, `.tar.bz2`), read as a stream
     without extracting anything to disk (the pack in ../shared/data/cifar10/ is one);
   - the official CIFAR-10 binary batches (`data_batch_1.bin` ... `test_batch.bin`, 3073 bytes
-    a record), as a directory or inside the official `cifar-10-binary.tar.gz`.
+    a record), as a directory or inside the official `cifar-10-binary.tar.gz`;
+  - the official CIFAR-100 binary version (train.bin, test.bin: cifar100.py), as a directory
+    or inside `cifar-100-binary.tar.gz`, fine labels (coarse ones on request);
+  - Tiny ImageNet's folder (wnids.txt, train/<wnid>/images/, val/ with val_annotations.txt:
+    tiny_imagenet.py).
+
+An image folder's test split may be called `val/` (ImageNet's layout) instead of `test/`.
+`ImageData.holdout(n)` makes a validation split from the training images (seed 003's
+48,000 / 2,000).
 
 Decoded arrays are cached next to the data (`<path>.archc-cache/`, one .npy per array and a
 meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc/data. The
@@ -45,9 +53,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 CIFAR_BIN_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_BIN_TEST = ("test_batch.bin",)
 CACHE_VERSION = 1
-LAYOUT_HINT = ("expected an image folder (train/<class>/*.jpg and test/<class>/*.jpg), a .tar/"
-               ".tar.xz/.tar.gz of that layout, or the CIFAR-10 binary batches (data_batch_1.bin"
-               " ... test_batch.bin)")
+LAYOUT_HINT = ("expected an image folder (train/<class>/*.jpg and test/<class>/*.jpg or "
+               "val/<class>/*.jpg), a .tar/.tar.xz/.tar.gz of that layout, the CIFAR-10 binary "
+               "batches (data_batch_1.bin ... test_batch.bin), CIFAR-100's binary version "
+               "(train.bin, test.bin) or Tiny ImageNet's folder (wnids.txt, train/, val/)")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class ImageData:
     classes: tuple[str, ...]
     source: str
     per_class: tuple = (None, None)  # (train, test) images per class of a subset()
+    holdout_n: int | None = None  # the test split is this many held-out training images
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -76,7 +86,21 @@ class ImageData:
         tx, ty = _balanced(self.train_x, self.train_y, train_per_class, seed, "train")
         vx, vy = _balanced(self.test_x, self.test_y, test_per_class, seed + 1, "test")
         return ImageData(tx, ty, vx, vy, self.classes, self.source,
-                         (train_per_class, test_per_class))
+                         (train_per_class, test_per_class), self.holdout_n)
+
+    def holdout(self, n: int | None, seed: int = 0) -> "ImageData":
+        """Validation on `n` training images drawn at random (fixed seed), training on the
+        rest; the original test split is set aside (seed 003: 48,000 / 2,000 of CIFAR)."""
+        if n is None:
+            return self
+        total = len(self.train_y)
+        if not 1 <= n < total:
+            raise ArchError(f"--val-split {n} must be between 1 and {total - 1}, the training "
+                            f"images less one")
+        pick = np.zeros(total, bool)
+        pick[np.random.default_rng(seed).choice(total, n, replace=False)] = True
+        return ImageData(self.train_x[~pick], self.train_y[~pick], self.train_x[pick],
+                         self.train_y[pick], self.classes, self.source, self.per_class, n)
 
 
 def _balanced(x, y, per_class, seed, split):
@@ -97,7 +121,7 @@ def _balanced(x, y, per_class, seed, split):
 
 
 # ---- reading the sources ---------------------------------------------------------------------
-_MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)*?(train|test)/([^/]+)/([^/]+)$")
+_MEMBER = re.compile(r"^(?:\./)?(?:[^/]+/)*?(train|test|val)/([^/]+)/([^/]+)$")
 
 
 def _stack(items: dict, split: str, source: str, classes: tuple[str, ...]):
@@ -128,10 +152,17 @@ def _from_items(train: dict, test: dict, source: str) -> ImageData:
     return ImageData(tx, ty, vx, vy, classes, source)
 
 
+def _test_name(root: str) -> str:
+    """`test`, or `val` where only that exists (ImageNet's layout)."""
+    if not os.path.isdir(os.path.join(root, "test")) and os.path.isdir(os.path.join(root, "val")):
+        return "val"
+    return "test"
+
+
 def _read_folder(root: str) -> ImageData:
     splits, budget = {}, Budget()
     for split in ("train", "test"):
-        base = os.path.join(root, split)
+        base = os.path.join(root, split if split == "train" else _test_name(root))
         items = {}
         if os.path.isdir(base):
             for cls in sorted(os.listdir(base)):
@@ -170,8 +201,9 @@ def _from_cifar_bins(blobs: dict, source: str) -> ImageData:
     return ImageData(tx, ty, vx, vy, CIFAR10_CLASSES, source)
 
 
-def _read_tar(path: str) -> ImageData:
+def _read_tar(path: str, coarse: bool = False) -> ImageData:
     train, test, bins, budget = {}, {}, {}, Budget()
+    c100 = cifar100.FILES + tuple(cifar100.NAMES.values())
     stream_limit = 4 * budget.limit
     try:
         with tarfile.open(path, "r|*") as tar:  # a stream: nothing is extracted to disk
@@ -184,7 +216,7 @@ def _read_tar(path: str) -> ImageData:
                 if not member.isfile():
                     continue
                 base = os.path.basename(member.name)
-                is_bin = base in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST
+                is_bin = base in CIFAR_BIN_TRAIN + CIFAR_BIN_TEST + c100
                 m = _MEMBER.match(member.name)
                 if not is_bin and (not m or not base.lower().endswith(IMAGE_SUFFIXES)):
                     continue  # skipped unread
@@ -198,6 +230,10 @@ def _read_tar(path: str) -> ImageData:
                 (train if split == "train" else test)[(cls, name)] = decode(blob, where, budget)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ArchError(f"{path}: not a readable tar archive ({exc})", hint=LAYOUT_HINT) from None
+    if any(n in bins for n in cifar100.FILES):
+        return cifar100.from_blobs(bins, path, coarse)
+    if coarse:
+        raise _not_cifar100(path)
     if bins:
         return _from_cifar_bins(bins, path)
     return _from_items(train, test, path)
@@ -212,8 +248,20 @@ def _read_bin_dir(root: str) -> ImageData:
     return _from_cifar_bins(blobs, root)
 
 
-def _reader(path: str):
+def _not_cifar100(path: str) -> ArchError:
+    return ArchError(f"{path}: coarse labels are CIFAR-100's, and this is not CIFAR-100's "
+                     "binary version (train.bin, test.bin)", hint="drop --coarse-labels")
+
+
+def _reader(path: str, coarse: bool = False):
     if os.path.isdir(path):
+        c100 = cifar100.is_cifar100_dir(path)
+        if c100:
+            return lambda _: cifar100.read_dir(c100, coarse)
+        if coarse:
+            raise _not_cifar100(path)
+        if tiny_imagenet.is_tiny_imagenet(path):
+            return tiny_imagenet.read
         if os.path.isfile(os.path.join(path, "data_batch_1.bin")):
             return _read_bin_dir
         sub = os.path.join(path, "cifar-10-batches-bin")
@@ -225,7 +273,7 @@ def _reader(path: str):
                         hint=LAYOUT_HINT)
     if os.path.isfile(path):
         if path.lower().endswith(TAR_SUFFIXES):
-            return _read_tar
+            return lambda p: _read_tar(p, coarse)
         raise ArchError(f"{path}: not a directory or a tar archive", hint=LAYOUT_HINT)
     if os.path.exists(path):
         raise ArchError(f"{path}: not a directory or a regular file", hint=LAYOUT_HINT)
@@ -276,6 +324,9 @@ def _load_cache(directory: str, meta: dict) -> ImageData | None:
     return ImageData(**arrays, classes=tuple(stored["classes"]), source=meta["source"])
 
 
+from . import cifar100, tiny_imagenet  # noqa: E402 - they import ImageData from here
+
+
 def _writable(directory: str) -> bool:
     """Writable by mode bits as well as by access(): root may write anywhere, but a folder
     marked read-only (like ../shared) is left alone."""
@@ -308,11 +359,15 @@ def _save_cache(directory: str, data: ImageData, meta: dict) -> bool:
         return False
 
 
-def load_images(path: str, cache: bool = True, log=None) -> ImageData:
-    """Read the data set at `path` (see the module docstring), through the .npy cache."""
+def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -> ImageData:
+    """Read the data set at `path` (see the module docstring), through the .npy cache.
+    coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones."""
     path = os.path.expanduser(str(path))
-    reader = _reader(path)
+    reader = _reader(path, coarse)
     meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **_fingerprint(path)}
+    if coarse:
+        meta["labels"] = "coarse"
+
     if cache:
         for directory in cache_dirs(path):
             hit = _load_cache(directory, meta)

@@ -27,6 +27,7 @@ from archc.compiler import Network
 from .. import jax_backend, weights
 from . import first_output, guard
 from .data import ImageData
+from .distributed import Placement
 from .recipe import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -100,16 +101,21 @@ class Trainer:
       tap        build the module in tap mode with this fn(layer_name, value) -> value
       transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
                  input before every forward pass (train and eval)
+    Scale-out (backends/train/distributed.py, stream.py):
+      place           the device mesh (default: one device)
+      device_augment  False where the host already augmented (streamed ImageNet images)
     """
 
     def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, scan=False,
-                 tx=None, start: dict | None = None, tap=None, transform=None):
+                 tx=None, start: dict | None = None, tap=None, transform=None,
+                 place: Placement | None = None, device_augment: bool = True):
         import jax
         import jax.numpy as jnp
         import optax
         from flax import nnx
 
         self.recipe, self.spe = recipe, spe
+        self.place = place = place or Placement(1)  # the devices (distributed.py)
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
         self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
         # initial values are drawn on the host (backends/_jax_init.py): building the module is
@@ -135,7 +141,8 @@ class Trainer:
         # the closures below see plain values, not self: what the jitted steps depend on
         dtype = jnp.bfloat16 if recipe.precision == "bf16" else jnp.float32
         g_train, g_eval, tx, has_dropout = self.g_train, self.g_eval, self.tx, self.has_dropout
-        bsz, smoothing, do_augment = recipe.batch_size, recipe.label_smoothing, recipe.augment
+        bsz, smoothing = recipe.batch_size, recipe.label_smoothing
+        do_augment = recipe.augment and device_augment  # False: the host augmented (stream.py)
         k_order, base = jax.random.split(jax.random.key(recipe.seed))
         transform = transform or (lambda params, x: (params, x))
 
@@ -151,10 +158,13 @@ class Trainer:
             return optax.softmax_cross_entropy(logits, target), logits
 
         def train_step(state, acc, rest, images, labels, order):
+            idx = jax.lax.dynamic_slice(order, ((state["step"] % spe) * bsz,), (bsz,))
+            return train_on(state, acc, rest, images[idx], labels[idx])
+
+        def train_on(state, acc, rest, x, y):
+            """One step on a batch (the streaming loop's entry point, stream_loop.py)."""
             step = state["step"]
-            i = step % spe
-            idx = jax.lax.dynamic_slice(order, (i * bsz,), (bsz,))
-            x, y = images[idx], labels[idx]
+            x, y = place.batch(x), place.batch(y)
             k_aug, k_drop = jax.random.split(jax.random.fold_in(base, step))
             if do_augment:
                 x = augment(x, k_aug)
@@ -182,9 +192,12 @@ class Trainer:
         eb, test_flip = self.eval_batch, recipe.test_flip
 
         def eval_step(state, acc, rest, images, labels, mask, i):
-            x = jax.lax.dynamic_slice_in_dim(images, i * eb, eb)
-            y = jax.lax.dynamic_slice_in_dim(labels, i * eb, eb)
-            m = jax.lax.dynamic_slice_in_dim(mask, i * eb, eb)
+            return eval_on(state, acc, rest, jax.lax.dynamic_slice_in_dim(images, i * eb, eb),
+                           jax.lax.dynamic_slice_in_dim(labels, i * eb, eb),
+                           jax.lax.dynamic_slice_in_dim(mask, i * eb, eb))
+
+        def eval_on(state, acc, rest, x, y, m):
+            x, y, m = place.batch(x), place.batch(y), place.batch(m)
             params, x = transform(state["params"], normalize(x, dtype))
             model = nnx.merge(g_eval, cast(params), state["stats"], rest)
             if test_flip:   # the image and its mirror in one batch, logits averaged
@@ -197,27 +210,27 @@ class Trainer:
             correct = jnp.sum((jnp.argmax(logits, -1) == y) & m)
             return (acc[0] + jnp.sum(losses * m), acc[1] + correct, acc[2] + jnp.sum(m))
 
-        self.train_step = jax.jit(train_step, donate_argnums=(0, 1))
-        self.eval_step = jax.jit(eval_step, donate_argnums=(1,))
+        rep = place.outputs()  # on several devices every output is replicated
+        self.train_step = jax.jit(train_step, donate_argnums=(0, 1), **rep)
+        self.eval_step = jax.jit(eval_step, donate_argnums=(1,), **rep)
+        self.train_on = jax.jit(train_on, donate_argnums=(0, 1), **rep)
+        self.eval_on = jax.jit(eval_on, donate_argnums=(1,), **rep)
         self.order = jax.jit(lambda epoch, n: jax.random.permutation(
-            jax.random.fold_in(k_order, epoch), n), static_argnums=1)
+            jax.random.fold_in(k_order, epoch), n), static_argnums=1, **rep)
 
-    @staticmethod
-    def zeros():
-        import jax
-        return jax.device_put((np.zeros((), np.float32), np.zeros((), np.int32),
+    def zeros(self):
+        return self.place.put((np.zeros((), np.float32), np.zeros((), np.int32),
                                np.zeros((), np.int32)))
 
     def put_test(self, data: ImageData):
         """The test split on the device, padded to whole eval batches, with a validity mask."""
-        import jax
         n, b = len(data.test_y), self.eval_batch
         batches = -(-n // b)
         pad = batches * b - n
         x = np.concatenate([data.test_x, np.zeros((pad, *data.test_x.shape[1:]), np.uint8)])
         y = np.concatenate([data.test_y, np.zeros(pad, np.int32)])
         mask = np.arange(batches * b) < n
-        return jax.device_put(x), jax.device_put(y), jax.device_put(mask), batches
+        return (*self.place.put((x, y, mask)), batches)
 
     def evaluate(self, state, test) -> tuple:
         x, y, mask, batches = test
@@ -312,10 +325,10 @@ class JaxLoop(Loop):
     """The Loop protocol of run_dir.run_epochs over a Trainer and device-resident data."""
 
     def __init__(self, trainer: Trainer, ckpt: Checkpoints, state: dict, data: ImageData):
-        import jax
         self.trainer, self.ckpt, self.n = trainer, ckpt, len(data.train_y)
-        self.state = jax.device_put(state)
-        self.images, self.labels = jax.device_put(data.train_x), jax.device_put(data.train_y)
+        put = trainer.place.put
+        self.state = put(state)
+        self.images, self.labels = put((data.train_x, data.train_y))
         self.test = trainer.put_test(data)
 
     def begin_epoch(self, epoch: int) -> None:
@@ -336,23 +349,33 @@ class JaxLoop(Loop):
         return float(self.trainer.lrs[step])
 
     def save(self, epoch: int, meta: dict) -> None:
-        self.ckpt.save(epoch, self.state, meta)
+        self.ckpt.save(epoch, self.trainer.place.host(self.state), meta)
 
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
-          progress: bool = True, log=print, **hooks) -> dict:
+          progress: bool = True, log=print, devices: int | None = None,
+          loader_workers: int = 0, **hooks) -> dict:
     """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py).
+    devices: how many of each process's devices to use, data parallel (default: all).
+    data: an ImageData (in device memory) or a stream.FolderSet (streamed by Grain, with
+    `loader_workers` decoding processes).
 
     hooks: Trainer's finetuning hooks (tx, start, tap, transform)."""
+    from .stream import FolderSet
+    from .stream_loop import StreamLoop
     import jax
     from flax import nnx
 
     check_classes(net, data)
+    place = Placement(devices)
+    place.check_batch(recipe.batch_size)
     use_compilation_cache(log)
     fp = fingerprint(net, data, recipe, "jax")
-    run = RunDir(out, fp, resume)
+    run = RunDir(out, fp, resume, primary=jax.process_index() == 0)
     spe = steps_per_epoch(recipe, len(data.train_y))
-    trainer = Trainer(net, recipe, spe, len(data.test_y), **hooks)
+    streamed = isinstance(data, FolderSet)
+    trainer = Trainer(net, recipe, spe, len(data.test_y), place=place,
+                      device_augment=not (streamed and data.mode == "imagenet"), **hooks)
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0
@@ -362,14 +385,17 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
             log(f"resuming {out} after epoch {start} of {recipe.epochs}")
         elif resume:
             log(f"{out} has no finished epoch yet: starting it from the beginning")
-        loop = JaxLoop(trainer, ckpt, state, data)
+        loop = (StreamLoop(trainer, ckpt, state, data, net.input_shape[-1], loader_workers)
+                if streamed else JaxLoop(trainer, ckpt, state, data))
         log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} "
-            f"per epoch, {recipe.precision}, {jax.devices()[0].platform}")
+            f"per epoch, {recipe.precision}, {place.count} {jax.devices()[0].platform} "
+            f"device{'s' if place.count > 1 else ''}")
         history = run_epochs(run, loop, recipe, spe, history, start, progress, log)
-        state = loop.state
+        state = place.host(loop.state)
         final = nnx.merge(trainer.g_eval, state["params"], state["stats"], trainer.rest)
-        weights.save(run.file("model.safetensors"),
-                     weights.jax_to_torch(net, nnx.to_pure_dict(nnx.state(final))))
+        if run.primary:
+            weights.save(run.file("model.safetensors"),
+                         weights.jax_to_torch(net, nnx.to_pure_dict(nnx.state(final))))
         result = finish(run, net, history, log)
         result["state"] = jax.tree.map(np.asarray, {k: state[k] for k in ("params", "stats")})
         return result

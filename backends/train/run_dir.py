@@ -39,7 +39,8 @@ def fingerprint(net: Network, data: ImageData, recipe: Recipe, backend: str) -> 
         "data": {"source": os.path.basename(data.source.rstrip("/")),
                  "train": int(len(data.train_y)), "test": int(len(data.test_y)),
                  "classes": list(data.classes), "train_per_class": data.per_class[0],
-                 "test_per_class": data.per_class[1]},
+                 "test_per_class": data.per_class[1],
+                 **({"val_split": data.holdout_n} if data.holdout_n else {})},
         "recipe": recipe.to_dict(),
     }
 
@@ -129,7 +130,8 @@ class RunDir:
     A run killed before its first epoch ended has nothing to lose: `--resume` starts it from
     the beginning, and so does a new run in the same folder."""
 
-    def __init__(self, path: str, fp: dict, resume: bool):
+    def __init__(self, path: str, fp: dict, resume: bool, primary: bool = True):
+        self.primary = primary  # False: another process of a multi-host run writes the files
         self.path = os.path.abspath(path)
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self.fp = fp
@@ -162,6 +164,8 @@ class RunDir:
         return os.path.join(self.path, name)
 
     def write_json(self, name: str, obj) -> None:
+        if not self.primary:
+            return
         text = json.dumps(obj, indent=1) + "\n"
         write_atomic(self.file(name), text)
 
@@ -169,6 +173,8 @@ class RunDir:
         """metrics.jsonl after every epoch; curves.png after the last epoch and at most every
         PLOT_EVERY_S seconds before it (drawing it takes about a second of CPU, as long as a
         whole CIFAR-10 epoch on a GPU)."""
+        if not self.primary:
+            return
         text = "".join(json.dumps(h) + "\n" for h in history)
         write_atomic(self.file("metrics.jsonl"), text)
         now = time.monotonic()
@@ -227,7 +233,8 @@ def summary(net: Network, fp: dict, history: list[dict], model_file: str) -> dic
         "compile_seconds": sum(h["compile_seconds"] for h in history),
         "params": totals["params"], "macs": totals["macs"],
         "model_bytes_fp32": totals["size_bytes"],
-        "model_file": model_file, "model_file_bytes": os.path.getsize(model_file),
+        "model_file": model_file,
+        "model_file_bytes": os.path.getsize(model_file) if os.path.exists(model_file) else None,
     }
 
 
@@ -354,5 +361,6 @@ def finish(run: RunDir, net: Network, history: list[dict], log) -> dict:
     """Write and print the summary (after model.safetensors is written)."""
     result = summary(net, run.fp, history, run.file("model.safetensors"))
     run.write_json("summary.json", result)
-    log(format_summary(result))
+    if run.primary:  # a multi-host run's other processes print their epochs, not this
+        log(format_summary(result))
     return result
