@@ -38,14 +38,17 @@ WORK=${ARCHC_GPU_WORK:-/tmp/archc-gpu}
 mkdir -p "$WORK"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 left() { echo $((START + BUDGET - $(date +%s))); }
-limit() {  # seconds for a step: at most $1, and what is left minus $2 (kept for later steps)
-    local l=$(( $(left) - $2 ))
-    (( l > $1 )) && l=$1
+limit() {  # seconds for a step: at most $1 (x SCALE), and what is left minus $2 (kept for later)
+    local l=$(( $(left) - $2 )) cap=$(( $1 * SCALE ))
+    (( l > cap )) && l=$cap
     echo $(( l > 0 ? l : 0 ))
 }
 step() { echo; echo "== $* ($(left) s left)"; }
 
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+# torch.compile's kernels in this run's own folder (a killed compile elsewhere can leave a
+# truncated .so behind that later runs would load)
+export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl
     export PYTHONPATH=$WORK/site${PYTHONPATH:+:$PYTHONPATH}
@@ -58,7 +61,10 @@ export PYTHONPATH=$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}
 python3 -c "import archc, jax; print('archc', archc.__file__, '| jax', jax.__version__, jax.devices())"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
 
+# the smoke run on a CPU: every step's cap x5 (a cold torch.compile alone takes minutes there)
+SCALE=${ARCHC_GPU_SCALE:-1}
 if [ "${ARCHC_GPU_SMOKE:-0}" = 1 ]; then
+    SCALE=${ARCHC_GPU_SCALE:-5}
     SPEED=(sqnxt -D 'stages=[1,1,1,1]' -D width=0.25 --batch 16 --steps 2 --repeats 1 --images 64)
     NET=(se_sqnxt -D width=0.25)
     FAST=(--epochs 2 --batch-size 50 --warmup-epochs 1 --precision fp32)
