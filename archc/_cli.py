@@ -208,39 +208,46 @@ def cmd_train(args) -> int:
     return 0
 
 
+def add_target(sp) -> None:
+    """The positional FILE|NAME and -D of every command that takes a network."""
+    sp.add_argument("target", metavar="FILE|NAME", help="an .arch file, or a bundled network name")
+    sp.add_argument("-D", dest="define", action="append", metavar="name=value",
+                    help="set a network parameter; values use the language's literal syntax")
+
+
+def cost_options(sp) -> None:
+    """--bits, --bitops, --quant, --baseline (analyze, view, sweep)."""
+    sp.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
+    sp.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
+                    help="bit-op storage/operations table and MicroNet score: table1 (seed 002) "
+                         "or official (docs/bitops.md)")
+    sp.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or "
+                    "bundled name); without it everything is float32 and dense")
+    sp.add_argument("--baseline", choices=["imagenet", "cifar100"], default="imagenet",
+                    help="the score's reference network (with --bitops)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="archc", description="Architecture DSL and compiler for efficient CNNs.")
     p.add_argument("--version", action="version", version="archc 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def target(sp):
-        sp.add_argument("target", metavar="FILE|NAME", help="an .arch file, or a bundled network name")
-        sp.add_argument("-D", dest="define", action="append", metavar="name=value",
-                        help="set a network parameter; values use the language's literal syntax")
-
     a = sub.add_parser("analyze", help="per-layer shapes, parameters, MACs and memory")
-    target(a)
+    add_target(a)
     a.add_argument("--format", choices=["table", "markdown", "csv", "json", "dot"], default="table",
                    help="dot: the layer graph for Graphviz, blocks as clusters")
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
-    a.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
-    a.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
-                   help="bit-op storage/operations table and MicroNet score: table1 (seed 002) "
-                        "or official (docs/bitops.md)")
-    a.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or bundled "
-                   "name); without it everything is float32 and dense")
-    a.add_argument("--baseline", choices=["imagenet", "cifar100"], default="imagenet",
-                   help="the score's reference network (with --bitops)")
+    cost_options(a)
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("check", help="parse, elaborate and shape-check only")
-    target(c)
+    add_target(c)
     c.set_defaults(func=cmd_check)
 
     b = sub.add_parser("build", help="lower to a framework module (one Python source file) or "
                        "to an ONNX model")
-    target(b)
+    add_target(b)
     b.add_argument("--backend", choices=["torch", "jax", "onnx"], default="torch")
     b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
     b.add_argument("--init", metavar="SCHEME",
@@ -255,7 +262,7 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Train a network with the papers' recipe (SGD, Nesterov, "
                        "step decay) or another schedule; writes metrics.jsonl, curves.png, "
                        "checkpoints and the final weights to --out. See docs/training.md.")
-    target(t)
+    add_target(t)
     t.add_argument("--data", required=True, metavar="PATH",
                    help="image folder (train/<class>/*, test/<class>/*), a .tar/.tar.xz of it, "
                         "or the CIFAR-10 binary batches")

@@ -12,28 +12,10 @@ import sys
 
 import json
 
-from archc._cli import _define_name, _defines, _network
+from archc._cli import _define_name, _defines, _network, add_target, cost_options
 from archc.compiler._loader import define_text
 from archc._files import write_atomic
 from archc.compiler import ArchError, analyze, load_program
-
-
-def _target(sp) -> None:
-    sp.add_argument("target", metavar="FILE|NAME", help="an .arch file, or a bundled network name")
-    sp.add_argument("-D", dest="define", action="append", metavar="name=value",
-                    help="set a network parameter; values use the language's literal syntax")
-
-
-def _bitops_options(sp) -> None:
-    sp.add_argument("--bits", type=int, default=32, help="parameter precision for the size "
-                                                          "(default 32)")
-    sp.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
-                    help="add the bit-op counts and MicroNet score: table1 or official "
-                         "(docs/bitops.md)")
-    sp.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or "
-                                                    "bundled name), with --bitops")
-    sp.add_argument("--baseline", choices=["imagenet", "cifar100"], default="imagenet",
-                    help="the score's reference network (with --bitops)")
 
 
 def _check_bitops_options(args):
@@ -154,22 +136,22 @@ def add_commands(sub) -> None:
     v = sub.add_parser("view", help="the network as one offline HTML page: graph, layer table",
                        description="Write a self-contained HTML page: the layer graph with "
                        "collapsible blocks, the per-layer table and totals (docs/view.md).")
-    _target(v)
+    add_target(v)
     v.add_argument("-o", dest="output", metavar="OUT.html",
                    help="write here (default: the network's file name with .html)")
-    _bitops_options(v)
+    cost_options(v)
     v.set_defaults(func=cmd_view)
 
     s = sub.add_parser("sweep", help="costs of every combination of a grid of parameters",
                        description="Analyse the cartesian product of --grid values (plus -D "
                        "values) and mark the Pareto front (docs/sweep.md).")
-    _target(s)
+    add_target(s)
     s.add_argument("--grid", action="append", metavar="name=[v1,v2,...]",
                    help="sweep a parameter over a list literal; repeat for more parameters")
     s.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
     s.add_argument("-o", dest="output", metavar="FILE", help="write the table here (default: "
                                                                 "stdout)")
-    _bitops_options(s)
+    cost_options(s)
     metrics = ["params", "macs", "size_mb", "peak_activations", "score", "storage_mb", "acc"]
     s.add_argument("--plot", metavar="PNG", help="plot --plot-y against --plot-x, Pareto front "
                                                  "marked (matplotlib)")
