@@ -25,9 +25,8 @@ def outputs(value) -> list:
 
 def jax_with_weights(net, tensors: dict, tap=None):
     """The generated JAX module with torch-layout `tensors` loaded: built abstractly
-    (nnx.eval_shape), so that its random initialisation -- which XLA compiles for minutes on
-    a small CPU for a network of a few hundred layers -- never runs, since every weight and
-    BN statistic comes from `tensors`; the dropout RNG state (no torch counterpart) is a
+    (nnx.eval_shape), so that no initial values are drawn, since every weight and BN
+    statistic comes from `tensors`; the dropout RNG state (no torch counterpart) is a
     fixed key. The same values as compile_module + load_into_jax."""
     import jax
     import jax.numpy as jnp

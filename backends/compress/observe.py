@@ -39,7 +39,6 @@ class Observer:
                 seen[name] = value
             return value
         # abstract evaluation: the parameters are passed in, so nothing needs initialising
-        # (compiling the module's initialiser takes minutes for a SqueezeNext on 2 CPU cores)
         model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=tap, seed=seed))
         model.eval()
         graph, _, _, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)

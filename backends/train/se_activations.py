@@ -115,8 +115,8 @@ def _jax_forward(net: Network, tensors: dict, gates: list[str]):
     from flax import nnx
 
     from archc.backends import jax_backend, lowering, weights
-    # Built abstractly (nnx.eval_shape): the random initialisation, which XLA would compile
-    # for tens of seconds on a small CPU, is never run, since every weight comes from the run.
+    # Built abstractly (nnx.eval_shape): no initial values are drawn, since every weight
+    # comes from the run.
     model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=True))
     weights.load_into_jax(model, net, tensors)
     model.eval()
