@@ -4,7 +4,8 @@ Design (what makes it fast, and what makes --resume exact):
   - The whole data set sits on the device as uint8. Each epoch's order is a permutation drawn
     on the device; the jitted train step gathers its batch with a dynamic slice of that
     permutation, crops (4-pixel zero padding) and flips it, and normalises it, so the loop
-    does no per-batch host work and no host-to-device copies.
+    does no per-batch host work and no host-to-device copies. The normalisation's mean and
+    std (norm.py: the training split's, recorded in run.json) are constants of the steps.
   - One jitted train step over plain pytrees (the NNX module is split once into a graph
     definition and pure-dict states; `nnx.merge` runs only while tracing), with the state
     donated; one jitted eval step. Shapes are fixed (the last partial batch of an epoch is
@@ -28,9 +29,8 @@ from .. import jax_backend, weights
 from . import first_output, guard
 from .data import ImageData
 from .distributed import Placement
+from .norm import CIFAR10, Normalization, training_stats
 from .recipe import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
     Recipe,
     lr_table,
     schedule,
@@ -83,10 +83,12 @@ def augment(x, key):
     return jnp.where(flip[:, None, None, None], crop[:, :, ::-1, :], crop)
 
 
-def normalize(x, dtype):
+def normalize(x, dtype, norm: Normalization):
+    """uint8 NHWC -> (x - 255 mean) / (255 std) per channel, in `dtype` (computed in fp32).
+    Inside a jitted function mean and std are constants of the program."""
     import jax.numpy as jnp
-    mean = jnp.asarray(CIFAR10_MEAN, jnp.float32) * 255.0
-    inv_std = 1.0 / (jnp.asarray(CIFAR10_STD, jnp.float32) * 255.0)
+    mean, std = norm.scaled()
+    inv_std = np.float32(1.0) / std
     return ((x.astype(jnp.float32) - mean) * inv_std).astype(dtype)
 
 
@@ -101,6 +103,9 @@ class Trainer:
       tap        build the module in tap mode with this fn(layer_name, value) -> value
       transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
                  input before every forward pass (train and eval)
+    Input:
+      norm            the normalisation's mean and std (norm.py; train() passes the run's).
+                      The default, norm.CIFAR10, is the fallback of runs that recorded none
     Scale-out (backends/train/distributed.py, stream.py):
       place           the device mesh (default: one device)
       device_augment  False where the host already augmented (streamed ImageNet images)
@@ -108,13 +113,14 @@ class Trainer:
 
     def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, scan=False,
                  tx=None, start: dict | None = None, tap=None, transform=None,
-                 place: Placement | None = None, device_augment: bool = True):
+                 place: Placement | None = None, device_augment: bool = True,
+                 norm: Normalization = CIFAR10):
         import jax
         import jax.numpy as jnp
         import optax
         from flax import nnx
 
-        self.recipe, self.spe = recipe, spe
+        self.recipe, self.spe, self.norm = recipe, spe, norm
         self.place = place = place or Placement(1)  # the devices (distributed.py)
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
         self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
@@ -168,7 +174,7 @@ class Trainer:
             k_aug, k_drop = jax.random.split(jax.random.fold_in(base, step))
             if do_augment:
                 x = augment(x, k_aug)
-            x = normalize(x, dtype)
+            x = normalize(x, dtype, norm)
 
             def loss_fn(params, stats, rest):
                 params, xt = transform(params, x)
@@ -198,7 +204,7 @@ class Trainer:
 
         def eval_on(state, acc, rest, x, y, m):
             x, y, m = place.batch(x), place.batch(y), place.batch(m)
-            params, x = transform(state["params"], normalize(x, dtype))
+            params, x = transform(state["params"], normalize(x, dtype, norm))
             model = nnx.merge(g_eval, cast(params), state["stats"], rest)
             if test_flip:   # the image and its mirror in one batch, logits averaged
                 both = first_output(model(jnp.concatenate([x, x[:, :, ::-1]])))
@@ -354,11 +360,15 @@ class JaxLoop(Loop):
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
           progress: bool = True, log=print, devices: int | None = None,
-          loader_workers: int = 0, **hooks) -> dict:
+          loader_workers: int = 0, norm: Normalization | None = None, **hooks) -> dict:
     """Train `net` on `data` with `recipe`; write the run folder `out` (see run_dir.py).
     devices: how many of each process's devices to use, data parallel (default: all).
     data: an ImageData (in device memory) or a stream.FolderSet (streamed by Grain, with
     `loader_workers` decoding processes).
+
+    norm: the input normalisation of a new run (compression's finetuning passes the trained
+    run's); by default that of `data`'s training split (norm.training_stats). Either is
+    recorded in run.json; a resumed run uses what its run.json recorded.
 
     hooks: Trainer's finetuning hooks (tx, start, tap, transform)."""
     from .stream import FolderSet
@@ -371,11 +381,13 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     place.check_batch(recipe.batch_size)
     use_compilation_cache(log)
     fp = fingerprint(net, data, recipe, "jax")
-    run = RunDir(out, fp, resume, primary=jax.process_index() == 0)
-    spe = steps_per_epoch(recipe, len(data.train_y))
     streamed = isinstance(data, FolderSet)
+    run = RunDir(out, fp, resume, primary=jax.process_index() == 0,
+                 norm=norm or (lambda: stats_of(data, net.input_shape[-1], log)))
+    spe = steps_per_epoch(recipe, len(data.train_y))
     trainer = Trainer(net, recipe, spe, len(data.test_y), place=place,
-                      device_augment=not (streamed and data.mode == "imagenet"), **hooks)
+                      device_augment=not (streamed and data.mode == "imagenet"),
+                      norm=run.norm, **hooks)
     ckpt = Checkpoints(run.checkpoints)
     try:
         state, history, start = trainer.init_state, [], 0
@@ -390,17 +402,30 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
         log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} "
             f"per epoch, {recipe.precision}, {place.count} {jax.devices()[0].platform} "
             f"device{'s' if place.count > 1 else ''}")
+        log(f"normalising inputs with {run.norm.describe()}")
         history = run_epochs(run, loop, recipe, spe, history, start, progress, log)
         state = place.host(loop.state)
         final = nnx.merge(trainer.g_eval, state["params"], state["stats"], trainer.rest)
         if run.primary:
             weights.save(run.file("model.safetensors"),
-                         weights.jax_to_torch(net, nnx.to_pure_dict(nnx.state(final))))
+                         weights.jax_to_torch(net, nnx.to_pure_dict(nnx.state(final))),
+                         metadata=run.model_metadata())
         result = finish(run, net, history, log)
         result["state"] = jax.tree.map(np.asarray, {k: state[k] for k in ("params", "stats")})
         return result
     finally:
         ckpt.close()
+
+
+def stats_of(data, size: int, log=print) -> Normalization:
+    """The training split's normalisation (norm.training_stats), saying what a streamed data
+    set's sample costs before decoding it."""
+    from .norm import SAMPLE_IMAGES
+    from .stream import FolderSet
+    if isinstance(data, FolderSet):
+        log(f"normalisation: decoding {min(len(data.train_y), SAMPLE_IMAGES):,} of "
+            f"{len(data.train_y):,} training images for their mean and std")
+    return training_stats(data, size)
 
 
 def use_compilation_cache(log=print) -> None:

@@ -1,11 +1,13 @@
 """A training run's folder and what it shows the user; shared by the JAX and torch loops.
 
-    DIR/run.json        what was trained: network, parameters, data, recipe, backend
+    DIR/run.json        what was trained: network, parameters, data, recipe, backend, and
+                        the input normalisation (norm.py: per-channel mean and std)
     DIR/metrics.jsonl   one JSON object per finished epoch (rewritten atomically each epoch)
     DIR/curves.png      loss and accuracy, train and test, by epoch (rewritten each epoch)
     DIR/checkpoints/    the last two epochs' training state (Orbax for JAX, safetensors for
                         torch): `--resume` continues from the newest
-    DIR/model.safetensors  final weights in the torch module's layout (loads into both backends)
+    DIR/model.safetensors  final weights in the torch module's layout (loads into both
+                        backends); its metadata "normalization" repeats run.json's
     DIR/summary.json    the final summary, also printed
 
 Every file is written to a temporary name and renamed, so a killed run leaves either the old
@@ -24,6 +26,7 @@ from archc.compiler.analysis import analyze
 
 from .data import ImageData
 from archc._files import write_atomic
+from .norm import Normalization, recorded
 from .recipe import Recipe
 
 
@@ -124,13 +127,22 @@ def has_progress(path: str) -> bool:
     return any(not e.startswith(".") and "tmp" not in e for e in entries)
 
 
+def settings(run: dict) -> dict:
+    """What of a run.json a resumed run must agree with: all but the normalisation."""
+    return {k: v for k, v in run.items() if k != "normalization"}
+
+
 class RunDir:
     """The output folder: guards against overwriting a run, holds metrics and plots.
 
     A run killed before its first epoch ended has nothing to lose: `--resume` starts it from
-    the beginning, and so does a new run in the same folder."""
+    the beginning, and so does a new run in the same folder.
 
-    def __init__(self, path: str, fp: dict, resume: bool, primary: bool = True):
+    norm: the input normalisation of a new run (a Normalization, or a function computing it,
+    called only when needed), recorded in run.json; `self.norm` is the one to train with."""
+
+    def __init__(self, path: str, fp: dict, resume: bool, primary: bool = True,
+                 norm=None):
         self.primary = primary  # False: another process of a multi-host run writes the files
         self.path = os.path.abspath(path)
         self.checkpoints = os.path.join(self.path, "checkpoints")
@@ -146,7 +158,7 @@ class RunDir:
                             hint="pass --resume to continue it, or choose another --out")
         self.resume = resume and not fresh  # False: start at epoch 1 (run.json is rewritten)
         if resume:
-            diff = mismatch(saved, fp)
+            diff = mismatch(settings(saved), fp)
             if diff:
                 raise ArchError(f"--resume: {path} was trained with other settings:\n  "
                                 + "\n  ".join(diff),
@@ -157,8 +169,28 @@ class RunDir:
         except OSError as exc:
             raise ArchError(f"cannot create the run folder {path}: {exc.strerror or exc}") \
                 from None
-        if not self.resume:
-            self.write_json("run.json", fp)
+        if self.resume:
+            # The statistics run.json recorded (the CIFAR-10 fallback where it recorded none:
+            # a run from before they were recorded), never recomputed ones: the weights were
+            # trained with these. Recomputing could differ (a changed file, another sample),
+            # and such a difference is not the user's error, so it is neither checked nor
+            # reported: the recorded statistics win.
+            self.norm = recorded(saved, os.path.join(path, "run.json"))
+        else:
+            self.norm = norm() if callable(norm) else norm
+            self.write_json("run.json", self.run_json())
+
+    def run_json(self) -> dict:
+        """run.json: the fingerprint and, where known, the normalisation."""
+        if not isinstance(self.norm, Normalization):
+            return self.fp
+        return {**self.fp, "normalization": self.norm.to_json()}
+
+    def model_metadata(self) -> dict | None:
+        """model.safetensors' metadata: the normalisation its weights expect (JSON)."""
+        if not isinstance(self.norm, Normalization):
+            return None
+        return {"normalization": json.dumps(self.norm.to_json())}
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -219,7 +251,8 @@ def epoch_record(epoch: int, step: int, lr: float, train: tuple, test: tuple,
     }
 
 
-def summary(net: Network, fp: dict, history: list[dict], model_file: str) -> dict:
+def summary(net: Network, fp: dict, history: list[dict], model_file: str,
+            norm: Normalization | None = None) -> dict:
     totals = analyze(net).totals
     steady = [h for h in history if not h["compile_seconds"]] or history
     best = max(history, key=lambda h: h["test_acc"])
@@ -235,6 +268,7 @@ def summary(net: Network, fp: dict, history: list[dict], model_file: str) -> dic
         "model_bytes_fp32": totals["size_bytes"],
         "model_file": model_file,
         "model_file_bytes": os.path.getsize(model_file) if os.path.exists(model_file) else None,
+        **({"normalization": norm.to_json()} if norm is not None else {}),
     }
 
 
@@ -359,7 +393,7 @@ def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[
 
 def finish(run: RunDir, net: Network, history: list[dict], log) -> dict:
     """Write and print the summary (after model.safetensors is written)."""
-    result = summary(net, run.fp, history, run.file("model.safetensors"))
+    result = summary(net, run.fp, history, run.file("model.safetensors"), run.norm)
     run.write_json("summary.json", result)
     if run.primary:  # a multi-host run's other processes print their epochs, not this
         log(format_summary(result))

@@ -2,7 +2,8 @@
 
 It exists to compare with the JAX loop, so it is made fair rather than naive: the data set
 sits on the device as uint8, each batch is gathered, cropped, flipped and normalised there
-(the same operations as jax_loop.augment / normalize), the model runs channels_last, and
+(the same operations as jax_loop.augment / normalize, with the run's mean and std: norm.py),
+the model runs channels_last, and
 bf16 uses torch.autocast with fp32 master weights. The learning rate of every step is read
 from recipe.lr_table, the optax schedule the JAX loop uses.
 
@@ -25,7 +26,8 @@ from archc.compiler import Network
 from .. import torch_backend, weights
 from . import first_output, guard
 from .data import ImageData
-from .recipe import CIFAR10_MEAN, CIFAR10_STD, Recipe, lr_table, steps_per_epoch
+from .norm import CIFAR10, Normalization, training_stats
+from .recipe import Recipe, lr_table, steps_per_epoch
 from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
                       corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
 
@@ -55,11 +57,12 @@ class TorchLoop(Loop):
     channels_last: NHWC memory (the default; on this project's CPU it measured 1.4x faster
     than NCHW for SqueezeNext-23, docs/benchmarks.md; on a GPU tensor-core convolutions want
     it); compile_mode: run the model through torch.compile with this mode ("default",
-    "max-autotune", ...)."""
+    "max-autotune", ...); norm: the normalisation's mean and std (train() passes the run's;
+    the default, norm.CIFAR10, is the fallback of runs that recorded none)."""
 
     def __init__(self, net: Network, data: ImageData, recipe: Recipe, spe: int,
                  ckpt_dir: str | None = None, device=None, channels_last: bool = True,
-                 compile_mode: str | None = None):
+                 compile_mode: str | None = None, norm: Normalization = CIFAR10):
         import torch
         self.torch, self.recipe, self.spe, self.ckpt_dir = torch, recipe, spe, ckpt_dir
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -79,8 +82,9 @@ class TorchLoop(Loop):
         self.labels = torch.from_numpy(data.train_y).long().to(self.device)
         self.test_x = torch.from_numpy(data.test_x).to(self.device)
         self.test_y = torch.from_numpy(data.test_y).long().to(self.device)
-        self.mean = torch.tensor(CIFAR10_MEAN, device=self.device) * 255
-        self.std = torch.tensor(CIFAR10_STD, device=self.device) * 255
+        mean, std = norm.scaled()
+        self.mean = torch.from_numpy(mean).to(self.device)
+        self.std = torch.from_numpy(std).to(self.device)
         self.autocast = recipe.precision == "bf16"
         self.step_count = 0
 
@@ -222,9 +226,9 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
     """Train `net` on `data` with `recipe` in PyTorch; write the run folder `out`."""
     check_classes(net, data)
     fp = fingerprint(net, data, recipe, "torch")
-    run = RunDir(out, fp, resume)
+    run = RunDir(out, fp, resume, norm=lambda: training_stats(data))
     spe = steps_per_epoch(recipe, len(data.train_y))
-    loop = TorchLoop(net, data, recipe, spe, run.checkpoints, device)
+    loop = TorchLoop(net, data, recipe, spe, run.checkpoints, device, norm=run.norm)
     history, start = [], 0
     if run.resume:
         meta = loop.restore(fp)
@@ -234,8 +238,10 @@ def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool 
         log(f"{out} has no finished epoch yet: starting it from the beginning")
     log(f"training {net.name} on {data.describe()}: {spe} steps of {recipe.batch_size} per "
         f"epoch, {recipe.precision}, torch on {loop.device}")
+    log(f"normalising inputs with {run.norm.describe()}")
     history = run_epochs(run, loop, recipe, spe, history, start, progress, log)
-    weights.save(run.file("model.safetensors"), loop.final_weights())
+    weights.save(run.file("model.safetensors"), loop.final_weights(),
+                 metadata=run.model_metadata())
     result = finish(run, net, history, log)
     result["state"] = {k: np.asarray(v) for k, v in loop.final_weights().items()}
     return result
