@@ -10,6 +10,7 @@ from archc.compiler import Network
 
 from .. import jax_backend
 from ..train.jax_loop import normalize
+from ..train.norm import Normalization
 
 
 def _placeholder(leaf):
@@ -24,9 +25,11 @@ def _placeholder(leaf):
 
 class Observer:
     """A jitted forward pass of `net` (eval mode) that reports statistics at `points`
-    ({layer or the input's name: symmetric?})."""
+    ({layer or the input's name: symmetric?}); images are normalised with `norm`, the
+    trained run's statistics."""
 
-    def __init__(self, net: Network, points: dict, bins: int, seed: int = 0):
+    def __init__(self, net: Network, points: dict, bins: int, norm: Normalization,
+                 seed: int = 0):
         import jax
         import jax.numpy as jnp
         from flax import nnx
@@ -46,7 +49,7 @@ class Observer:
 
         def values(params, stats, images):
             seen.clear()
-            x = normalize(images, jnp.float32)
+            x = normalize(images, jnp.float32, norm)
             nnx.merge(graph, params, stats, rest)(x)
             if self.input in self.points:
                 seen[self.input] = x

@@ -21,6 +21,7 @@ import numpy as np
 
 from archc._files import write_atomic
 
+from ..train.norm import recorded
 from . import masks as M
 from . import sensitivity as S
 from .calibration import int_range, kl_step_from_histogram
@@ -39,6 +40,9 @@ class Context:
         self.net, self.run_path, self.run, self.data = net, run_path, run, data
         self.settings, self.out, self.progress, self.log = settings, out, progress, log
         self.recipe = run["_recipe"]
+        # the trained run's normalisation (the CIFAR-10 fallback where its run.json recorded
+        # none), never recomputed from the data split here: its weights expect these
+        self.norm = recorded(run, os.path.join(run_path, "run.json"))
         self.mini, self.train = split_mini(data, settings.mini_per_class, self.recipe.seed)
         self._templates: dict = {}
 
@@ -73,7 +77,7 @@ class Context:
     def evaluator(self, net, split, **hooks):
         """evaluate(flat) -> accuracy (%) of `net` on the test split of `split`."""
         from ..train.jax_loop import Trainer
-        trainer = Trainer(net, self.recipe, 1, len(split.test_y), **hooks)
+        trainer = Trainer(net, self.recipe, 1, len(split.test_y), norm=self.norm, **hooks)
         test = trainer.put_test(split)
 
         def evaluate(flat):
@@ -169,7 +173,8 @@ def _train(ctx: Context, name: str, net, recipe, start, masks, **hooks) -> dict:
     tx = M.masked(jax_loop.optimizer(recipe, spe),
                   M.mask_tree(start["params"], layer_paths(net), masks))
     return jax_loop.train(net, ctx.train, recipe, folder, resume=resume,
-                          progress=ctx.progress, log=ctx.log, tx=tx, start=start, **hooks)
+                          progress=ctx.progress, log=ctx.log, tx=tx, start=start, norm=ctx.norm,
+                          **hooks)
 
 
 def _has_checkpoint(folder) -> bool:
@@ -212,7 +217,7 @@ def quantize(ctx: Context) -> dict:
     ctx.log(f"calibrating {len(plan.points)} activations on {len(images)} training images "
             f"({s.method}, {s.act_bits} bits" + (f", tolerance {s.tolerance:g}, {s.bins} bins)"
                                                   if s.method == "kl" else ")"))
-    stats = Observer(folded, plan.points, s.bins, ctx.recipe.seed).statistics(
+    stats = Observer(folded, plan.points, s.bins, ctx.norm, ctx.recipe.seed).statistics(
         state["params"], state["stats"], images)
     points = {}
     for p, sym in plan.points.items():

@@ -24,7 +24,7 @@ from archc.compiler import ArchError, Network, analyze, load_program
 from archc.compiler._loader import build
 
 from . import first_output
-from .recipe import CIFAR10_MEAN, CIFAR10_STD
+from .norm import CIFAR10, Normalization, recorded
 
 GATE_OPS = ("sigmoid", "hsigmoid")
 
@@ -77,10 +77,10 @@ def load_run(run: str, arch: str | None = None) -> tuple[Network, dict, dict]:
     return net, meta, weights.load(model_path)
 
 
-def _normalise(x_u8: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32 NHWC, normalised as training does (recipe.CIFAR10_MEAN/STD)."""
-    mean = np.asarray(CIFAR10_MEAN, np.float32) * 255
-    std = np.asarray(CIFAR10_STD, np.float32) * 255
+def _normalise(x_u8: np.ndarray, norm: Normalization = CIFAR10) -> np.ndarray:
+    """uint8 NHWC -> float32 NHWC, normalised as training did: with the run's recorded mean
+    and std (norm.recorded; the CIFAR-10 fallback for a run that recorded none)."""
+    mean, std = norm.scaled()
     return (x_u8.astype(np.float32) - mean) / std
 
 
@@ -145,9 +145,11 @@ def _jax_forward(net: Network, tensors: dict, gates: list[str]):
 
 
 def gate_statistics(net: Network, tensors: dict, images: np.ndarray, labels: np.ndarray,
-                    classes: int, backend: str = "torch", batch_size: int = 250) -> dict:
+                    classes: int, backend: str = "torch", batch_size: int = 250,
+                    norm: Normalization = CIFAR10) -> dict:
     """Per gate: per class and channel, the count, mean and std (population) of the gate's
-    output over `images` (uint8 NHWC); also over all images, and the top-1 accuracy."""
+    output over `images` (uint8 NHWC, normalised with `norm`, the run's); also over all
+    images, and the top-1 accuracy."""
     found = se_gates(net)
     if not found:
         raise ArchError(f"{net.name} has no SE block (no sigmoid/hsigmoid gate inside a call "
@@ -159,7 +161,7 @@ def gate_statistics(net: Network, tensors: dict, images: np.ndarray, labels: np.
     s2 = {g: np.zeros((classes, c["channels"])) for g, c in zip(names, found)}
     correct = 0
     for i in range(0, len(labels), batch_size):
-        x, y = _normalise(images[i:i + batch_size]), labels[i:i + batch_size]
+        x, y = _normalise(images[i:i + batch_size], norm), labels[i:i + batch_size]
         logits, got = forward(x)
         correct += int(np.sum(np.argmax(logits, -1) == y))
         np.add.at(count, y, 1)
@@ -215,7 +217,8 @@ def inspect_run(run: str, data: str, out: str | None = None, per_class: int | No
         raise ArchError(f"unknown backend '{backend}'", hint="backends: torch, jax")
     images = _test_split(data, meta, per_class, log)
     stats = gate_statistics(net, tensors, images.test_x, images.test_y, len(images.classes),
-                            backend, batch_size)
+                            backend, batch_size,
+                            norm=recorded(meta, os.path.join(run, "run.json")))
     result = {"run": os.path.abspath(run), "network": net.name,
               "parameters": meta.get("params"), "backend": backend,
               "data": os.path.basename(str(data).rstrip("/")), "classes": list(images.classes),
