@@ -55,8 +55,9 @@ def test_gates_found_from_the_ir():
                         np.zeros(1, np.int64), 10)
 
 
-def _raw_gates(net, tensors, x_u8):
-    """Every gate's output and the fc2 output before it, for images x (torch, tap mode)."""
+def _raw_gates(net, tensors, x_u8, norm):
+    """Every gate's output and the fc2 output before it, for images x (torch, tap mode),
+    normalised with `norm` (the run's recorded statistics)."""
     seen = {}
 
     def tap(name, value):
@@ -66,7 +67,7 @@ def _raw_gates(net, tensors, x_u8):
     model.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
     model.eval()
     with torch.no_grad():
-        model(torch.from_numpy(_normalise(x_u8)).permute(0, 3, 1, 2).contiguous())
+        model(torch.from_numpy(_normalise(x_u8, norm)).permute(0, 3, 1, 2).contiguous())
     return seen
 
 
@@ -81,7 +82,10 @@ def test_statistics_per_class_and_channel(run, tmp_path):
     from archc.backends.train.data import load_images
     test = load_images(str(data), cache=False)
     net = archc.load("se_sqnxt", **NET)
-    raw = _raw_gates(net, weights.load(out / "model.safetensors"), test.test_x)
+    from archc.backends.train.norm import recorded
+    norm = recorded(json.loads((out / "run.json").read_text()))
+    assert norm.source == "training split" and norm.images == 60   # not the CIFAR-10 fallback
+    raw = _raw_gates(net, weights.load(out / "model.safetensors"), test.test_x, norm)
     for b in result["blocks"]:
         g = raw[b["gate"]]
         fc2 = raw[b["gate"].replace(".gate", ".fc2")]

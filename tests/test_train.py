@@ -273,8 +273,8 @@ def test_exported_weights_give_the_same_accuracy_in_torch(trained):
     subset what the JAX run reported: the two backends agree on the trained network."""
     from archc.backends import torch_backend, weights
     from archc.backends.train.data import load_images
-    from archc.backends.train.recipe import CIFAR10_MEAN, CIFAR10_STD
     out, _ = trained
+    norm = json.loads((out / "run.json").read_text())["normalization"]  # the run's statistics
     net = archc.load("sqnxt", stages=[1, 1, 1, 1], width=0.5)
     model = torch_backend.compile_module(net)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in
@@ -282,7 +282,7 @@ def test_exported_weights_give_the_same_accuracy_in_torch(trained):
     model.eval()
     data = load_images(PACK).subset(300, 100, seed=0)
     x = torch.from_numpy(data.test_x).float()
-    x = ((x - torch.tensor(CIFAR10_MEAN) * 255) / (torch.tensor(CIFAR10_STD) * 255))
+    x = ((x - torch.tensor(norm["mean"]) * 255) / (torch.tensor(norm["std"]) * 255))
     with torch.no_grad():
         pred = model(x.permute(0, 3, 1, 2).contiguous()).argmax(-1).numpy()
     acc = 100.0 * np.mean(pred == data.test_y)
