@@ -2,6 +2,7 @@
 
     recipe.py      Recipe: the papers' CIFAR-10 recipe and its options; the LR schedule
     data.py        image folders, tar archives and CIFAR-10 binaries, decoded once and cached
+    norm.py        the input normalisation: the training split's per-channel mean and std
     cifar100.py    CIFAR-100's binary version;  tiny_imagenet.py  Tiny ImageNet's folder
     stream.py      Grain pipeline for image folders that do not fit (ImageNet transforms)
     stream_loop.py the JAX loop over streamed batches
