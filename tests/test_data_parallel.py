@@ -42,12 +42,17 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
     make_data(str(root / "data"))
     (root / "tiny.arch").write_text(TINY)
-    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(root / "xla"), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")  # the session's XLA cache (conftest.py)
     return root, env
 
 
+def xla_flags(env, devices):
+    """The session's XLA flags (tests/conftest.py) and `devices` forced host devices."""
+    return f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+
+
 def run_py(code, env, devices, timeout=240):
-    env = dict(env, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = dict(env, XLA_FLAGS=xla_flags(env, devices))
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=env, timeout=timeout, check=False)
 
@@ -92,7 +97,7 @@ def test_bad_device_flags_exit_2(setup, flags, message):
     if "--batch-size" not in flags:
         args += ["--batch-size", "8"]
     proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False,
-                          env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+                          env=dict(env, XLA_FLAGS=xla_flags(env, 4)),
                           timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
@@ -123,7 +128,7 @@ def test_two_process_run_checkpoints_once_and_resumes_on_one(setup, stream):
     root, env = setup
     out = root / f"mh-{stream}"
     port = _free_port()
-    env2 = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env2 = dict(env, XLA_FLAGS=xla_flags(env, 2))
     procs = [subprocess.Popen(_cli(root, out, stream, "--coordinator", f"127.0.0.1:{port}",
                                    "--num-processes", "2", "--process-id", str(i)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -143,7 +148,7 @@ def test_two_process_run_checkpoints_once_and_resumes_on_one(setup, stream):
     (out / "model.safetensors").unlink()
     proc = subprocess.run(_cli(root, out, stream, "--resume", "--devices", "1"), capture_output=True,
                           text=True, check=False, timeout=300,
-                          env=dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+                          env=dict(env, XLA_FLAGS=xla_flags(env, 1)))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "resuming" in proc.stdout and "after epoch 1" in proc.stdout
     assert "1 cpu device" in proc.stdout

@@ -26,7 +26,6 @@ def test_streaming_trains_like_in_memory(tmp_path, monkeypatch):
     """Same seed, same data: the streamed run (chosen automatically because the data set is
     over $ARCHC_MAX_DATA_BYTES) gives the in-memory run's metrics and weights."""
     import archc
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "xla"))
     make_data(str(tmp_path / "data"))
     (tmp_path / "tiny.arch").write_text(TINY)
     recipe = {"epochs": 3, "batch_size": 8, "lr": 0.05}
@@ -88,7 +87,6 @@ def test_imagenet_folder_streams_with_host_augmentation(tmp_path, monkeypatch):
     """Images of several sizes in train/ and val/: streamed (auto), 16x16 crops for a 16x16
     network, and training runs end to end."""
     import archc
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "xla"))
     rng = np.random.default_rng(0)
     for split, n in (("train", 8), ("val", 2)):
         for c in ("n01", "n02"):
