@@ -192,8 +192,13 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     backend, log = _given(backend, "jax"), _given(log, print)
     _require_training(backend)
     from archc.backends.train.data import load_images
-    from archc.backends.train.run_dir import saved_run
+    from archc.backends.train.run_dir import check_folder
     net = _network("train", target, params, own)
+    if backend not in ("jax", "torch"):
+        raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
+    out = _given(out, None) or os.path.join("runs", f"{net.name}-{backend}")
+    # the run folder first: a mistake there is reported before JAX or the data set loads
+    saved, _ = check_folder(out, _given(resume, False))
     scale = {"devices": _given(devices, None)}
     hosts = (_given(coordinator, None), _given(num_processes, None), _given(process_id, None))
     if backend == "jax":
@@ -208,11 +213,8 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
                             hint="drop them, or train with --backend jax")
         scale = {}
         from archc.backends.train import torch_loop as loop
-    else:
-        raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
-    out = _given(out, None) or os.path.join("runs", f"{net.name}-{backend}")
-    saved = saved_run(out) if _given(resume, False) else None
-    if saved:  # what is not given again is the run's own (docs/training.md, Resume)
+    if saved and _given(resume, False):
+        # what is not given again is the run's own (docs/training.md, Resume)
         if recipe is _UNSET:
             recipe = saved.get("recipe") or _UNSET
         if train_per_class is _UNSET:

@@ -32,7 +32,7 @@ from codegen_lines import export  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = r"""
-import json, statistics, sys, time
+import json, re, statistics, sys, time
 import numpy as np
 import jax, jax.numpy as jnp
 import archc
@@ -65,7 +65,18 @@ t1 = clock()
 compiled = lowered.compile()
 t2 = clock()
 hlo_lines = len(lowered.as_text().splitlines())
-ops = sum(1 for line in compiled.as_text().splitlines() if " = " in line)
+hlo = compiled.as_text()
+ops = sum(1 for line in hlo.splitlines() if " = " in line)
+# the entry computation's fusions (each one loop XLA:CPU generates code for), by the part of
+# the step they come from: the forward pass (jvp), the backward pass (transpose(jvp)), the
+# rest (optimizer, augmentation, loss bookkeeping)
+parts = {"fwd": 0, "bwd": 0, "rest": 0}
+for line in hlo[hlo.index("ENTRY"):].splitlines():
+    if " fusion(" not in line:
+        continue
+    m = re.search(r'op_name="([^"]*)"', line)
+    name = m.group(1) if m else ""
+    parts["bwd" if "transpose(jvp" in name else "fwd" if "/jvp(" in name else "rest"] += 1
 x, y, mask, _ = loop.test
 t3 = clock()
 trainer.eval_step.lower(loop.state, trainer.zeros(), trainer.rest, x, y, mask, 0).compile()
@@ -82,11 +93,17 @@ for i in range(args["steps"]):
 print(json.dumps({"lower_s": t1[0] - t0[0], "lower_cpu": t1[1] - t0[1],
                   "compile_s": t2[0] - t1[0], "compile_cpu": t2[1] - t1[1],
                   "stablehlo_lines": hlo_lines, "hlo_ops": ops,
+                  "fusions": parts,
                   "eval_s": t4[0] - t3[0], "eval_cpu": t4[1] - t3[1],
                   "step_s": statistics.median(times[1:] or times),
                   "step_cpu": statistics.median(cpu[1:] or cpu)}))
 """
 DEFAULT = [("sqnxt", []), ("se_sqnxt", ["stages=[1,2,8,1]"])]
+
+
+def fusions(r: dict) -> str:
+    f = r.get("fusions")   # absent in a --before revision's own script
+    return f"{f['fwd']} / {f['bwd']} / {f['rest']}" if f else "-"
 
 
 def run(name, define, scan, args, pythonpath=None) -> dict:
@@ -132,15 +149,16 @@ def main(argv=None) -> int:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(f"batch {args.batch}, {args.precision}\n")
     print("| network | config | trace+lower s (cpu) | compile s (cpu) | StableHLO lines | "
-          "optimised HLO ops | eval step lower+compile s (cpu) | train step s (cpu) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "optimised HLO ops | fusions fwd / bwd / rest | eval step lower+compile s (cpu) | "
+          "train step s (cpu) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['network']} | {r['config']} | failed: {r['error']} ||||||")
+            print(f"| {r['network']} | {r['config']} | failed: {r['error']} |||||||")
             continue
         print(f"| {r['network']} | {r['config']} | {r['lower_s']:.1f} ({r['lower_cpu']:.1f}) | "
               f"{r['compile_s']:.1f} ({r['compile_cpu']:.1f}) | {r['stablehlo_lines']:,} | "
-              f"{r['hlo_ops']:,} | {r['eval_s']:.1f} ({r['eval_cpu']:.1f}) | "
+              f"{r['hlo_ops']:,} | {fusions(r)} | {r['eval_s']:.1f} ({r['eval_cpu']:.1f}) | "
               f"{r['step_s']:.2f} ({r['step_cpu']:.2f}) |")
     return 0
 

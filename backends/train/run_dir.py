@@ -127,6 +127,22 @@ def has_progress(path: str) -> bool:
     return any(not e.startswith(".") and "tmp" not in e for e in entries)
 
 
+def check_folder(path: str, resume: bool) -> tuple[dict | None, bool]:
+    """(run.json, fresh) of the run folder `path`, or why a run cannot start there: --resume
+    and no run, or a run with progress and no --resume. `fresh`: a run.json but no finished
+    epoch (a run killed before its first epoch ended). Cheap (no data, no JAX): archc.train
+    calls it first, so these mistakes are reported at once."""
+    saved = saved_run(path)
+    fresh = saved is not None and not has_progress(path)
+    if resume and saved is None:
+        raise ArchError(f"--resume: {path} holds no run to resume (no run.json)",
+                        hint="start the run without --resume first")
+    if not resume and saved is not None and not fresh:
+        raise ArchError(f"{path} already holds a training run",
+                        hint="pass --resume to continue it, or choose another --out")
+    return saved, fresh
+
+
 def settings(run: dict) -> dict:
     """What of a run.json a resumed run must agree with: all but the normalisation."""
     return {k: v for k, v in run.items() if k != "normalization"}
@@ -148,14 +164,7 @@ class RunDir:
         self.checkpoints = os.path.join(self.path, "checkpoints")
         self.fp = fp
         self._plotted_at = time.monotonic()   # the first curves after PLOT_EVERY_S or at the end
-        saved = saved_run(self.path)
-        fresh = saved is not None and not has_progress(self.path)
-        if resume and saved is None:
-            raise ArchError(f"--resume: {path} holds no run to resume (no run.json)",
-                            hint="start the run without --resume first")
-        if not resume and saved is not None and not fresh:
-            raise ArchError(f"{path} already holds a training run",
-                            hint="pass --resume to continue it, or choose another --out")
+        saved, fresh = check_folder(self.path, resume)
         self.resume = resume and not fresh  # False: start at epoch 1 (run.json is rewritten)
         if resume:
             diff = mismatch(settings(saved), fp)
