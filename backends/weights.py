@@ -122,6 +122,30 @@ def load_into_jax(model, net: Network, tensors: dict) -> None:
     nnx.update(model, state)
 
 
+def placeholder(leaf):
+    """A concrete value for an abstract (jax.ShapeDtypeStruct) leaf of a module's state that
+    no weights file holds: the dropout RNG keys and counters, never read in eval mode."""
+    import jax
+    import jax.numpy as jnp
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key(0)
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+
+def jax_module_from(net: Network, tensors: dict, tap=None):
+    """The generated JAX module with torch-layout `tensors` loaded. It is built abstractly
+    (nnx.eval_shape), so no initial values are drawn: every weight and BN statistic comes
+    from `tensors`, the rest (dropout RNG state, no torch counterpart) is a placeholder."""
+    import jax
+    from flax import nnx
+    model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=tap))
+    load_into_jax(model, net, tensors)
+    graph, state = nnx.split(model)
+    state = jax.tree.map(lambda x: placeholder(x) if isinstance(x, jax.ShapeDtypeStruct) else x,
+                         state, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
+    return nnx.merge(graph, state)
+
+
 def state_dict_numpy(module) -> dict:
     """A torch module's state_dict as numpy arrays (copies, never views of live buffers)."""
     return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}

@@ -27,21 +27,6 @@ def jax_with_weights(net, tensors: dict, tap=None):
     """The generated JAX module with torch-layout `tensors` loaded: built abstractly
     (nnx.eval_shape), so that no initial values are drawn, since every weight and BN
     statistic comes from `tensors`; the dropout RNG state (no torch counterpart) is a
-    fixed key. The same values as compile_module + load_into_jax."""
-    import jax
-    import jax.numpy as jnp
-    from archc.backends import jax_backend, weights
-    from flax import nnx
-    model = nnx.eval_shape(lambda: jax_backend.compile_module(
-        net, tap=tap if tap is not None else None))
-    weights.load_into_jax(model, net, tensors)
-    graph, state = nnx.split(model)
-
-    def concrete(x):
-        if not isinstance(x, jax.ShapeDtypeStruct):
-            return x
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.key(0)
-        return jnp.zeros(x.shape, x.dtype)
-    state = jax.tree.map(concrete, state, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
-    return nnx.merge(graph, state)
+    fixed key. The same values as compile_module + load_into_jax (weights.jax_module_from)."""
+    from archc.backends import weights
+    return weights.jax_module_from(net, tensors, tap=tap)

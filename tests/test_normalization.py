@@ -17,20 +17,13 @@ from archc.backends.train import norm as N
 from archc.backends.train.data import ImageData, load_images
 from archc.compiler import ArchError
 
+from test_data_parallel import TINY, make_data  # two convs with BN on 8x8 images, 2 classes
+
 PIL = pytest.importorskip("PIL.Image")
 
 PACK = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                                      "cifar10", "cifar10-jpeg.tar.xz"))
 
-# tests/test_data_parallel.py's network: two convs with batch norm on 8x8 images, 2 classes
-TINY = """
-network Tiny(classes: int = 2) {
-    x = input(3, 8, 8)
-    x = x -> c1: conv(4, kernel=3) -> b1: bn -> r1: relu
-    x = x -> c2: conv(4, kernel=3, stride=2) -> b2: bn -> r2: relu
-    return x -> pool: global_avgpool -> flatten: flatten -> fc: linear(classes)
-}
-"""
 STATS = N.Normalization((0.2, 0.5, 0.7), (0.1, 0.3, 0.25), 10, "given")
 
 
@@ -54,17 +47,6 @@ def synthetic(n=60, size=6, seed=0):
     x = np.clip(x, 0, 255).astype(np.uint8)
     y = (np.arange(n) % 3).astype(np.int32)
     return ImageData(x, y, x[:6], y[:6], ("a", "b", "c"), "synthetic")
-
-
-def make_folder(root, per_class=16, test_per_class=4):
-    """tests/test_data_parallel.py's image folder: 8x8 PNGs, two classes of brightness."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("test", test_per_class)):
-        for c, base in (("a", 40), ("b", 170)):
-            os.makedirs(os.path.join(root, split, c), exist_ok=True)
-            for j in range(n):
-                img = np.clip(base + rng.normal(0, 40, (8, 8, 3)), 0, 255).astype(np.uint8)
-                PIL.fromarray(img).save(os.path.join(root, split, c, f"{j}.png"))
 
 
 # ---- the statistics ---------------------------------------------------------------------------
@@ -209,7 +191,7 @@ def test_torch_loop_normalises_with_the_given_statistics():
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("norm")
-    make_folder(str(root / "data"))
+    make_data(str(root / "data"))
     (root / "tiny.arch").write_text(TINY)
     return root
 

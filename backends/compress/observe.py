@@ -8,19 +8,9 @@ from __future__ import annotations
 import numpy as np
 from archc.compiler import Network
 
-from .. import jax_backend
+from .. import jax_backend, weights
 from ..train.jax_loop import normalize
 from ..train.norm import Normalization
-
-
-def _placeholder(leaf):
-    """A concrete value for an abstract leaf of the module's other state (dropout RNG keys
-    and counters, never read in eval mode)."""
-    import jax
-    import jax.numpy as jnp
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return jax.random.key(0)
-    return jnp.zeros(leaf.shape, leaf.dtype)
 
 
 class Observer:
@@ -45,7 +35,7 @@ class Observer:
         model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=tap, seed=seed))
         model.eval()
         graph, _, _, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
-        rest = jax.tree.map(_placeholder, nnx.to_pure_dict(rest))  # dropout RNGs, unused in eval
+        rest = jax.tree.map(weights.placeholder, nnx.to_pure_dict(rest))  # dropout RNGs, unused in eval
 
         def values(params, stats, images):
             seen.clear()

@@ -111,24 +111,13 @@ def _torch_forward(net: Network, tensors: dict, gates: list[str]):
 
 def _jax_forward(net: Network, tensors: dict, gates: list[str]):
     import jax
-    import jax.numpy as jnp
     from flax import nnx
 
-    from archc.backends import jax_backend, lowering, weights
-    # Built abstractly (nnx.eval_shape): no initial values are drawn, since every weight
-    # comes from the run.
-    model = nnx.eval_shape(lambda: jax_backend.compile_module(net, tap=True))
-    weights.load_into_jax(model, net, tensors)
+    from archc.backends import lowering, weights
+    # built abstractly: no initial values are drawn, every weight comes from the run
+    model = weights.jax_module_from(net, tensors, tap=True)
     model.eval()
     graph, state = nnx.split(model)
-
-    def concrete(x):     # what the run has no weights for: the dropout RNG (unused in eval)
-        if not isinstance(x, jax.ShapeDtypeStruct):
-            return x
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.key(0)
-        return jnp.zeros(x.shape, x.dtype)
-    state = jax.tree.map(concrete, state, is_leaf=lambda x: isinstance(x, jax.ShapeDtypeStruct))
 
     @jax.jit
     def run(state, x):
