@@ -166,7 +166,39 @@ def test_read_only_folder_caches_elsewhere(folder, tmp_path, monkeypatch):
     finally:
         os.chmod(parent, 0o755)
     assert not os.path.exists(str(root) + ".archc-cache")
-    assert len(os.listdir(tmp_path / "elsewhere")) == 1
+    cache = os.path.basename(D.cache_dirs(str(root))[-1])
+    assert sorted(os.listdir(tmp_path / "elsewhere")) == [cache, cache + ".lock"]
+
+
+def test_loads_at_once_decode_once(folder, tmp_path, monkeypatch):
+    """Two loads of one source at the same time (the processes of a data-parallel run, runs
+    started together): one decodes, the other waits on the lock and reads its cache."""
+    import threading
+    import time
+    root, want = folder
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
+    decodes, messages = [], []
+    slow = D._read_folder
+
+    def reader(path):
+        decodes.append(path)
+        time.sleep(0.5)   # long enough for the second load to find the lock taken
+        return slow(path)
+    monkeypatch.setattr(D, "_read_folder", reader)
+    got = [None, None]
+
+    def load(i):
+        got[i] = D.load_images(str(root), log=messages.append)
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(30)
+    assert len(decodes) == 1, decodes
+    assert any(m.startswith("waiting for another process that is decoding") for m in messages)
+    for data in got:
+        _check(data, want)
 
 
 @pytest.mark.skipif(not os.path.exists(PACK), reason="the CIFAR-10 pack is not at ../shared")

@@ -21,7 +21,10 @@ An image folder's test split may be called `val/` (ImageNet's layout) instead of
 Decoded arrays are cached next to the data (`<path>.archc-cache/`, one .npy per array and a
 meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc/data. The
 cache is keyed by the source's size and modification time and written atomically, so a
-killed decode leaves nothing half-written. No pickle is read or written anywhere.
+killed decode leaves nothing half-written. Processes that load the same source at once (the
+processes of a data-parallel run, runs started together) decode it once: the others wait on
+a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
+written anywhere.
 
 Every read is bounded before it is done (backends/train/decode.py): file and member sizes,
 image dimensions and the total of decoded bytes; a tar stream is read only while its
@@ -31,6 +34,7 @@ This module needs numpy and Pillow only; the training loops put the arrays on th
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -359,6 +363,31 @@ def _save_cache(directory: str, data: ImageData, meta: dict) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _decode_lock(path: str, log=None):
+    """Hold an exclusive lock on decoding `path` (a file in the per-user cache folder; the
+    system drops it when the process ends, however it ends). Where no lock can be taken --
+    the folder is not writable, the system has no flock -- decoding goes on without one."""
+    try:
+        import fcntl
+        home = os.path.dirname(cache_dirs(path)[-1])
+        os.makedirs(home, exist_ok=True)
+        fd = os.open(cache_dirs(path)[-1] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if log:
+                log(f"waiting for another process that is decoding {path}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -> ImageData:
     """Read the data set at `path` (see the module docstring), through the .npy cache.
     coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones."""
@@ -368,16 +397,27 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -
     if coarse:
         meta["labels"] = "coarse"
 
-    if cache:
-        for directory in cache_dirs(path):
-            hit = _load_cache(directory, meta)
-            if hit is not None:
-                return hit
-    if log:
-        log(f"decoding {path} once (cached as .npy afterwards)")
-    data = reader(path)
-    if cache:
+    if not cache:
+        return reader(path)
+    hit = _cached(path, meta)
+    if hit is not None:
+        return hit
+    with _decode_lock(path, log):
+        hit = _cached(path, meta)  # decoded by the process that held the lock
+        if hit is not None:
+            return hit
+        if log:
+            log(f"decoding {path} once (cached as .npy afterwards)")
+        data = reader(path)
         for directory in cache_dirs(path):
             if _save_cache(directory, data, meta):
                 break
     return data
+
+
+def _cached(path: str, meta: dict) -> ImageData | None:
+    for directory in cache_dirs(path):
+        hit = _load_cache(directory, meta)
+        if hit is not None:
+            return hit
+    return None
