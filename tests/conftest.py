@@ -5,13 +5,24 @@ One XLA compilation cache for the whole session: JAX's persistent cache (which
 folder, shared by every test, every pytest-xdist worker and every process a test starts
 (they inherit the environment), and removed at the end. A program that several tests compile
 -- the same network and recipe trained by the CLI, resumed, killed and resumed -- is compiled
-once, and no test writes to the user's own cache (~/.cache/archc/xla).
+once, and no test writes to the user's own cache (~/.cache/archc/xla). Likewise for decoded
+data sets ($ARCHC_CACHE_DIR): the CIFAR-10 pack, read-only in ../shared, is decoded once per
+session (as in CI, where HOME is empty), not into ~/.cache/archc/data.
 
 Under pytest-xdist (the README's `pytest -q -n auto`) the workers share the machine's cores:
 each worker, and every process a test starts, uses its share of threads, since XLA:CPU's and
 torch's pools sized for the whole machine in every worker only contend. On the 2-core CI
 machine one thread per XLA computation is also faster on its own (a train step of sqnxt
 -D stages=[1,1,1,1]: 0.18 s single-threaded vs 0.22 s with two threads).
+
+XLA:CPU compiles quickly rather than well in the tests (_xla.FAST_COMPILE, for the test
+process and every process it starts). The tests compile hundreds of programs and run each a
+few times: the train step of sqnxt -D stages=[1,1,1,1] -D width=0.25 at batch 50 compiles in
+4.3 CPU s instead of 21.8 and runs in 0.26 s instead of 0.14 (bench/compile_time.py;
+docs/benchmarks.md, "Test suite"). What is tested does not depend on these settings: the
+numbers are compared with torch within tolerances, and a resumed run with an uninterrupted
+one compiled the same way. The one test where the step time is the cost, the 300-step
+learning run in test_train.py, runs with XLA's defaults, as users do (_xla.default_xla_env).
 """
 from __future__ import annotations
 
@@ -19,12 +30,18 @@ import os
 import shutil
 import tempfile
 
+from _xla import fast_compile  # tests/
+
 if "ARCHC_TEST_SESSION" not in os.environ:   # the controller, or a run without workers
     os.environ["ARCHC_TEST_SESSION"] = tempfile.mkdtemp(prefix="archc-tests-")  # mode 0700
     _OWNER = True
 else:
     _OWNER = False
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["ARCHC_TEST_SESSION"], "xla")
+os.environ["ARCHC_CACHE_DIR"] = os.path.join(os.environ["ARCHC_TEST_SESSION"], "data")
+
+if "ARCHC_TEST_XLA_DEFAULTS" not in os.environ:   # set it to measure with XLA's defaults
+    os.environ["XLA_FLAGS"] = fast_compile(os.environ.get("XLA_FLAGS", ""))
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
