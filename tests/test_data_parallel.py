@@ -83,25 +83,46 @@ def test_four_devices_equal_one(setup):
     assert "streaming" in proc.stdout and proc.stdout.count("max abs difference") == 2
 
 
-@pytest.mark.parametrize("flags, message", [
+BAD_FLAGS = [
     (["--devices", "5"], "--devices 5: this process has 4 cpu device(s)"),
     (["--devices", "0"], "--devices 0"),
     (["--batch-size", "6"], "--batch-size 6 is not a multiple of the 4 devices"),
     (["--devices", "2", "--backend", "torch"], "options of the JAX backend"),
-])
-def test_bad_device_flags_exit_2(setup, flags, message):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_flag_runs(setup):
+    """`archc train` with each of BAD_FLAGS, in one process with 4 devices: flags -> (exit
+    code, stderr, whether the run folder exists afterwards)."""
     root, env = setup
-    out = root / f"bad{abs(hash(tuple(flags)))}"
-    args = ["-m", "archc", "train", str(root / "tiny.arch"), "--data", str(root / "data"),
-            "--epochs", "1", "--out", str(out), "--no-progress", *flags]
-    if "--batch-size" not in flags:
-        args += ["--batch-size", "8"]
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, check=False,
-                          env=dict(env, XLA_FLAGS=xla_flags(env, 4)),
-                          timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert message in proc.stderr
-    assert not out.exists()  # nothing written
+    runs = []
+    for i, (flags, _) in enumerate(BAD_FLAGS):
+        args = ["train", str(root / "tiny.arch"), "--data", str(root / "data"), "--epochs", "1",
+                "--out", str(root / f"bad{i}"), "--no-progress", *flags]
+        runs.append(args + ([] if "--batch-size" in flags else ["--batch-size", "8"]))
+    proc = run_py(f"""
+        import contextlib, io, json, os
+        from archc._cli import main
+        results = []
+        for args in {runs!r}:
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                rc = main(args)
+            results.append([rc, err.getvalue(), os.path.exists(args[args.index("--out") + 1])])
+        print(json.dumps(results))
+    """, env, 4, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout.splitlines()[-1])
+    return {tuple(flags): tuple(r) for (flags, _), r in zip(BAD_FLAGS, results)}
+
+
+@pytest.mark.parametrize("flags, message", BAD_FLAGS)
+def test_bad_device_flags_exit_2(bad_flag_runs, flags, message):
+    rc, err, written = bad_flag_runs[tuple(flags)]
+    assert rc == 2, err
+    assert message in err and "Traceback" not in err
+    assert not written  # nothing written
 
 
 def _free_port():

@@ -20,6 +20,8 @@ import archc
 from archc.backends.train.recipe import Recipe, lr_table, schedule
 from archc.compiler import ArchError
 
+from _xla import default_xla_env  # tests/
+
 jax = pytest.importorskip("jax")
 torch = pytest.importorskip("torch")
 
@@ -36,6 +38,16 @@ SMALL = ["sqnxt", "-D", "stages=[1,1,1,1]", "-D", "width=0.25"]
 def env():
     """Subprocess environment: the session's own XLA compilation cache (conftest.py)."""
     return dict(os.environ)
+
+
+def archc_main(args, capsys):
+    """`archc` in this process (for runs that need no process of their own: no JAX import,
+    no data set load to pay again): its exit code, stdout and stderr."""
+    from archc._cli import main
+    capsys.readouterr()
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
 
 
 def archc_cli(args, env, check=True, **kw):
@@ -229,13 +241,14 @@ def test_augment_jax_and_torch():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, env):
     """300 steps (5 epochs x 60 of 50 images) on 3,000 training images, 300 per class,
-    tested on 1,000 held-out test images: the CLI end to end."""
+    tested on 1,000 held-out test images: the CLI end to end, compiled with XLA's default
+    settings (the other tests compile quickly rather than well: conftest.py)."""
     if not os.path.exists(PACK):
         pytest.skip("no CIFAR-10 pack at ../shared")
     out = tmp_path_factory.mktemp("run") / "sqnxt"
     proc = archc_cli(["train", *SMALL, "--data", PACK, "--train-per-class", "300",
                       "--test-per-class", "100", "--epochs", "5", "--batch-size", "50",
-                      "--out", str(out)], env)
+                      "--out", str(out)], default_xla_env(env))
     return out, proc
 
 
@@ -320,14 +333,16 @@ def _same_run(a, b):
 
 @needs_pack
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_killed_run_resumes_exactly(tmp_path, env, backend):
-    """Kill a run after its first epoch, resume it: final weights and every metric equal
-    those of an uninterrupted run, bit for bit (dropout on, augmentation on)."""
+def test_killed_run_resumes_exactly(tmp_path, env, backend, capsys):
+    """Kill a run after its first epoch, resume it in a new process: final weights and every
+    metric equal those of an uninterrupted run, bit for bit (dropout on, augmentation on).
+    The uninterrupted run and the damaged-checkpoint check run in this process."""
     common = ["train", *SMALL, "-D", "dropout=0.3", "--data", PACK, "--train-per-class", "20",
               "--test-per-class", "5", "--epochs", "3", "--batch-size", "40",
               "--backend", backend]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
-    archc_cli([*common, "--out", str(whole)], env)
+    rc, out, err = archc_main([*common, "--out", str(whole), "--no-progress"], capsys)
+    assert rc == 0, out + err
     done = _kill_after_first_epoch([*common, "--out", str(broken)], env, broken)
     assert 1 <= done < 3
     proc = archc_cli([*common, "--out", str(broken), "--resume"], env)
@@ -344,31 +359,32 @@ def test_killed_run_resumes_exactly(tmp_path, env, backend):
     else:
         ck = whole / "checkpoints" / "epoch-0003.safetensors"
         ck.write_bytes(ck.read_bytes()[:1000])
-    p = archc_cli([*common, "--out", str(whole), "--resume"], env, check=False)
-    assert p.returncode == 2, p.stderr
-    assert "cannot be read" in p.stderr and "damaged or incomplete" in p.stderr
-    assert "Traceback" not in p.stderr
+    rc, out, err = archc_main([*common, "--out", str(whole), "--resume"], capsys)
+    assert rc == 2, out + err
+    assert "cannot be read" in err and "damaged or incomplete" in err
+    assert "Traceback" not in err and "internal error" not in err
 
 
 # ---- errors ---------------------------------------------------------------------------------
 @needs_pack
-def test_resume_errors(trained, env, tmp_path):
+def test_resume_errors(trained, tmp_path, capsys):
     out, _ = trained
     base = ["train", *SMALL, "--data", PACK, "--train-per-class", "300", "--test-per-class",
             "100", "--epochs", "5", "--batch-size", "50", "--out", str(out)]
-    p = archc_cli(base, env, check=False)
-    assert p.returncode == 2 and "already holds a training run" in p.stderr
-    assert "--resume" in p.stderr and "Traceback" not in p.stderr
-    p = archc_cli([*base, "--resume", "--lr", "0.05"], env, check=False)
-    assert p.returncode == 2 and "was trained with other settings" in p.stderr
-    assert "recipe.lr: checkpoint has 0.1, this run has 0.05" in p.stderr
-    p = archc_cli([*base, "--resume"], env)  # a finished run: nothing to do, the summary
-    assert "has finished all 5 epochs" in p.stdout and "test accuracy    best" in p.stdout
-    p = archc_cli([*base[:-1], str(tmp_path / "none"), "--resume"], env, check=False)
-    assert p.returncode == 2 and "holds no run to resume" in p.stderr
-    p = archc_cli(["train", "sqnxt", "-D", "classes=7", "--data", PACK, "--out",
-                   str(tmp_path / "c7")], env, check=False)
-    assert p.returncode == 2 and "outputs 7x1x1, but the data set has 10 classes" in p.stderr
+    rc, _, err = archc_main(base, capsys)
+    assert rc == 2 and "already holds a training run" in err
+    assert "--resume" in err and "Traceback" not in err
+    rc, _, err = archc_main([*base, "--resume", "--lr", "0.05"], capsys)
+    assert rc == 2 and "was trained with other settings" in err
+    assert "recipe.lr: checkpoint has 0.1, this run has 0.05" in err
+    rc, stdout, err = archc_main([*base, "--resume"], capsys)  # a finished run: the summary
+    assert rc == 0, err
+    assert "has finished all 5 epochs" in stdout and "test accuracy    best" in stdout
+    rc, _, err = archc_main([*base[:-1], str(tmp_path / "none"), "--resume"], capsys)
+    assert rc == 2 and "holds no run to resume" in err
+    rc, _, err = archc_main(["train", "sqnxt", "-D", "classes=7", "--data", PACK, "--out",
+                             str(tmp_path / "c7")], capsys)
+    assert rc == 2 and "outputs 7x1x1, but the data set has 10 classes" in err
     assert not (tmp_path / "c7").exists()
 
 
