@@ -54,6 +54,20 @@ if WORKERS > 1:
                                    " --xla_cpu_multi_thread_eigen=false").strip()
 
 
+# The slowest files first (test-seconds under the README's command, 2026-12-02: test_train 226,
+# test_jax_backend 168, test_onnx_backend 92, test_jax_train_mode 89, test_data_parallel 65).
+# With --dist loadfile a worker takes whole files in collection order; a 4-minute file that
+# comes last in the alphabet leaves the other worker idle at the end (it did: 535 s wall for
+# 946 test-seconds on two workers).
+SLOWEST_FIRST = ("test_train.py", "test_jax_backend.py", "test_onnx_backend.py",
+                 "test_jax_train_mode.py", "test_data_parallel.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as collected
+
+
 def pytest_unconfigure(config):
     if _OWNER and not hasattr(config, "workerinput"):
         shutil.rmtree(os.environ["ARCHC_TEST_SESSION"], ignore_errors=True)
