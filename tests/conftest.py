@@ -30,7 +30,7 @@ import os
 import shutil
 import tempfile
 
-from _xla import fast_compile  # tests/
+from _xla import fast_compile, understood  # tests/
 
 if "ARCHC_TEST_SESSION" not in os.environ:   # the controller, or a run without workers
     os.environ["ARCHC_TEST_SESSION"] = tempfile.mkdtemp(prefix="archc-tests-")  # mode 0700
@@ -40,7 +40,12 @@ else:
 os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.environ["ARCHC_TEST_SESSION"], "xla")
 os.environ["ARCHC_CACHE_DIR"] = os.path.join(os.environ["ARCHC_TEST_SESSION"], "data")
 
-if "ARCHC_TEST_XLA_DEFAULTS" not in os.environ:   # set it to measure with XLA's defaults
+# ARCHC_TEST_XLA_DEFAULTS=1 measures with XLA's defaults; the controller decides once for its
+# workers (they inherit the environment), after asking this jaxlib whether it knows the flags
+if "ARCHC_TEST_XLA_DEFAULTS" not in os.environ:
+    os.environ["ARCHC_TEST_XLA_DEFAULTS"] = \
+        "0" if understood(fast_compile(os.environ.get("XLA_FLAGS", ""))) else "1"
+if os.environ["ARCHC_TEST_XLA_DEFAULTS"] == "0":
     os.environ["XLA_FLAGS"] = fast_compile(os.environ.get("XLA_FLAGS", ""))
 
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -66,6 +71,12 @@ SLOWEST_FIRST = ("test_train.py", "test_jax_backend.py", "test_onnx_backend.py",
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as collected
+
+
+def pytest_report_header(config):
+    if os.environ["ARCHC_TEST_XLA_DEFAULTS"] != "0":
+        return "archc: XLA compiles with its default settings (the fast-compile flags are off)"
+    return None
 
 
 def pytest_unconfigure(config):
