@@ -213,3 +213,18 @@ def test_cifar10_pack():
     pixels = data.train_x.reshape(-1, 3).astype(np.float64) / 255
     np.testing.assert_allclose(pixels.mean(0), [0.49125038, 0.48209027, 0.44652094], atol=1e-7)
     np.testing.assert_allclose(pixels.std(0), [0.24523161, 0.24278155, 0.26062877], atol=1e-7)
+
+
+@pytest.mark.skipif(os.fsencode("\udcff") != b"\xff", reason="the file system names are not bytes")
+def test_a_folder_name_that_is_not_utf8_is_cached(folder, tmp_path, monkeypatch):
+    """A data set whose folder name is not UTF-8 (byte 0xff): keyed, locked and cached like
+    any other (the cache key hashed the name as UTF-8, an internal error)."""
+    root, want = folder
+    odd = str(tmp_path / "pets\udcff")
+    os.rename(root, odd)
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
+    messages = []
+    _check(D.load_images(odd, log=messages.append), want)
+    assert os.path.isdir(odd + ".archc-cache")
+    _check(D.load_images(odd, log=messages.append), want)   # read from the cache
+    assert sum(m.startswith("decoding") for m in messages) == 1

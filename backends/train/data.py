@@ -306,7 +306,7 @@ def _fingerprint(path: str) -> dict:
 def cache_dirs(path: str) -> list[str]:
     """Where the cache of `path` may live, in order of preference."""
     path = os.path.abspath(path).rstrip("/")
-    key = hashlib.sha256(path.encode()).hexdigest()[:16]
+    key = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]  # any name the system allows
     home = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
         os.path.expanduser("~"), ".cache", "archc", "data")
     return [path + ".archc-cache", os.path.join(home, f"{os.path.basename(path)}-{key}")]
