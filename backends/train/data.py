@@ -370,9 +370,9 @@ def _decode_lock(path: str, log=None):
     the folder is not writable, the system has no flock -- decoding goes on without one."""
     try:
         import fcntl
-        home = os.path.dirname(cache_dirs(path)[-1])
-        os.makedirs(home, exist_ok=True)
-        fd = os.open(cache_dirs(path)[-1] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        mine = cache_dirs(path)[-1]   # the per-user cache folder's entry for `path`
+        os.makedirs(os.path.dirname(mine), exist_ok=True)
+        fd = os.open(mine + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except (ImportError, OSError):
         yield
         return
