@@ -18,8 +18,8 @@ from archc.compiler import Analysis, ArchError, LayerCost, Network, Program, bun
 from archc.compiler import analyze as _analyze
 from archc.compiler import load_program
 from archc.compiler._loader import build as _build
-from archc.compiler.report import render, to_json_dict
-from archc.backends.train.recipe import Recipe
+from archc.presentation.report import render, to_json_dict
+from archc.training.recipe import Recipe
 
 __version__ = "0.1.0"
 
@@ -191,8 +191,8 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
            "loader_workers": loader_workers}
     backend, log = _given(backend, "jax"), _given(log, print)
     _require_training(backend)
-    from archc.backends.train.data import load_images
-    from archc.backends.train.run_dir import check_folder
+    from archc.training.data import load_images
+    from archc.training.run_dir import check_folder
     net = _network("train", target, params, own)
     if backend not in ("jax", "torch"):
         raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
@@ -202,8 +202,8 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     scale = {"devices": _given(devices, None)}
     hosts = (_given(coordinator, None), _given(num_processes, None), _given(process_id, None))
     if backend == "jax":
-        from archc.backends.train import distributed
-        from archc.backends.train import jax_loop as loop
+        from archc.training import distributed
+        from archc.training import jax_loop as loop
         distributed.initialize(*hosts)
     elif backend == "torch":
         if scale["devices"] is not None or any(v is not None for v in hosts) or \
@@ -212,7 +212,7 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
                             "--loader-workers are options of the JAX backend",
                             hint="drop them, or train with --backend jax")
         scale = {}
-        from archc.backends.train import torch_loop as loop
+        from archc.training import torch_loop as loop
     if saved and _given(resume, False):
         # what is not given again is the run's own (docs/training.md, Resume)
         if recipe is _UNSET:
@@ -229,7 +229,7 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     elif isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
     if backend == "jax":
-        from archc.backends.train import stream as streaming
+        from archc.training import stream as streaming
         workers = _given(loader_workers, None)
         if workers is not None and workers < 0:
             raise ArchError(f"--loader-workers must be 0 or more, not {workers}")

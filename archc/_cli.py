@@ -58,7 +58,7 @@ def _define_name(err: ArchError) -> str:
 
 
 def cmd_analyze(args) -> int:
-    from archc.compiler.report import render
+    from archc.presentation.report import render
     net = _network(args)
     only = None
     if args.only:
@@ -76,12 +76,13 @@ def cmd_analyze(args) -> int:
         if args.bitops:
             raise ArchError("--format dot shows the layer graph; it does not take --bitops",
                             hint="use --format table/markdown/csv/json with --bitops")
-        from archc.compiler.dot import to_dot
+        from archc.presentation.dot import to_dot
         sys.stdout.write(to_dot(analyze(net, bits=args.bits)))
         return 0
     if args.bitops:
-        from archc.compiler.bitops import bitops, render as render_bitops
+        from archc.compiler.bitops import bitops
         from archc.compiler.quant import load_quant
+        from archc.presentation.bitops_report import render as render_bitops
         spec = load_quant(args.quant) if args.quant else None
         r = bitops(net, args.bitops, spec, args.baseline)
         sys.stdout.write(render_bitops(r, args.format))
@@ -140,7 +141,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-# `archc train` options that make the Recipe (backends/train/recipe.py): (flag, field, type, help)
+# `archc train` options that make the Recipe (training/recipe.py): (flag, field, type, help)
 TRAIN_OPTIONS = [
     ("--epochs", "epochs", int, "epochs to train (default 200, the papers')"),
     ("--batch-size", "batch_size", int, "images per step (default 128)"),
@@ -161,8 +162,8 @@ TRAIN_OPTIONS = [
 
 
 def _recipe(args):
-    from archc.backends.train.recipe import RECIPES, Recipe
-    from archc.backends.train.run_dir import saved_run
+    from archc.training.recipe import RECIPES, Recipe
+    from archc.training.run_dir import saved_run
     given = {field: getattr(args, field) for _, field, _, _ in TRAIN_OPTIONS}
     given["augment"], given["nesterov"] = args.augment, args.nesterov
     base = {}
@@ -191,7 +192,7 @@ def cmd_train(args) -> int:
     import archc
     archc._require_training(args.backend)
     recipe = _recipe(args)
-    from archc.backends.train.recipe import require_backend
+    from archc.training.recipe import require_backend
     require_backend(recipe, args.backend)
     net = _network(args)
     subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split")

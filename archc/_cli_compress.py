@@ -98,7 +98,7 @@ def add_commands(subparsers) -> None:
 
 
 def settings_from(args) -> dict:
-    from archc.backends.compress.settings import parse_fractions
+    from archc.compression.settings import parse_fractions
     given = {field: getattr(args, field) for options in OPTIONS.values()
              for _, field, _, _ in options}
     if given["fractions"] is not None:
@@ -110,7 +110,7 @@ def cmd_compress(args) -> int:
     import archc
     from archc import _cli
     archc._require_training("jax")
-    from archc.backends.compress.pipeline import compress
+    from archc.compression.pipeline import compress
     net = _cli._network(args)
     step = "all" if args.step == "run" else args.step
     compress(net, args.run, args.data, args.out, step, train_per_class=args.train_per_class,

@@ -1,6 +1,6 @@
 """`archc view`, `archc sweep` and `archc inspect` (analyze --format dot is _cli.py's): the
-command-line wiring of the exploration tools (compiler/view.py, compiler/dot.py,
-compiler/sweep.py, compiler/sweep_report.py, backends/train/se_activations.py).
+command-line wiring of the exploration tools (presentation/view.py, presentation/dot.py,
+presentation/sweep.py, presentation/sweep_report.py, training/se_activations.py).
 
 archc/_cli.py calls `add_commands(subparsers)` once its own commands exist; errors are
 ArchError (exit 2, no traceback) like every other command.
@@ -41,7 +41,7 @@ def _write(path: str | None, text: str) -> None:
 
 # ---- view / analyze --format dot -----------------------------------------------------------
 def cmd_view(args) -> int:
-    from archc.compiler.view import render_html
+    from archc.presentation.view import render_html
     spec = _check_bitops_options(args)
     net = _network(args)
     bits = None
@@ -110,7 +110,7 @@ def cmd_inspect(args) -> int:
         raise ArchError("archc inspect: say what to inspect", hint="--se-activations")
     import archc
     archc._require_training(args.backend or _run_backend(args.run))
-    from archc.backends.train.se_activations import inspect_run
+    from archc.training.se_activations import inspect_run
     if args.per_class is not None and args.per_class < 1:
         raise ArchError(f"--per-class must be at least 1, not {args.per_class}")
     if args.batch_size < 1:

@@ -9,14 +9,14 @@ training dependencies (`pip install 'archc[train]'`).
 """
 from __future__ import annotations
 
-from archc.backends.compress.calibration import (
+from archc.compression.calibration import (
     calibration_step,
     channel_max_steps,
     int_range,
     kl_step_from_histogram,
     max_step,
 )
-from archc.backends.compress.settings import Settings
+from archc.compression.settings import Settings
 
 STEPS = ("sensitivity", "prune", "finetune", "quantize", "qat", "score")
 
@@ -28,11 +28,11 @@ def compress(target, run: str, data: str, out: str, step: str = "all", *,
 
     target: the trained Network (or a bundled name / .arch file at its defaults).
     step: "all" (the five steps in order, then the score; resumes where it stopped) or one of
-    STEPS. settings: the fields of archc.backends.compress.settings.Settings (e.g.
+    STEPS. settings: the fields of archc.compression.settings.Settings (e.g.
     target_sparsity=0.4, finetune_epochs=10, act_bits=8). Returns the last step's result."""
     import archc
     archc._require_training("jax")
-    from archc.backends.compress.pipeline import compress as run_pipeline
+    from archc.compression.pipeline import compress as run_pipeline
     net = target if isinstance(target, archc.Network) else archc.load(target)
     return run_pipeline(net, run, data, out, step, train_per_class=train_per_class,
                         test_per_class=test_per_class, cache=cache, progress=progress, log=log,

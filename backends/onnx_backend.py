@@ -325,7 +325,7 @@ def _doc(costs: dict, net: Network):
 
 
 def _metadata(net: Network, analysis, source: str, folded: dict) -> dict:
-    from archc.compiler.report import to_json_dict
+    from archc.presentation.report import to_json_dict
     report = to_json_dict(analysis)
     keep = ("name", "op", "output", "params", "buffers", "macs", "flops", "elementwise_ops",
             "activations")

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +29,6 @@ for name in bundled_networks():
     out[name] = [len(archc.build_source(name, backend=b).splitlines()) for b in ("torch", "jax")]
 print(json.dumps(out))
 """
-PACKAGE_DIRS = {"compiler": "compiler", "backends": "backends", "grammar": "grammar",
-                "archs": "archs"}
 
 
 def count(pythonpath: str | None) -> dict:
@@ -49,9 +48,11 @@ def export(rev: str, into: Path) -> str:
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     pkg = into / "pkg"
-    shutil.copytree(src / "archc", pkg / "archc")
-    for sub, folder in PACKAGE_DIRS.items():
-        shutil.copytree(src / folder, pkg / "archc" / sub)
+    # the revision's own package folders (pyproject.toml's [tool.setuptools.package-dir])
+    dirs = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    shutil.copytree(src / dirs.pop("archc"), pkg / "archc")
+    for name, folder in dirs.items():
+        shutil.copytree(src / folder, pkg / "archc" / name.split(".", 1)[1])
     return str(pkg)
 
 

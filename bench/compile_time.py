@@ -36,9 +36,9 @@ import json, re, statistics, sys, time
 import numpy as np
 import jax, jax.numpy as jnp
 import archc
-from archc.backends.train.data import ImageData
-from archc.backends.train.recipe import Recipe
-from archc.backends.train import jax_loop
+from archc.training.data import ImageData
+from archc.training.recipe import Recipe
+from archc.training import jax_loop
 from archc.compiler import parse_define
 
 args = json.loads(sys.argv[1])

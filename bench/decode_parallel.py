@@ -5,7 +5,7 @@
 `archc train --data PACK.tar.xz` decodes the 60,000 JPEGs on one core (about 30 s here) and
 caches the result; a GPU machine that starts bare has 16 cores and little time. This script
 reads the archive once (image-folder layout: train/<class>/*, test/<class>/*, classes in
-CIFAR-10's order), decodes the images in N processes exactly as backends/train/data.py does
+CIFAR-10's order), decodes the images in N processes exactly as training/data.py does
 (Pillow, RGB, uint8; images sorted by class and file name), and writes OUT_DIR/
 data_batch_1.bin ... data_batch_5.bin and test_batch.bin (3,073 bytes a record: the label,
 then the 32x32 image as R, G, B planes), which `archc train --data OUT_DIR` reads without

@@ -1,4 +1,4 @@
-"""Throughput of archc's streaming input pipeline (backends/train/stream.py, Grain): images/s
+"""Throughput of archc's streaming input pipeline (training/stream.py, Grain): images/s
 decoded and transformed on the host, in total and per loader worker, so a user can compare it
 with the training step's images/s (bench/train_speed.py) and see which one is the bottleneck.
 
@@ -42,7 +42,7 @@ def make_folder(root: str, images: int, seed: int = 0) -> None:
 
 
 def measure(root: str, workers: int, batch: int, size: int, train: bool) -> dict:
-    from archc.backends.train import stream
+    from archc.training import stream
     d = stream.open_folder(root, size)
     n = len(d.train_y) // batch * batch
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import archc
-from archc.backends.train.recipe import Recipe, preset
+from archc.training.recipe import Recipe, preset
 from archc.compiler import parse_define
 
 

@@ -5,7 +5,7 @@ device-side permutation, random crop (4-pixel zero padding) + flip, normalise, f
 batch norm in train mode (and dropout, if the network has any), cross-entropy, backward,
 SGD with Nesterov momentum 0.9 and weight decay 5e-4 -- and reports images/s.
 
-Rows:  jax (jit, donated state)  archc.backends.train.jax_loop.Trainer's own train_step, as-is
+Rows:  jax (jit, donated state)  archc.training.jax_loop.Trainer's own train_step, as-is
        jax_scan                  the same with runs of identical blocks applied by one
                                  lax.scan (Trainer(scan=True), backends/_jax_scan.py)
        torch eager               compile_module(net), NCHW contiguous
@@ -56,8 +56,8 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # before jax is
 import numpy as np  # noqa: E402
 
 import archc  # noqa: E402
-from archc.backends.train.data import ImageData  # noqa: E402
-from archc.backends.train.recipe import Recipe, steps_per_epoch  # noqa: E402
+from archc.training.data import ImageData  # noqa: E402
+from archc.training.recipe import Recipe, steps_per_epoch  # noqa: E402
 from archc.compiler import ArchError, parse_define  # noqa: E402
 
 VARIANTS = ("jax", "jax_scan", "eager", "channels_last", "compile")
@@ -107,7 +107,7 @@ def timed(loop, spe: int, warmup: int, args) -> dict:
 
 def run_jax(net, recipe, images, labels, args, scan: bool = False) -> dict:
     import jax
-    from archc.backends.train.jax_loop import JaxLoop, Trainer
+    from archc.training.jax_loop import JaxLoop, Trainer
     if args.precision == "fp32":
         jax.config.update("jax_default_matmul_precision", "highest")  # no TF32 on GPU
     spe = steps_per_epoch(recipe, len(labels))
@@ -122,7 +122,7 @@ def run_jax_scan(net, recipe, images, labels, args) -> dict:
 
 def torch_row(net, recipe, images, labels, args, channels_last: bool,
               compile_mode: str | None) -> dict:
-    from archc.backends.train.torch_loop import TorchLoop
+    from archc.training.torch_loop import TorchLoop
     spe = steps_per_epoch(recipe, len(labels))
     loop = TorchLoop(net, synthetic_data(images, labels, args.batch), recipe, spe,
                      device=args.device, channels_last=channels_last, compile_mode=compile_mode)

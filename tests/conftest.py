@@ -1,7 +1,7 @@
 """Test-session settings.
 
 One XLA compilation cache for the whole session: JAX's persistent cache (which
-`archc train` uses, backends/train/jax_loop.use_compilation_cache) in a private temporary
+`archc train` uses, training/jax_loop.use_compilation_cache) in a private temporary
 folder, shared by every test, every pytest-xdist worker and every process a test starts
 (they inherit the environment), and removed at the end. A program that several tests compile
 -- the same network and recipe trained by the CLI, resumed, killed and resumed -- is compiled

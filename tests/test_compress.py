@@ -1,4 +1,4 @@
-"""Seed 002's compression pipeline (backends/compress, `archc compress`): where activations are
+"""Seed 002's compression pipeline (compression, `archc compress`): where activations are
 quantized, BN folding, fake quantization against an integer simulation, the masked optimizer,
 and one short run of the whole pipeline on tiny synthetic data and a tiny network: pruned
 weights stay exactly zero, the spec's sparsity equals the masks, the score equals the bit-op
@@ -10,11 +10,11 @@ import os
 
 import numpy as np
 import pytest
-from archc.backends.compress import masks as M
-from archc.backends.compress.fakequant import FakeQuant
-from archc.backends.compress.fold import fold_network, fold_weights, folded_bns
-from archc.backends.compress.plan import make_plan
-from archc.backends.compress.state import fill, flatten, layer_paths, load_flat
+from archc.compression import masks as M
+from archc.compression.fakequant import FakeQuant
+from archc.compression.fold import fold_network, fold_weights, folded_bns
+from archc.compression.plan import make_plan
+from archc.compression.state import fill, flatten, layer_paths, load_flat
 from archc.compiler.quant import load_quant
 
 import archc
@@ -177,7 +177,7 @@ def test_fake_quant_equals_an_integer_simulation():
 
 # ---- choosing the sparsity (sec. 2) --------------------------------------------------------
 def test_unified_bound_and_target_sparsity():
-    from archc.backends.compress import sensitivity as S
+    from archc.compression import sensitivity as S
     fractions = [0.1, 0.2, 0.3, 0.4]
     curve = {"a": [90, 89, 80, 88],          # a dip at 0.3 stops it at 0.2 (not 0.4)
              "b": [85, 84, 83, 82],
@@ -201,8 +201,8 @@ def test_unified_bound_and_target_sparsity():
 # ---- the masked optimizer -----------------------------------------------------------------
 def test_masked_optimizer_never_moves_pruned_weights():
     import optax
-    from archc.backends.train.jax_loop import optimizer
-    from archc.backends.train.recipe import Recipe
+    from archc.training.jax_loop import optimizer
+    from archc.training.recipe import Recipe
     rng = np.random.default_rng(2)
     params = {"a": {"kernel": rng.normal(size=(3, 3, 4, 5)).astype(np.float32),
                     "bias": rng.normal(size=5).astype(np.float32)},

@@ -12,8 +12,8 @@ import zlib
 import numpy as np
 import pytest
 
-from archc.backends.train import data as D
-from archc.backends.train import decode
+from archc.training import data as D
+from archc.training import decode
 from archc.compiler import ArchError
 
 PIL = pytest.importorskip("PIL.Image")

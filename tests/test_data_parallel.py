@@ -1,4 +1,4 @@
-"""Data-parallel training (backends/train/distributed.py): 4 devices give the parameters of 1
+"""Data-parallel training (training/distributed.py): 4 devices give the parameters of 1
 device for the same global batch (XLA's forced host devices stand in for accelerators), bad
 device counts and batch sizes are clear errors, and a 2-process jax.distributed run on
 localhost trains, checkpoints once and resumes on one process."""

@@ -11,7 +11,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from archc.backends.train.data import load_images
+from archc.training.data import load_images
 from archc.compiler import ArchError
 
 PIL = pytest.importorskip("PIL.Image")

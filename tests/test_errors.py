@@ -455,7 +455,7 @@ def test_a_huge_name_is_cut_short(diag):
 # ---- non-finite numbers never reach JSON (issue 12, class 2) -------------------------------
 def test_json_output_is_strict_json(tmp_path, monkeypatch, capsys):
     import json
-    from archc.compiler.report import json_text
+    from archc.presentation.report import json_text
     assert json.loads(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == \
         {"a": None, "b": [None, 1.5]}
     monkeypatch.chdir(tmp_path)

@@ -1,5 +1,5 @@
 """bench/gpu.sh and its helpers (issue 17): the parallel decoder gives exactly the arrays
-backends/train/data.py gives; the whole script runs end to end with tiny settings on the CPU
+training/data.py gives; the whole script runs end to end with tiny settings on the CPU
 (ARCHC_SLOW_TESTS=1: it trains three times and runs torch.compile)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from archc.backends.train import data as D
+from archc.training import data as D
 
 PIL = pytest.importorskip("PIL.Image")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

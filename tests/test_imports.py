@@ -45,3 +45,46 @@ def test_public_api_names():
     assert not set(archc.__all__) & set(dir(builtins))
     assert archc.weights.save and archc.weights.load and archc.weights.load_into_jax
     _run("import sys\nimport archc\nassert 'numpy' not in sys.modules\n")
+
+
+def _imported_names(folder: str) -> dict:
+    """Every module name imported (absolute, or relative resolved) by each .py in `folder`."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    found = {}
+    for path in sorted((root / folder).glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: inside the same package, archc.<folder>
+                    names.add(f"archc.{folder}." + (node.module or ""))
+                else:
+                    names.add(node.module)
+                    names |= {f"{node.module}.{a.name}" for a in node.names}
+        found[path.name] = names
+    return found
+
+
+def test_compiler_imports_no_later_stage():
+    """compiler/ is parse -> elaborate -> IR -> analysis: it imports nothing of the backends,
+    training, compression or presentation, and no plotting or framework library."""
+    later = ("archc.backends", "archc.training", "archc.compression", "archc.presentation",
+             "archc._cli", "matplotlib", "torch", "jax", "flax", "numpy")
+    for name, modules in _imported_names("compiler").items():
+        bad = sorted(m for m in modules if m.startswith(later))
+        assert not bad, f"compiler/{name} imports {bad}"
+
+
+def test_backends_hold_lowerings_only():
+    """backends/ lowers and exchanges weights: it imports neither training, compression nor
+    presentation (the ONNX backend's embedded analysis JSON is the one use of the report)."""
+    allowed = {"onnx_backend.py": ("archc.presentation.report",)}
+    for name, modules in _imported_names("backends").items():
+        bad = sorted(m for m in modules
+                     if m.startswith(("archc.training", "archc.compression", "archc.presentation"))
+                     and not m.startswith(allowed.get(name, ("-",))))
+        assert not bad, f"backends/{name} imports {bad}"
+

@@ -18,7 +18,7 @@ pytest.importorskip("jax")
 Image = pytest.importorskip("PIL.Image")
 
 from archc.backends import torch_backend, weights  # noqa: E402
-from archc.backends.train.se_activations import (  # noqa: E402
+from archc.training.se_activations import (  # noqa: E402
     _normalise, gate_statistics, inspect_run, se_gates)
 
 NET = dict(stages=[1, 1, 1, 1], width=0.25)
@@ -79,10 +79,10 @@ def test_statistics_per_class_and_channel(run, tmp_path):
     # the weights, data and normalisation are the run's: the same test accuracy
     assert result["accuracy"] == pytest.approx(summary["last_test_acc"], abs=1e-9)
     # recompute from the raw gate values, grouped by class with numpy
-    from archc.backends.train.data import load_images
+    from archc.training.data import load_images
     test = load_images(str(data), cache=False)
     net = archc.load("se_sqnxt", **NET)
-    from archc.backends.train.norm import recorded
+    from archc.training.norm import recorded
     norm = recorded(json.loads((out / "run.json").read_text()))
     assert norm.source == "training split" and norm.images == 60   # not the CIFAR-10 fallback
     raw = _raw_gates(net, weights.load(out / "model.safetensors"), test.test_x, norm)
@@ -120,9 +120,9 @@ network TinySE(classes: int = 10) {
 def test_jax_backend_agrees(run, tmp_path):
     """A run folder made by hand (run.json as archc train writes it, random weights and BN
     statistics) for a small network from a file of its own (--arch): torch and JAX agree."""
-    from archc.backends.train.data import load_images
-    from archc.backends.train.recipe import Recipe
-    from archc.backends.train.run_dir import fingerprint
+    from archc.training.data import load_images
+    from archc.training.recipe import Recipe
+    from archc.training.run_dir import fingerprint
     _, data = run
     arch = tmp_path / "tiny_se.arch"
     arch.write_text(TINY)

@@ -45,11 +45,11 @@ def test_train_step_updates_batchnorm_statistics_like_torch(case):
 @pytest.mark.parametrize("name", ["sqnxt", "se_sqnxt", "shallow_sqnxt"])
 def test_jitted_forward_and_sgd_train_step(name):
     """The SqueezeNext family through archc train's own jitted SGD-Nesterov step
-    (backends/train/jax_loop.Trainer), one block per stage to keep compilation short: the loss
+    (training/jax_loop.Trainer), one block per stage to keep compilation short: the loss
     falls on a repeated batch, nearly every parameter moves, the jitted eval step runs."""
-    from archc.backends.train.data import ImageData
-    from archc.backends.train.jax_loop import Trainer
-    from archc.backends.train.recipe import Recipe
+    from archc.training.data import ImageData
+    from archc.training.jax_loop import Trainer
+    from archc.training.recipe import Recipe
     net = load(name, width=0.5, stages=[1, 1, 1, 1])
     trainer = Trainer(net, Recipe(epochs=1, batch_size=8, lr=0.05, augment=False), 1, 8)
     rng = np.random.RandomState(0)

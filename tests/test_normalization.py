@@ -1,4 +1,4 @@
-"""Per-data-set input normalisation (backends/train/norm.py): the statistics of the training
+"""Per-data-set input normalisation (training/norm.py): the statistics of the training
 split actually trained on (in memory: every pixel; streamed: an evenly spaced sample decoded
 as evaluation decodes it), used by the JAX and torch loops, recorded in run.json and used
 again on --resume; a run.json from before they were recorded resumes with the CIFAR-10
@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 import pytest
-from archc.backends.train import norm as N
-from archc.backends.train.data import ImageData, load_images
+from archc.training import norm as N
+from archc.training.data import ImageData, load_images
 from archc.compiler import ArchError
 
 from test_data_parallel import TINY, make_data  # two convs with BN on 8x8 images, 2 classes
@@ -92,8 +92,8 @@ def test_constant_channel_and_records():
 def test_streamed_folder_sample(tmp_path):
     """A streamed folder of images of any size: an evenly spaced sample, each image resized
     and center-cropped as evaluation does (stream.center_crop), the same every time."""
-    from archc.backends.train import stream
-    from archc.backends.train.jax_loop import stats_of
+    from archc.training import stream
+    from archc.training.jax_loop import stats_of
     rng = np.random.default_rng(3)
     for split, n in (("train", 9), ("val", 2)):
         for c in ("x", "y"):
@@ -125,7 +125,7 @@ def test_streamed_folder_sample(tmp_path):
 def test_cifar10_pack_gives_the_fallback_constants():
     """recipe.CIFAR10_MEAN/STD are the pack's training-split statistics (its README, and
     tests/test_train_data.py::test_cifar10_pack): computed here from the same cached load."""
-    from archc.backends.train.recipe import CIFAR10_MEAN, CIFAR10_STD
+    from archc.training.recipe import CIFAR10_MEAN, CIFAR10_STD
     got = N.training_stats(load_images(PACK))
     assert got.images == 50000
     np.testing.assert_allclose(got.mean, CIFAR10_MEAN, atol=1e-7)
@@ -137,8 +137,8 @@ def test_jax_steps_normalise_with_the_given_statistics():
     """The network's input inside the jitted train and eval steps is (x - 255 mean) /
     (255 std) of the statistics passed to the Trainer (seen through the transform hook)."""
     jax = pytest.importorskip("jax")
-    from archc.backends.train.jax_loop import Trainer
-    from archc.backends.train.recipe import Recipe
+    from archc.training.jax_loop import Trainer
+    from archc.training.recipe import Recipe
 
     import archc
     seen = []
@@ -163,8 +163,8 @@ def test_jax_steps_normalise_with_the_given_statistics():
 
 def test_torch_loop_normalises_with_the_given_statistics():
     torch = pytest.importorskip("torch")
-    from archc.backends.train.recipe import Recipe
-    from archc.backends.train.torch_loop import TorchLoop
+    from archc.training.recipe import Recipe
+    from archc.training.torch_loop import TorchLoop
 
     import archc
     net = archc.load_source(TINY)

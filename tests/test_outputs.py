@@ -129,8 +129,8 @@ def test_torch_training_uses_the_first_output(tmp_path):
     """`archc train`'s loops train on the first output (docs/training.md): a network whose
     other outputs are maps trains and evaluates on its logits."""
     pytest.importorskip("torch")
-    from archc.backends.train import first_output, torch_loop
-    from archc.backends.train.data import ImageData
+    from archc.training import first_output, torch_loop
+    from archc.training.data import ImageData
     net = archc.load_source(TWO_HEADS.replace("input(3, 16, 16)", "input(3, 32, 32)"))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)

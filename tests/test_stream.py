@@ -1,4 +1,4 @@
-"""The streaming input pipeline (backends/train/stream.py, Grain): the same trajectory as the
+"""The streaming input pipeline (training/stream.py, Grain): the same trajectory as the
 in-memory path, chosen automatically for a data set over the memory limit, bounded memory on a
 data set larger than that limit, and ImageNet's train and eval transforms."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytest.importorskip("jax")
 pytest.importorskip("grain")
 PIL = pytest.importorskip("PIL.Image")
 
-from archc.backends.train import stream  # noqa: E402
+from archc.training import stream  # noqa: E402
 from archc.compiler import ArchError  # noqa: E402
 
 from test_data_parallel import TINY, make_data  # noqa: E402
@@ -123,7 +123,7 @@ def test_streaming_memory_stays_bounded(tmp_path):
         PIL.fromarray(noise).save(root / "test" / str(c) / "0.png")
     code = textwrap.dedent(f"""
         import gc, time, numpy as np
-        from archc.backends.train import stream
+        from archc.training import stream
 
         def rss():
             with open("/proc/self/status") as f:

@@ -14,8 +14,8 @@ import pytest
 import archc
 from archc._cli import main
 from archc.compiler import ArchError, load_program
-from archc.compiler.sweep import combinations, pareto_front, parse_grid, run
-from archc.compiler.sweep_report import attach_runs, load_runs
+from archc.presentation.sweep import combinations, pareto_front, parse_grid, run
+from archc.presentation.sweep_report import attach_runs, load_runs
 
 
 def cli(args, capsys):

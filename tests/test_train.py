@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import archc
-from archc.backends.train.recipe import Recipe, lr_table, schedule
+from archc.training.recipe import Recipe, lr_table, schedule
 from archc.compiler import ArchError
 
 from _xla import default_xla_env  # tests/
@@ -139,7 +139,7 @@ def test_recipes():
     """--recipe paper is the default Recipe exactly, and its run.json keys are those of runs
     made before the fast recipe's fields existed (they stay resumable); fast sets its values,
     which options override; the torch loop refuses what it does not implement."""
-    from archc.backends.train.recipe import RECIPES, preset, require_backend
+    from archc.training.recipe import RECIPES, preset, require_backend
     assert preset("paper") == Recipe() and RECIPES["paper"] == {}
     assert set(Recipe().to_dict()) == {
         "epochs", "batch_size", "lr", "schedule", "milestones", "gamma", "warmup_epochs",
@@ -162,7 +162,7 @@ def test_recipes():
 
 def test_weight_decay_on_kernels_only():
     """recipe.weight_decay_all off: with zero gradients only conv and linear kernels shrink."""
-    from archc.backends.train.jax_loop import optimizer
+    from archc.training.jax_loop import optimizer
     import optax
     params = {"conv": {"kernel": np.ones(3, np.float32), "bias": np.ones(3, np.float32)},
               "bn": {"scale": np.ones(3, np.float32), "bias": np.ones(3, np.float32)}}
@@ -189,7 +189,7 @@ def test_bad_recipe(kw, message):
 
 def test_sgd_matches_torch():
     """optax chain (add_decayed_weights, Nesterov SGD) == torch.optim.SGD, step for step."""
-    from archc.backends.train.jax_loop import optimizer
+    from archc.training.jax_loop import optimizer
     import optax
     rng = np.random.default_rng(0)
     w0 = rng.standard_normal(5).astype(np.float32)
@@ -223,7 +223,7 @@ def _is_crop_or_flip(out, img):
 
 
 def test_augment_jax_and_torch():
-    from archc.backends.train import jax_loop as train_jax, torch_loop as train_torch
+    from archc.training import jax_loop as train_jax, torch_loop as train_torch
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (16, 8, 8, 3), dtype=np.uint8)  # no zeros: padding is visible
     a = np.asarray(train_jax.augment(jax.numpy.asarray(x), jax.random.key(1)))
@@ -284,7 +284,7 @@ def test_exported_weights_give_the_same_accuracy_in_torch(trained):
     """model.safetensors (torch layout) in the generated torch module scores on the test
     subset what the JAX run reported: the two backends agree on the trained network."""
     from archc.backends import torch_backend, weights
-    from archc.backends.train.data import load_images
+    from archc.training.data import load_images
     out, _ = trained
     norm = json.loads((out / "run.json").read_text())["normalization"]  # the run's statistics
     net = archc.load("sqnxt", stages=[1, 1, 1, 1], width=0.25)
@@ -390,7 +390,7 @@ def test_resume_errors(trained, tmp_path, capsys):
 
 def test_progress_bar(monkeypatch, capsys):
     """On a terminal: a per-epoch bar with loss, accuracy and images/s; elsewhere: none."""
-    from archc.backends.train.run_dir import Progress
+    from archc.training.run_dir import Progress
     assert not Progress(1, 3, 10, 32, enabled=True).active  # pytest's stderr is no terminal
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert not Progress(1, 3, 10, 32, enabled=False).active
@@ -423,8 +423,8 @@ def test_torch_training_needs_no_jax(tmp_path):
         "    sys.modules[m] = None\n"
         "import numpy as np\n"
         "import archc\n"
-        "from archc.backends.train.data import ImageData\n"
-        "from archc.backends.train import torch_loop\n"
+        "from archc.training.data import ImageData\n"
+        "from archc.training import torch_loop\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)\n"
         "y = np.arange(40) % 10\n"
@@ -443,7 +443,7 @@ def test_torch_training_needs_no_jax(tmp_path):
 def test_curves_are_drawn_at_the_end_and_at_most_every_interval(tmp_path, monkeypatch):
     """metrics.jsonl after every epoch; curves.png only after the last epoch or once
     PLOT_EVERY_S has passed since the last drawing."""
-    from archc.backends.train import run_dir as R
+    from archc.training import run_dir as R
     run = R.RunDir(str(tmp_path / "run"), {"network": "N", "backend": "jax"}, False)
     h = [{"epoch": 1, "train_loss": 2.0, "test_loss": 2.1, "train_acc": 10.0, "test_acc": 11.0}]
     run.write_metrics(h, last=False)

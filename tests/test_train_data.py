@@ -1,4 +1,4 @@
-"""Data loading for `archc train` (backends/train/data.py): the three sources, the .npy cache, the
+"""Data loading for `archc train` (training/data.py): the three sources, the .npy cache, the
 class-balanced subset, and clear errors for bad input."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from archc.backends.train import data as D
+from archc.training import data as D
 from archc.compiler import ArchError
 
 PIL = pytest.importorskip("PIL.Image")

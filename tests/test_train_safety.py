@@ -14,7 +14,7 @@ import pytest
 
 import archc
 from archc import _cli
-from archc.backends.train import guard
+from archc.training import guard
 from archc.compiler import ArchError
 
 TINY = ("network T(classes: int = 2) {\n x = input(3, 8, 8)\n"
@@ -64,7 +64,7 @@ def test_resume_takes_the_subset_from_run_json(tiny, monkeypatch, capsys):
 
 def test_a_run_killed_before_its_first_epoch_can_resume_or_restart(tiny, monkeypatch, capsys):
     pytest.importorskip("torch")
-    from archc.backends.train import torch_loop
+    from archc.training import torch_loop
 
     def killed(*a, **k):
         raise KeyboardInterrupt
@@ -87,8 +87,8 @@ def test_a_run_killed_before_its_first_epoch_can_resume_or_restart(tiny, monkeyp
 
 # ---- class 10: checksums --------------------------------------------------------------------
 def _torch_loop(tiny, tmp_path):
-    from archc.backends.train import torch_loop
-    from archc.backends.train.data import load_images
+    from archc.training import torch_loop
+    from archc.training.data import load_images
     net = archc.load(str(tiny / "t.arch"))
     data = load_images(str(tiny / "data"), cache=False)
     (tmp_path / "ck").mkdir(exist_ok=True)
@@ -125,7 +125,7 @@ def test_jax_checkpoints_are_verified(tmp_path):
     pytest.importorskip("orbax.checkpoint")
     import orbax.checkpoint as ocp
 
-    from archc.backends.train.jax_loop import Checkpoints
+    from archc.training.jax_loop import Checkpoints
     state = {"params": {"w": np.arange(6, dtype=np.float32)}, "step": np.zeros((), np.int32)}
     ck = Checkpoints(str(tmp_path / "ck"))
     ck.save(1, state, {"epoch": 1, "fingerprint": {}})
@@ -151,7 +151,7 @@ def test_jax_checkpoints_are_verified(tmp_path):
 # ---- class 9: disk full ---------------------------------------------------------------------
 def test_a_failed_checkpoint_save_is_one_clear_error(tmp_path, monkeypatch, capfd):
     pytest.importorskip("orbax.checkpoint")
-    from archc.backends.train.jax_loop import Checkpoints
+    from archc.training.jax_loop import Checkpoints
     state = {"w": np.arange(4, dtype=np.float32)}
     ck = Checkpoints(str(tmp_path / "ck"))
     # Orbax's CheckpointManager removes leftover temporary folders in a background thread
@@ -183,7 +183,7 @@ def test_a_failed_checkpoint_save_is_one_clear_error(tmp_path, monkeypatch, capf
 def test_a_full_disk_during_a_real_save(tmp_path, capfd):
     """On a real full file system (a 1 MiB tmpfs, where this test may mount one)."""
     pytest.importorskip("orbax.checkpoint")
-    from archc.backends.train.jax_loop import Checkpoints
+    from archc.training.jax_loop import Checkpoints
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
@@ -230,7 +230,7 @@ def test_compilation_cache_folder_checks(tmp_path):
 
 def test_an_unsafe_compilation_cache_is_not_used(tmp_path, monkeypatch):
     jax = pytest.importorskip("jax")
-    from archc.backends.train import jax_loop
+    from archc.training import jax_loop
     shared = tmp_path / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)

@@ -14,8 +14,8 @@ import sys
 import pytest
 
 import archc
-from archc.compiler.dot import to_dot
-from archc.compiler.view import ancestors, render_html, view_data
+from archc.presentation.dot import to_dot
+from archc.presentation.view import ancestors, render_html, view_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -175,7 +175,7 @@ def test_page_is_self_contained(se):
 
 
 def test_vendored_dagre_is_unchanged():
-    folder = os.path.join(ROOT, "compiler", "_view")
+    folder = os.path.join(ROOT, "presentation", "_view")
     with open(os.path.join(folder, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     with open(os.path.join(folder, "dagre.min.js"), "rb") as f:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 import archc
-from archc.compiler.view import render_html
+from archc.presentation.view import render_html
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -7,8 +7,8 @@ import io
 import json
 import os
 
-from ._values import show, to_json
-from .errors import ArchError
+from archc.compiler._values import show, to_json
+from archc.compiler.errors import ArchError
 from .sweep import METRICS, Sweep, pareto_front
 
 MAX_RUN_DEPTH = 3   # --runs DIR: run folders at most this deep below DIR
@@ -30,7 +30,7 @@ def _read_json(path: str) -> dict:
 
 
 def load_runs(folder: str, log=None) -> list[dict]:
-    """Finished runs (run.json and summary.json, see backends/train/run_dir.py) in `folder`
+    """Finished runs (run.json and summary.json, see training/run_dir.py) in `folder`
     or in its sub-folders; a run without summary.json has not finished and is left out."""
     if not os.path.isdir(folder):
         raise ArchError(f"--runs: '{folder}' is not a folder")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from archc.compiler import ArchError, Network
 
-from .. import jax_backend, lowering, weights
+from archc.backends import jax_backend, lowering, weights
 
 
 def layer_paths(net: Network) -> dict:

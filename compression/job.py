@@ -14,9 +14,9 @@ import numpy as np
 from archc.compiler import ArchError, Network
 from archc.compiler.analysis import analyze
 
-from ..train.data import ImageData
-from ..train.recipe import Recipe
-from ..train.run_dir import mismatch
+from archc.training.data import ImageData
+from archc.training.recipe import Recipe
+from archc.training.run_dir import mismatch
 
 STEPS = ("sensitivity", "prune", "finetune", "quantize", "qat", "score")
 FINISHED_RUN = ("run.json", "summary.json", "model.safetensors")

@@ -26,7 +26,7 @@ processes of a data-parallel run, runs started together) decode it once: the oth
 a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
 written anywhere.
 
-Every read is bounded before it is done (backends/train/decode.py): file and member sizes,
+Every read is bounded before it is done (training/decode.py): file and member sizes,
 image dimensions and the total of decoded bytes; a tar stream is read only while its
 uncompressed size stays within four times that total.
 

@@ -25,7 +25,7 @@ import os
 import numpy as np
 from archc.compiler import Network
 
-from .. import jax_backend, weights
+from archc.backends import jax_backend, weights
 from . import first_output, guard
 from .data import ImageData
 from .distributed import Placement
@@ -97,7 +97,7 @@ class Trainer:
 
       scan       apply runs of identical blocks with one lax.scan (backends/_jax_scan.py)
 
-    Hooks for finetuning (backends/compress), all optional:
+    Hooks for finetuning (compression), all optional:
       tx         the optax transformation to use instead of `optimizer(recipe, spe)`
       start      {"params", "stats"} pure dicts to start from instead of the initialisation
       tap        build the module in tap mode with this fn(layer_name, value) -> value
@@ -106,7 +106,7 @@ class Trainer:
     Input:
       norm            the normalisation's mean and std (norm.py; train() passes the run's).
                       The default, norm.CIFAR10, is the fallback of runs that recorded none
-    Scale-out (backends/train/distributed.py, stream.py):
+    Scale-out (training/distributed.py, stream.py):
       place           the device mesh (default: one device)
       device_augment  False where the host already augmented (streamed ImageNet images)
     """

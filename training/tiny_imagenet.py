@@ -1,4 +1,4 @@
-"""Tiny ImageNet (the `tiny-imagenet-200` folder) for `archc train` (backends/train/data.py).
+"""Tiny ImageNet (the `tiny-imagenet-200` folder) for `archc train` (training/data.py).
 
 Layout: `wnids.txt` (the 200 class ids), `train/<wnid>/images/*.JPEG` (500 a class),
 `val/images/*.JPEG` with `val/val_annotations.txt` (tab-separated: file name, wnid, box), and

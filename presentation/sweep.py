@@ -14,12 +14,12 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from . import _syntax as S
-from ._loader import Program, _literal, build
-from ._parser import parse_expression
-from ._values import show
-from .analysis import analyze
-from .errors import ArchError, Span, did_you_mean
+from archc.compiler import _syntax as S
+from archc.compiler._loader import Program, _literal, build
+from archc.compiler._parser import parse_expression
+from archc.compiler._values import show
+from archc.compiler.analysis import analyze
+from archc.compiler.errors import ArchError, Span, did_you_mean
 
 MAX_COMBINATIONS = 10_000
 GRID_FILE = "<--grid>"
@@ -130,7 +130,7 @@ class Sweep:
 def run(program: Program, grids: list[Grid], fixed: dict | None = None, bits: int = 32,
         rules: str | None = None, spec=None, baseline: str = "imagenet") -> Sweep:
     """Elaborate and analyse every combination. fixed: {name: value | (value, span)}."""
-    from .bitops import bitops
+    from archc.compiler.bitops import bitops
     fixed = dict(fixed or {})
     t0 = time.perf_counter()
     known = [p.name for p in program.network_def.params]

@@ -1,5 +1,5 @@
 """CIFAR-100, the official binary version (`cifar-100-binary.tar.gz`: train.bin, test.bin,
-fine_label_names.txt, coarse_label_names.txt), for `archc train` (backends/train/data.py).
+fine_label_names.txt, coarse_label_names.txt), for `archc train` (training/data.py).
 
 A record is 3074 bytes: the coarse label (0..19), the fine label (0..99), then 32x32x3
 pixels, channel-major (all red, all green, all blue), as in CIFAR-10. The fine labels (100

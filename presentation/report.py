@@ -6,8 +6,8 @@ import io
 import json
 import math
 
-from ._values import to_json
-from .analysis import Analysis, fold
+from archc.compiler._values import to_json
+from archc.compiler.analysis import Analysis, fold
 
 
 def _hwc(shape) -> list:
@@ -117,7 +117,7 @@ def _title(a: Analysis) -> str:
 
 
 def _show(v):
-    from ._values import show
+    from archc.compiler._values import show
     return show(v)
 
 

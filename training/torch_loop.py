@@ -23,7 +23,7 @@ import numpy as np
 
 from archc.compiler import Network
 
-from .. import torch_backend, weights
+from archc.backends import torch_backend, weights
 from . import first_output, guard
 from .data import ImageData
 from .norm import CIFAR10, Normalization, training_stats

@@ -7,8 +7,8 @@ into an `add` (residual), a `concat` and an SE `mul` (scale) are drawn apart. Re
 """
 from __future__ import annotations
 
-from ._values import show
-from .analysis import Analysis
+from archc.compiler._values import show
+from archc.compiler.analysis import Analysis
 from .view import edge_kind, hwc, pair, scope_title
 
 EDGE_STYLE = {"residual": 'color="#d9480f", style=dashed', "concat": 'color="#7048e8", penwidth=1.6',

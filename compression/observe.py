@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from archc.compiler import Network
 
-from .. import jax_backend, weights
-from ..train.jax_loop import normalize
-from ..train.norm import Normalization
+from archc.backends import jax_backend, weights
+from archc.training.jax_loop import normalize
+from archc.training.norm import Normalization
 
 
 class Observer:

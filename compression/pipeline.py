@@ -66,7 +66,7 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
             train_per_class=None, test_per_class=None, cache=True, progress=True,
             log=print) -> steps.Context:
     """Check the run, network, data, folder and settings; write nothing."""
-    from ..train.data import load_images
+    from archc.training.data import load_images
     settings = resolve(out, given)
     run = job.read_run(run_path)
     job.check_network(net, run, run_path)
@@ -108,7 +108,7 @@ def _read_marker(out: str) -> dict:
 
 
 def _diff(saved: dict, current: dict) -> list:
-    from ..train.run_dir import mismatch
+    from archc.training.run_dir import mismatch
     return mismatch(saved, current)
 
 

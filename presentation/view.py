@@ -3,12 +3,12 @@
 The page holds the analysis as JSON (every layer, its scope, its costs; the IR's scopes; the
 edges), the vendored layout library and a small script that draws it:
 
-    compiler/_view/dagre.min.js   @dagrejs/dagre 3.1.3 (MIT; compiler/_view/README.md): the
+    presentation/_view/dagre.min.js   @dagrejs/dagre 3.1.3 (MIT; presentation/_view/README.md): the
                                   layered (Sugiyama) layout of the graph, with block clusters
-    compiler/_view/view.js        the page: collapsing and expanding blocks (re-laid out by
+    presentation/_view/view.js        the page: collapsing and expanding blocks (re-laid out by
                                   dagre each time), the SVG drawing, the layer table, search
-    compiler/_view/view.css       its styles
-    compiler/_view/page.html      the page skeleton
+    presentation/_view/view.css       its styles
+    presentation/_view/page.html      the page skeleton
 
 Blocks (IR scopes of kind "block") start collapsed to one node; loop iterations and splits
 start expanded. Every layer of the analysis is a table row and, once its blocks are
@@ -21,9 +21,9 @@ import json
 import re
 from importlib import resources
 
-from . import ops
-from ._values import Tensor, show
-from .analysis import Analysis
+from archc.compiler import ops
+from archc.compiler._values import Tensor, show
+from archc.compiler.analysis import Analysis
 
 # edge kinds by the consuming op: the page and the DOT output draw them apart
 EDGE_KINDS = {"add": "residual", "concat": "concat", "mul": "scale"}
@@ -106,7 +106,7 @@ def view_data(a: Analysis, bits=None) -> dict:
 
 
 def _asset(name: str) -> str:
-    return (resources.files("archc.compiler") / "_view" / name).read_text(encoding="utf-8")
+    return (resources.files("archc.presentation") / "_view" / name).read_text(encoding="utf-8")
 
 
 def _inline_script(js: str) -> str:

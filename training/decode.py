@@ -1,4 +1,4 @@
-"""Bounded reading and decoding of data-set files for `archc train` (backends/train/data.py).
+"""Bounded reading and decoding of data-set files for `archc train` (training/data.py).
 
 Every read is bounded before it is done: a file or tar member is read only if its size is
 within MAX_FILE_BYTES (a FIFO, device or other non-regular file is never opened), an image is

@@ -21,7 +21,7 @@ import numpy as np
 
 from archc._files import write_atomic
 
-from ..train.norm import recorded
+from archc.training.norm import recorded
 from . import masks as M
 from . import sensitivity as S
 from .calibration import int_range, kl_step_from_histogram
@@ -64,7 +64,7 @@ class Context:
         if key not in self._templates:
             from flax import nnx
 
-            from .. import jax_backend
+            from archc.backends import jax_backend
             model = nnx.eval_shape(lambda: jax_backend.compile_module(net, seed=0))
             _, params, stats, _ = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
             self._templates[key] = (net, nnx.to_pure_dict(params), nnx.to_pure_dict(stats))
@@ -76,7 +76,7 @@ class Context:
 
     def evaluator(self, net, split, **hooks):
         """evaluate(flat) -> accuracy (%) of `net` on the test split of `split`."""
-        from ..train.jax_loop import Trainer
+        from archc.training.jax_loop import Trainer
         trainer = Trainer(net, self.recipe, 1, len(split.test_y), norm=self.norm, **hooks)
         test = trainer.put_test(split)
 
@@ -161,8 +161,8 @@ def prune(ctx: Context) -> dict:
 # ---- step 3: finetuning with masks ------------------------------------------------------------
 def _train(ctx: Context, name: str, net, recipe, start, masks, **hooks) -> dict:
     """jax_loop.train into OUT/name with the masked optimizer, resuming a killed run."""
-    from ..train import jax_loop
-    from ..train.recipe import steps_per_epoch
+    from archc.training import jax_loop
+    from archc.training.recipe import steps_per_epoch
     from .state import layer_paths
     folder = ctx.path(name)
     resume = os.path.isfile(os.path.join(folder, "run.json"))
