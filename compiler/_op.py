@@ -113,6 +113,9 @@ class Op:
     # and zero its bias; the generated init_weights names its class: "always" in every file,
     # "used" only where the network uses the op; None: the framework's own initialisation
     init: str | None = None
+    # its output lies in [0, 1]: it can gate channels (the SE gates that `archc inspect
+    # --se-activations` reads, training/se_activations.py)
+    gate: bool = False
 
     # -- argument normalisation -------------------------------------------------
     def normalize(self, attrs: dict, inputs: list) -> dict:

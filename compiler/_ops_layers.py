@@ -167,11 +167,12 @@ class _Activation(Op):
 
 
 def _activation(name: str, doc: str, muls: int, adds: int, extra: tuple = (), label=None,
-                quant: QuantRule = _Activation.quant):
+                quant: QuantRule = _Activation.quant, gate: bool = False):
     """An activation; (muls, adds) per element for the bit-op analysis: relu, sigmoid and
     swish are the MicroNet counting code's, the others archc's convention (docs/bitops.md)."""
     cls = type(f"Act_{name}", (_Activation,), {
         "name": name, "doc": doc, "args": (Arg("x", "tensor"),) + extra, "quant": quant,
+        "gate": gate,
         "bitops": BitRule("elementwise", muls=muls, adds=adds, label=label)})
     return register(cls)
 
@@ -183,8 +184,8 @@ _activation("relu", "max(x, 0)", 1, 0, label="ReLU",
 _activation("relu6", "min(max(x, 0), 6)", 1, 0, quant=_NONNEG)
 _activation("elu", "x if x > 0 else alpha*(exp(x)-1)", 2, 1, (Arg("alpha", "float", 1.0),))
 _activation("leaky_relu", "x if x > 0 else slope*x", 1, 0, (Arg("slope", "float", 0.01),))
-_activation("sigmoid", "1 / (1 + exp(-x))", 2, 1, label="Sigmoid", quant=_NONNEG)
+_activation("sigmoid", "1 / (1 + exp(-x))", 2, 1, label="Sigmoid", quant=_NONNEG, gate=True)
 _activation("tanh", "tanh(x)", 2, 1)
 _activation("swish", "x * sigmoid(x) (SiLU)", 3, 1)
 _activation("hswish", "x * relu6(x + 3) / 6 (MobileNetV3)", 2, 1)
-_activation("hsigmoid", "relu6(x + 3) / 6 (MobileNetV3)", 1, 1, quant=_NONNEG)
+_activation("hsigmoid", "relu6(x + 3) / 6 (MobileNetV3)", 1, 1, quant=_NONNEG, gate=True)
