@@ -52,14 +52,19 @@ def init_classes(classes: dict, used: set) -> str:
     """`A, B` for a generated init_weights's isinstance test: the class (`classes`: op -> the
     backend's class) of every op with an `init` kind, in op-name order; those of kind "used"
     only when the network uses them."""
-    kinds = sorted(n for n, op in ops.REGISTRY.items() if op.init)
-    return ", ".join(classes[n] for n in kinds if ops.get(n).init == "always" or n in used)
+    return ", ".join(classes[n] for n, op in sorted(ops.REGISTRY.items())
+                     if op.init == "always" or (op.init == "used" and n in used))
 
 
 def reserved_globals(helpers: dict, imports: tuple) -> frozenset:
     """The module-level names of a backend's generated files: FILE_GLOBALS, its helpers and
-    the names its import lines bind (the last word of `import a.b as c`, `from a import b`)."""
-    bound = {line.split()[-1] for _, line in imports if line}
+    the names its import lines (Backend.imports) bind."""
+    bound = set()
+    for _, line in imports:
+        words = (line or "").split()
+        if words:   # `from a import b`, `import a.b as c`: the last word; `import a.b`: a
+            bound.add(words[-1] if words[0] == "from" or "as" in words else
+                      words[1].split(".")[0])
     return FILE_GLOBALS | frozenset(helpers) | bound
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from archc.compiler import Network, ops
 
+
 @dataclass
 class Plan:
     """points: quantized tensor -> symmetric? (data-flow order; the network input first).
