@@ -107,7 +107,8 @@ class Op:
     # ops, merges, slices)
     rank: int | None = 4
     # a BN whose only input it is, and which is its only consumer, folds into its weight and
-    # bias (compression/fold.py, the ONNX export's fold_bn); its weight is out-channels first
+    # bias (compression/fold.py, the ONNX export's fold_bn); its weight is laid out as conv's
+    # or linear's (output channels first in torch, last in JAX)
     folds_bn: bool = False
     # the weight initialisation schemes (backends/lowering.py's INIT_SCHEMES) draw its weight
     # and zero its bias; the generated init_weights names its class: "always" in every file,
