@@ -205,7 +205,8 @@ def _consumers(net: Network) -> dict:
 
 
 def _fold_pairs(net: Network) -> dict:
-    """BN layer -> the conv or linear layer it folds into (its only input, used only by it)."""
+    """BN layer -> the layer it folds into (its only input, an op whose registry entry says
+    `folds_bn`, used only by it)."""
     uses = _consumers(net)
     outs = {node for _, node in net.output_list()}   # an output keeps its own value
     out = {}
@@ -214,7 +215,7 @@ def _fold_pairs(net: Network) -> dict:
         if d["op"] != "bn":
             continue
         p = d["inputs"][0]
-        if net.node(p)["op"] in ("conv", "linear") and uses[p] == [n] and p not in outs:
+        if ops.get(net.node(p)["op"]).folds_bn and uses[p] == [n] and p not in outs:
             out[n] = p
     return out
 

@@ -36,13 +36,6 @@ _pytree__flatten_with_paths _pytree__has_int_keys _pytree__is_pytree _pytree__no
 _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules perturb
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
-RESERVED_GLOBALS = frozenset({
-    "jax", "jnp", "nnx", "math", "OrderedDict", "BatchNorm", "Scope", "Sequential", "max_pool",
-    "avg_pool", "lrn", "flatten", "init_weights", "tap", "TAPS", "make_divisible", "_ceil_extra",
-    "ConvTranspose", "upsample", "adaptive_pool", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle"})
-RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
-
 HELPERS = {
     "BatchNorm": '''
 class BatchNorm(nnx.Module):
@@ -353,10 +346,17 @@ LOWER = {
     "add": lambda c: Lowered(None, " + ".join(c.xs())),
     "mul": _fn("{0} * {1}"),
 }
+IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+           (None, None), ("jax.", "import jax"),
+           ("jnp.", "import jax.numpy as jnp"), (None, "from flax import nnx"))
+RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS)
+RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
+# the classes init_weights initialises, by op (the ops whose registry entry has an init kind)
+INIT_CLASSES = {"conv": "nnx.Conv", "conv_transpose": "ConvTranspose", "linear": "nnx.Linear"}
+
 
 def _init_code(scheme: str, used: set):
-    kinds = "nnx.Conv, ConvTranspose, nnx.Linear" if "conv_transpose" in used else \
-        "nnx.Conv, nnx.Linear"
+    kinds = L.init_classes(INIT_CLASSES, used)
     if scheme == "default":
         return ["init_weights(self, rngs)"], f'''
 def init_weights(module, rngs):
@@ -414,10 +414,7 @@ BACKEND = L.Backend(
              # kernel kh x kw x C_out/groups x C_in: torch's weight transposed (2, 3, 1, 0)
              "conv_transpose": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)}},
     instantiate=_instantiate, title="Flax NNX module", layout="NHWC",
-    modes=" Call .train() / .eval() to switch modes.",
-    imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
-             (None, None), ("jax.", "import jax"),
-             ("jnp.", "import jax.numpy as jnp"), (None, "from flax import nnx")))
+    modes=" Call .train() / .eval() to switch modes.", imports=IMPORTS)
 
 
 def build_source(net: Network, init: str | None = None, tap: bool = False) -> str:

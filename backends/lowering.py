@@ -28,8 +28,9 @@ from . import _plan, _pyexpr
 from ._plan import Lowered, LowerCtx, ModuleTree, Plan, PlanError  # noqa: F401 (API)
 
 # Weight initialisation schemes a network may name in its `init` string parameter:
-# scheme -> (distribution, fan, scale) of conv and linear weights, whose variance is
-# scale / fan; biases are zero. "default" is the framework's own (JAX: PyTorch's).
+# scheme -> (distribution, fan, scale) of the weights of the ops whose registry entry has an
+# `init` kind (conv, linear, conv_transpose), whose variance is scale / fan; their biases are
+# zero. "default" is the framework's own (JAX: PyTorch's).
 #   xavier_uniform  Glorot uniform (SqueezeNext)      xavier_normal   Glorot normal
 #   kaiming_normal  He normal, fan_out, ReLU gain (torchvision's ResNet)
 #   kaiming_uniform He uniform, fan_in, ReLU gain
@@ -42,6 +43,29 @@ INIT_SCHEMES = {"default": None,
                 "kaiming_uniform": ("uniform", "fan_in", 2.0),
                 "lecun_uniform": ("uniform", "fan_in", 1.0)}
 WIDTH = 99   # longest generated line
+# names every generated file may define, whatever its backend: the init_weights function
+# (init_code), tap mode's `tap` and `TAPS` (TAP_SOURCE), the make_divisible helper
+FILE_GLOBALS = frozenset({"init_weights", "tap", "TAPS", "make_divisible"})
+
+
+def init_classes(classes: dict, used: set) -> str:
+    """`A, B` for a generated init_weights's isinstance test: the class (`classes`: op -> the
+    backend's class) of every op with an `init` kind, in op-name order; those of kind "used"
+    only when the network uses them."""
+    return ", ".join(classes[n] for n, op in sorted(ops.REGISTRY.items())
+                     if op.init == "always" or (op.init == "used" and n in used))
+
+
+def reserved_globals(helpers: dict, imports: tuple) -> frozenset:
+    """The module-level names of a backend's generated files: FILE_GLOBALS, its helpers and
+    the names its import lines (Backend.imports) bind."""
+    bound = set()
+    for _, line in imports:
+        words = (line or "").split()
+        if words:   # `from a import b`, `import a.b as c`: the last word; `import a.b`: a
+            bound.add(words[-1] if words[0] == "from" or "as" in words else
+                      words[1].split(".")[0])
+    return FILE_GLOBALS | frozenset(helpers) | bound
 
 
 class LoweringError(ArchError):

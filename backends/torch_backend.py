@@ -11,7 +11,7 @@ flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1. Ops that need NCHW restor
 """
 from __future__ import annotations
 
-from archc.compiler import Network
+from archc.compiler import Network, ops
 
 from . import lowering as L
 from ._plan import Lowered
@@ -43,9 +43,6 @@ requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty
 training type xpu zero_grad tap_prefix
 """.split())
 RESERVED_ATTRS = MODULE_ATTRS
-RESERVED_GLOBALS = frozenset({"torch", "nn", "F", "math", "OrderedDict", "init_weights", "tap",
-                              "TAPS", "make_divisible", "DropPath"})
-RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super"}
 
 
 def _x4(c, i: int = 0) -> str:
@@ -194,19 +191,23 @@ LOWER = {
     "mul": lambda c: Lowered(None, " * ".join(_xs4(c))),
 }
 
-# runtime rank of an op's result: 2 after flatten/linear, 4 after ops that need NCHW, else
-# that of its inputs
-_RANK = {"flatten": 2, "linear": 2, "conv": 4, "bn": 4, "lrn": 4, "maxpool": 4, "avgpool": 4,
-         "global_avgpool": 4, "global_maxpool": 4, "input": 4, "conv_transpose": 4,
-         "upsample": 4, "pixel_shuffle": 4, "pixel_unshuffle": 4, "channel_shuffle": 4,
-         "adaptive_avgpool": 4, "adaptive_maxpool": 4, "crop": 4}
+IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+           (None, None), ("torch.", "import torch"),
+           ("F.", "import torch.nn.functional as F"), (None, "from torch import nn"))
+RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS)
+RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super"}
+# the classes init_weights initialises, by op (the ops whose registry entry has an init kind)
+INIT_CLASSES = {"conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d",
+                "linear": "nn.Linear"}
 
 
 def ranks(net: Network) -> dict:
+    """Runtime rank of every value: its op's (ops.Op.rank: 2 after flatten/linear, 4 after
+    ops that need NCHW), else that of its inputs."""
     out = {}
     for n in net.graph.nodes:
         d = net.node(n)
-        out[n] = _RANK.get(d["op"]) or max((out[i] for i in d["inputs"]), default=4)
+        out[n] = ops.get(d["op"]).rank or max((out[i] for i in d["inputs"]), default=4)
     return out
 
 
@@ -217,8 +218,7 @@ def _init_code(scheme: str, used: set):
     gain = "relu" if scale == 2.0 else "linear"    # variance scale / fan: gain 2 or 1
     call = f"nn.init.xavier_{dist}_(m.weight)" if fan == "fan_avg" else \
         f'nn.init.kaiming_{dist}_(m.weight, mode="{fan}", nonlinearity="{gain}")'
-    kinds = "nn.Conv2d, nn.ConvTranspose2d, nn.Linear" if "conv_transpose" in used else \
-        "nn.Conv2d, nn.Linear"
+    kinds = L.init_classes(INIT_CLASSES, used)
     return ["init_weights(self)"], f'''
 def init_weights(module):
     """{scheme} weights and zero biases for every convolution and linear layer."""
@@ -253,10 +253,7 @@ BACKEND = L.Backend(
                     "running_mean": ("running_mean", None), "running_var": ("running_var", None)},
              # weight C_in x C_out/groups x kh x kw (torch's ConvTranspose2d layout)
              "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)}},
-    instantiate=_instantiate, title="PyTorch module", layout="NCHW",
-    imports=(("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
-             (None, None), ("torch.", "import torch"),
-             ("F.", "import torch.nn.functional as F"), (None, "from torch import nn")))
+    instantiate=_instantiate, title="PyTorch module", layout="NCHW", imports=IMPORTS)
 
 
 def build_source(net: Network, init: str | None = None, tap: bool = False) -> str:

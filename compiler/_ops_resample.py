@@ -1,7 +1,7 @@
 """Registry ops that resample or rearrange a feature map, and stochastic depth.
 
 Part of the op registry: compiler/ops.py imports this module, so these classes are in
-`ops.REGISTRY` like every other op (same base class, same conventions; docs/costs.md).
+`ops.REGISTRY` like every other op (base class and conventions: compiler/ops.py).
 
     upsample          nearest / bilinear interpolation (PyTorch's F.interpolate)
     conv_transpose    transposed convolution (PyTorch's ConvTranspose2d)
@@ -11,7 +11,7 @@ Part of the op registry: compiler/ops.py imports this module, so these classes a
 """
 from __future__ import annotations
 
-from .ops import Arg, BitRule, Op, OpError, fmt, numel, register
+from ._op import Arg, BitRule, Op, OpError, fmt, numel, register
 
 
 def _positive(op: str, shape: tuple, what: str) -> None:
@@ -64,6 +64,7 @@ class ConvTranspose(Op):
     category = "conv"
     stateful = True
     bitops = BitRule("weighted", label="Deconv")
+    init = "used"   # JAX's class for it is a helper, defined only in files that use it
     doc = ("Transposed 2-D convolution (PyTorch's ConvTranspose2d), per axis "
            "out = (in - 1)*stride - 2*padding + dilation*(kernel - 1) + output_padding + 1; "
            "output_padding must be smaller than stride or dilation.")
@@ -225,6 +226,7 @@ class DropPath(Op):
     name = "drop_path"
     category = "dropout"
     stateful = True   # train/eval mode and a random stream
+    rank = None
     doc = ("Stochastic depth: in training each sample is zeroed with probability p, the "
            "others scaled by 1/(1-p); identity at inference (torchvision's StochasticDepth, "
            "mode \"row\").")

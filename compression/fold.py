@@ -3,7 +3,8 @@ integrating these parameters into their former convolutional layers or fully-con
 layers").
 
 A BN folds into the conv or linear layer that feeds it when it is that layer's only consumer
-(the rule of the bit-op analysis, compiler/bitops.py). `fold_network` rewrites the IR: the
+(the rule of the bit-op analysis, compiler/bitops.py); the ops a BN folds into are those
+whose registry entry says `folds_bn` (compiler/ops.py). `fold_network` rewrites the IR: the
 layer gets a bias and the BN becomes an identity, so the folded network keeps every layer
 name and lowers through the ordinary backends. `fold_weights` computes the folded values:
 
@@ -16,7 +17,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from archc.compiler import Network
+from archc.compiler import Network, ops
+
+
+def _folds_bn(net: Network, layer: str) -> bool:
+    return ops.get(net.node(layer)["op"]).folds_bn
 
 
 def folded_bns(net: Network) -> dict:
@@ -27,7 +32,7 @@ def folded_bns(net: Network) -> dict:
         if d["op"] != "bn" or len(d["inputs"]) != 1:
             continue
         src = d["inputs"][0]
-        if net.node(src)["op"] in ("conv", "linear") and net.graph.out_degree(src) == 1:
+        if _folds_bn(net, src) and net.graph.out_degree(src) == 1:
             out[n] = src
     return out
 
@@ -37,7 +42,7 @@ def fold_network(net: Network) -> Network:
     have a bias. The original is left as it was."""
     graph = net.graph.copy()  # new per-node dicts; the values replaced below are new objects
     for n in net.layers():
-        if net.node(n)["op"] in ("conv", "linear") and not net.node(n)["attrs"]["bias"]:
+        if _folds_bn(net, n) and not net.node(n)["attrs"]["bias"]:
             d = graph.nodes[n]
             d["attrs"] = {**d["attrs"], "bias": True}
             d["exprs"] = {k: v for k, v in (d.get("exprs") or {}).items() if k != "bias"}
@@ -56,7 +61,7 @@ def fold_weights(net: Network, flat: dict) -> dict:
         op = net.node(n)["op"]
         if op == "bn" and n not in folded_bns(net):
             out[n] = {k: np.asarray(v, np.float32) for k, v in flat[n].items()}
-        if op not in ("conv", "linear"):
+        if not ops.get(op).folds_bn:
             continue
         k = np.asarray(flat[n]["kernel"], np.float64)
         b = np.asarray(flat[n].get("bias", np.zeros(k.shape[-1])), np.float64)

@@ -22,24 +22,16 @@ archc's rules for what the seed does not cover:
 Scoring (the .quant spec) follows Table 1's convention: every tensor inside a quantized unit
 counts at the activation precision (the activation runs fused into the requantization), so
 do grid-keeping layers; float tensors count at `float_bits`.
+
+Which ops start a unit, continue one, merge, keep or requantize a grid, keep or make the
+sign non-negative, and have weights compression handles, is each op's `quant`
+(compiler/ops.py's QuantRule).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from archc.compiler import Network
-
-UNIT_HEADS = frozenset({"conv", "linear", "add", "concat", "mul"})
-MERGES = frozenset({"add", "concat"})
-CHAIN = frozenset({"bn", "identity", "relu", "relu6", "elu", "leaky_relu", "sigmoid",
-                   "tanh", "swish", "hswish", "hsigmoid"})
-KEEP_GRID = frozenset({"maxpool", "global_maxpool", "slice", "flatten", "dropout", "identity",
-                       "relu"})
-REQUANT = frozenset({"avgpool", "global_avgpool"})
-NONNEG = frozenset({"relu", "relu6", "sigmoid", "hsigmoid"})
-SIGN_KEEP = frozenset({"maxpool", "global_maxpool", "avgpool", "global_avgpool", "slice",
-                       "flatten", "dropout", "identity"})
-WEIGHTED = frozenset({"conv", "linear"})
+from archc.compiler import Network, ops
 
 
 @dataclass
@@ -57,8 +49,12 @@ class Plan:
     weighted: tuple = ()
 
 
+def _rule(net: Network, layer: str) -> ops.QuantRule:
+    return ops.get(net.node(layer)["op"]).quant
+
+
 def weighted_layers(net: Network) -> list:
-    return [n for n in net.layers() if net.node(n)["op"] in WEIGHTED]
+    return [n for n in net.layers() if _rule(net, n).weights]
 
 
 def gate_layers(net: Network) -> frozenset:
@@ -88,10 +84,10 @@ def nonnegative(net: Network) -> dict:
     out = {net.input: False}
     for n in net.layers():
         d = net.node(n)
-        op = d["op"]
-        if op in NONNEG:
+        sign = _rule(net, n).sign
+        if sign == "nonneg":
             out[n] = True
-        elif op in SIGN_KEEP or op in ("add", "concat", "mul"):
+        elif sign == "keep":
             out[n] = all(out[i] for i in d["inputs"])
         else:
             out[n] = False
@@ -108,7 +104,7 @@ def unit_end(net: Network, head: str) -> list:
             return members
         nxt = consumers[0]
         d = net.node(nxt)
-        if d["op"] not in CHAIN or len(d["inputs"]) != 1:
+        if _rule(net, nxt).unit != "chain" or len(d["inputs"]) != 1:
             return members
         members.append(nxt)
         cur = nxt
@@ -122,13 +118,13 @@ def make_plan(net: Network) -> Plan:
     plan.grid[net.input] = net.input
     unit_of: dict = {}
     for n in net.layers():
-        if net.node(n)["op"] in UNIT_HEADS and n not in unit_of:
+        if _rule(net, n).unit == "head" and n not in unit_of:
             members = unit_end(net, n)
             for m in members:
                 unit_of[m] = members
     for n in net.layers():
         d = net.node(n)
-        op = d["op"]
+        grid = _rule(net, n).grid
         members = unit_of.get(n)
         if members is not None:
             end = members[-1]
@@ -147,11 +143,11 @@ def make_plan(net: Network) -> Plan:
         src = plan.grid.get(d["inputs"][0]) if d["inputs"] else None
         if n in gates:
             plan.grid[n] = None
-        elif op in REQUANT and src is not None:
+        elif grid == "requant" and src is not None:
             plan.requant[n] = src
             plan.grid[n] = src
-        elif op in KEEP_GRID and src is not None and all(plan.grid.get(i) == src
-                                                         for i in d["inputs"]):
+        elif grid == "keep" and src is not None and all(plan.grid.get(i) == src
+                                                        for i in d["inputs"]):
             plan.grid[n] = src
         else:
             plan.grid[n] = None
@@ -163,4 +159,4 @@ def _only_merges(net: Network, layer: str) -> bool:
     if layer == net.output:
         return False
     consumers = list(net.graph.successors(layer))
-    return bool(consumers) and all(net.node(c)["op"] in MERGES for c in consumers)
+    return bool(consumers) and all(_rule(net, c).merge for c in consumers)

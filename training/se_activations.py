@@ -1,11 +1,11 @@
 """`archc inspect RUN --se-activations`: what the Squeeze-and-Excitation gates of a trained
 network do, per channel and per class (seed 003, Figs. 10 and 11; Hu et al. Sec. 7).
 
-For every SE block (a gate layer, op sigmoid or hsigmoid, inside a call of the `se` block) the
-gate's output s_c in [0, 1] is one scale per channel and image. Over the test images of each
-class we report its mean and standard deviation per channel; seed 003 plots the mean per
-class (Fig. 10: classes agree in early blocks and separate in late ones) and the spread
-(Fig. 11: larger in deeper blocks).
+For every SE block (a gate layer -- an op whose registry entry says `gate`: sigmoid,
+hsigmoid -- inside a call of the `se` block) the gate's output s_c in [0, 1] is one scale
+per channel and image. Over the test images of each class we report its mean and standard
+deviation per channel; seed 003 plots the mean per class (Fig. 10: classes agree in early
+blocks and separate in late ones) and the spread (Fig. 11: larger in deeper blocks).
 
 The run folder is the one `archc train` writes (run_dir.py): run.json names the network, its
 parameter values and the data; model.safetensors holds the weights in the torch layout. The
@@ -20,13 +20,11 @@ import os
 import numpy as np
 
 from archc._files import write_atomic
-from archc.compiler import ArchError, Network, analyze, load_program
+from archc.compiler import ArchError, Network, analyze, load_program, ops
 from archc.compiler._loader import build
 
 from . import first_output
 from .norm import CIFAR10, Normalization, recorded
-
-GATE_OPS = ("sigmoid", "hsigmoid")
 
 
 def se_gates(net: Network) -> list[dict]:
@@ -34,7 +32,7 @@ def se_gates(net: Network) -> list[dict]:
     out = []
     for name in net.layers():
         d = net.node(name)
-        if d["op"] not in GATE_OPS:
+        if not ops.get(d["op"]).gate:
             continue
         scope = d.get("scope", "")
         while scope and net.scopes[scope].kind != "block":   # loops/splits inside the block
