@@ -60,7 +60,7 @@ class Settings:
         f = self.fractions
         _check(len(f) >= 1 and all(0 < x < 1 for x in f) and list(f) == sorted(set(f)),
                "--fractions must increase strictly and lie between 0 and 1",
-               "e.g. --fractions 0.1:0.9:0.05 (the seed's) or 0.2,0.4,0.6")
+               "e.g. --fractions 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6")
         _check(_int(self.mini_per_class) and self.mini_per_class >= 1,
                "--mini-per-class must be at least 1")
         if self.max_drop is not None:
@@ -81,7 +81,7 @@ class Settings:
         _check(_int(self.calibration_images) and self.calibration_images >= 1,
                "--calibration-images must be at least 1")
         _check(self.method in METHODS, f"unknown calibration method '{self.method}'",
-               "methods: kl (the seed's), max")
+               "methods: kl (Zeng et al.'s), max")
         _check(_num(self.tolerance) and self.tolerance >= 1, "--tolerance must be >= 1",
                "the seed uses 1.3; 1 takes the minimal divergence")
         check_precision(self.act_bits, self.method, "--act-bits")
@@ -130,7 +130,7 @@ def parse_fractions(text: str) -> tuple:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ArchError(f"--fractions '{text}' is not start:stop:step or a comma-separated list",
-                        hint="e.g. 0.1:0.9:0.05 (the seed's) or 0.2,0.4,0.6") from None
+                        hint="e.g. 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6") from None
 
 
 def _int(v) -> bool:

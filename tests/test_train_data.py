@@ -56,11 +56,18 @@ def _check(data, want):
             np.testing.assert_array_equal(data.test_x[2 * k + i], want[("test", cls, i)])
 
 
-def test_image_folder_and_its_cache(folder):
+def test_image_folder_and_its_cache(folder, tmp_path_factory, monkeypatch):
+    """The decoded arrays are cached in the user's cache folder ($ARCHC_CACHE_DIR here),
+    nothing is written next to the data."""
     root, want = folder
+    user = tmp_path_factory.mktemp("user-cache")
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(user))
+    beside = sorted(os.listdir(root.parent))
     data = D.load_images(str(root))
     _check(data, want)
-    cache = str(root) + ".archc-cache"
+    assert sorted(os.listdir(root.parent)) == beside
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(user)
     assert sorted(os.listdir(cache)) == ["meta.json", "test_x.npy", "test_y.npy", "train_x.npy",
                                          "train_y.npy"]
     # a cache hit reads the .npy files: prove it by altering one (same size and mtime source)
@@ -225,6 +232,25 @@ def test_a_folder_name_that_is_not_utf8_is_cached(folder, tmp_path, monkeypatch)
     monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
     messages = []
     _check(D.load_images(odd, log=messages.append), want)
-    assert os.path.isdir(odd + ".archc-cache")
+    assert os.path.isdir(D.cache_dirs(odd)[0]) and not os.path.exists(odd + ".archc-cache")
     _check(D.load_images(odd, log=messages.append), want)   # read from the cache
     assert sum(m.startswith("decoding") for m in messages) == 1
+
+
+def test_cache_folder_follows_xdg_and_cache_dir(folder, tmp_path, monkeypatch):
+    """Without $ARCHC_CACHE_DIR the cache goes to $XDG_CACHE_HOME/archc/data; `--cache-dir`
+    (archc train, archc compress) chooses the folder, next to the data only when asked."""
+    from archc import _cli
+    root, _ = folder
+    monkeypatch.delenv("ARCHC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(tmp_path / "xdg" / "archc" / "data")
+    args = _cli.make_parser().parse_args(
+        ["train", "se_sqnxt", "--data", str(root), "--cache-dir", str(root.parent)])
+    _cli.use_cache_dir(args)   # sets $ARCHC_CACHE_DIR for this process (monkeypatch undoes it)
+    assert os.environ["ARCHC_CACHE_DIR"] == str(root.parent)
+    D.load_images(str(root))
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(root.parent) and os.path.isfile(
+        os.path.join(cache, "meta.json"))

@@ -15,12 +15,13 @@ and a `test` split:
     tiny_imagenet.py).
 
 An image folder's test split may be called `val/` (ImageNet's layout) instead of `test/`.
-`ImageData.holdout(n)` makes a validation split from the training images (seed 003's
+`ImageData.holdout(n)` makes a validation split from the training images (Nguyen et al.'s
 48,000 / 2,000).
 
-Decoded arrays are cached next to the data (`<path>.archc-cache/`, one .npy per array and a
-meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc/data. The
-cache is keyed by the source's size and modification time and written atomically, so a
+Decoded arrays are cached in the user's cache folder, never next to the data unless asked
+(`archc train --cache-dir DIR`, or $ARCHC_CACHE_DIR; else $XDG_CACHE_HOME/archc/data, else
+~/.cache/archc/data): one folder per data set, named after it and a hash of its absolute
+path, with one .npy per array and a meta.json. The cache is keyed by the source's size and modification time and written atomically, so a
 killed decode leaves nothing half-written. Processes that load the same source at once (the
 processes of a data-parallel run, runs started together) decode it once: the others wait on
 a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
@@ -94,7 +95,7 @@ class ImageData:
 
     def holdout(self, n: int | None, seed: int = 0) -> "ImageData":
         """Validation on `n` training images drawn at random (fixed seed), training on the
-        rest; the original test split is set aside (seed 003: 48,000 / 2,000 of CIFAR)."""
+        rest; the original test split is set aside (Nguyen et al.: 48,000 / 2,000 of CIFAR)."""
         if n is None:
             return self
         total = len(self.train_y)
@@ -303,13 +304,20 @@ def _fingerprint(path: str) -> dict:
     return {"size": size, "mtime_ns": latest, "files": count}
 
 
+def user_cache(name: str) -> str:
+    """The user's cache folder for archc's `name` ("data", "xla"):
+    $XDG_CACHE_HOME/archc/NAME, else ~/.cache/archc/NAME."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "archc", name)
+
+
 def cache_dirs(path: str) -> list[str]:
-    """Where the cache of `path` may live, in order of preference."""
+    """Where the cache of `path` may live, in order of preference: its entry in
+    $ARCHC_CACHE_DIR (which `--cache-dir` sets), else in the user's cache folder."""
     path = os.path.abspath(path).rstrip("/")
     key = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]  # any name the system allows
-    home = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "archc", "data")
-    return [path + ".archc-cache", os.path.join(home, f"{os.path.basename(path)}-{key}")]
+    root = os.environ.get("ARCHC_CACHE_DIR") or user_cache("data")
+    return [os.path.join(root, f"{os.path.basename(path)}-{key}")]
 
 
 def _load_cache(directory: str, meta: dict) -> ImageData | None:
