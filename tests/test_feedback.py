@@ -140,3 +140,18 @@ def test_train_announces_the_first_compile(tmp_path):
     first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
     assert lines.index(COMPILE_NOTE) < first_epoch
     assert "later runs reuse the compilation cache" in COMPILE_NOTE
+
+
+def test_readme_sweep_example_labels_every_point(tmp_path, monkeypatch, capsys):
+    """The README's sweep command runs, and its plot names every combination."""
+    pytest.importorskip("matplotlib")
+    drawn = _figures(monkeypatch)
+    png = tmp_path / "pareto.png"
+    rc, out, err = _run(capsys, "sweep", "se_sqnxt", "--grid", "width=[0.5, 1.0, 2.0]", "--grid",
+                        "stages=[[1,2,4,1],[1,2,8,1]]", "--plot", str(png))
+    assert rc == 0, err
+    assert "6 combinations in" in err and png.read_bytes()[:4] == b"\x89PNG"
+    [fig] = drawn
+    labels = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert labels == sorted(f"width={w}, stages=[1, 2, {s}, 1]" for w in ("0.5", "1.0", "2.0")
+                            for s in (4, 8)), labels
