@@ -72,6 +72,13 @@
     return out.flatMap((l) => l.length > n ? [clip(l, n)] : [l]);
   }
   function sum(ls, key) { return ls.reduce((s, l) => s + l[key], 0); }
+  const RANKSEP = 34;
+  function fit(s, px) {                 // s, cut with "…" to at most px wide
+    if (textWidth(s, false) <= px) return s;
+    let n = s.length;
+    while (n > 4 && textWidth(s.slice(0, n - 1) + "…", false) > px) n--;
+    return s.slice(0, n - 1) + "…";
+  }
 
   // the node a layer is drawn as: itself, or its outermost collapsed scope
   function rep(name) {
@@ -103,7 +110,8 @@
   // ---- the graph -------------------------------------------------------------------------
   function layout() {
     const g = new dagre.graphlib.Graph({ compound: true });
-    g.setGraph({ rankdir: "TB", nodesep: 16, ranksep: 22, marginx: 14, marginy: 14 });
+    // ranksep: a frame's top is half of it above its first member: room for the frame's label
+    g.setGraph({ rankdir: "TB", nodesep: 16, ranksep: RANKSEP, marginx: 14, marginy: 14 });
     g.setDefaultEdgeLabel(() => ({}));
     const infos = new Map();
     for (const l of layers) {
@@ -168,8 +176,9 @@
       const box = el("g", { class: "cluster kind-" + s.kind, "data-name": s.name });
       box.appendChild(el("rect", { x: n.x - n.width / 2, y: n.y - n.height / 2, width: n.width,
                                    height: n.height, rx: 6 }));
-      const label = el("text", { x: n.x - n.width / 2 + 6, y: n.y - n.height / 2 + 11 },
-                       "▾ " + clip(s.title, 90));
+      // the label fits in its frame (a longer title is cut; the tooltip has it whole)
+      const label = el("text", { x: n.x - n.width / 2 + 6, y: n.y - n.height / 2 + 13 },
+                       fit("▾ " + s.title, n.width - 12));
       label.appendChild(el("title", {}, s.title + "\nclick to collapse " + s.name));
       labels.push([box, label]);
       label.addEventListener("click", () => { expanded.delete(s.name); draw(); });
