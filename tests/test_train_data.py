@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
 
 import numpy as np
@@ -254,3 +255,26 @@ def test_cache_folder_follows_xdg_and_cache_dir(folder, tmp_path, monkeypatch):
     [cache] = D.cache_dirs(str(root))
     assert os.path.dirname(cache) == str(root.parent) and os.path.isfile(
         os.path.join(cache, "meta.json"))
+
+
+def test_decoding_counts_every_image_and_shows_a_bar_on_a_terminal(folder, monkeypatch, capsys):
+    """Every decoded image ticks the decoding progress (10 here: 6 train, 4 test); on a
+    terminal, load_images shows it as a tqdm bar on stderr; elsewhere, or with
+    progress=False, it prints nothing."""
+    from archc.training.decode import DECODED
+    root, _ = folder
+    ticks = []
+    token = DECODED.set(ticks.append)
+    try:
+        D.load_images(str(root), cache=False)
+    finally:
+        DECODED.reset(token)
+    assert ticks == [1] * 10
+    capsys.readouterr()
+    D.load_images(str(root), cache=False, log=lambda m: None)          # not a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    D.load_images(str(root), cache=False, log=lambda m: None, progress=False)
+    assert capsys.readouterr().err == ""
+    D.load_images(str(root), cache=False, log=lambda m: None)
+    assert "decoding pets" in capsys.readouterr().err

@@ -41,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ import numpy as np
 
 from archc.compiler import ArchError
 
-from .decode import MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file, size_ok
+from .decode import (DECODED, MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file,
+                     size_ok)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
@@ -396,9 +398,33 @@ def _decode_lock(path: str, log=None):
         os.close(fd)
 
 
-def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -> ImageData:
+@contextlib.contextmanager
+def _decode_progress(path: str, enabled: bool):
+    """A progress bar counting the decoded images (tqdm, on a terminal only)."""
+    bar = None
+    if enabled and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+            bar = tqdm(desc=f"decoding {os.path.basename(path.rstrip(os.sep))}",
+                       unit=" images", leave=False, dynamic_ncols=True)
+        except ImportError:   # tqdm is in the `data` extra: without it, no bar
+            pass
+    if bar is None:
+        yield
+        return
+    token = DECODED.set(bar.update)
+    try:
+        yield
+    finally:
+        DECODED.reset(token)
+        bar.close()
+
+
+def load_images(path: str, cache: bool = True, log=None, coarse: bool = False,
+                progress: bool = True) -> ImageData:
     """Read the data set at `path` (see the module docstring), through the .npy cache.
-    coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones."""
+    coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones. progress: a bar
+    counts the decoded images (on a terminal, when `log` is given)."""
     path = os.path.expanduser(str(path))
     reader = _reader(path, coarse)
     meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **_fingerprint(path)}
@@ -406,7 +432,8 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -
         meta["labels"] = "coarse"
 
     if not cache:
-        return reader(path)
+        with _decode_progress(path, progress and log is not None):
+            return reader(path)
     hit = _cached(path, meta)
     if hit is not None:
         return hit
@@ -416,7 +443,8 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -
             return hit
         if log:
             log(f"decoding {path} once (cached as .npy afterwards)")
-        data = reader(path)
+        with _decode_progress(path, progress and log is not None):
+            data = reader(path)
         for directory in cache_dirs(path):
             if _save_cache(directory, data, meta):
                 break
