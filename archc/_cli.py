@@ -262,7 +262,8 @@ def cost_options(sp) -> None:
     """--bits, --bitops, --quant, --baseline (analyze, view, sweep)."""
     sp.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
     sp.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
-                    help="bit-op storage/operations table and MicroNet score: table1 (Zeng et al.'s Table 1) "
+                    help="bit-op storage/operations table and MicroNet score: table1 "
+                         "(Zeng et al.'s Table 1) "
                          "or official (docs/bitops.md)")
     sp.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or "
                     "bundled name); without it everything is float32 and dense")
@@ -334,7 +335,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-per-class", type=int, metavar="N",
                    help="test on a class-balanced random subset of N images per class")
     t.add_argument("--val-split", type=int, metavar="N",
-                   help="validate on N training images held out at random (Nguyen et al. hold out 2000), "
+                   help="validate on N training images held out at random (Nguyen et al. hold "
+                        "out 2000), "
                         "not on the test split")
     t.add_argument("--coarse-labels", action="store_true",
                    help="CIFAR-100: train on the 20 coarse classes instead of the 100 fine ones")

@@ -74,7 +74,8 @@ def add_commands(subparsers) -> None:
     from archc import _cli
     p = subparsers.add_parser(
         "compress", help="the MicroNet entry's compression pipeline (Zeng et al.): prune, "
-                         "quantize and score a trained run", description="Prune (sensitivity analysis, masks, finetuning), "
+                         "quantize and score a trained run",
+        description="Prune (sensitivity analysis, masks, finetuning), "
         "quantize (BN folding, KL calibration, quantization-aware finetuning) and score a run "
         "of `archc train`. See docs/compression.md.")
     steps = p.add_subparsers(dest="step", required=True, metavar="STEP", parser_class=type(p))

@@ -21,8 +21,8 @@ An image folder's test split may be called `val/` (ImageNet's layout) instead of
 Decoded arrays are cached in the user's cache folder, never next to the data unless asked
 (`archc train --cache-dir DIR`, or $ARCHC_CACHE_DIR; else $XDG_CACHE_HOME/archc/data, else
 ~/.cache/archc/data): one folder per data set, named after it and a hash of its absolute
-path, with one .npy per array and a meta.json. The cache is keyed by the source's size and modification time and written atomically, so a
-killed decode leaves nothing half-written. Processes that load the same source at once (the
+path, with one .npy per array and a meta.json. The cache is keyed by the source's size and
+modification time and written atomically, so a killed decode leaves nothing half-written. Processes that load the same source at once (the
 processes of a data-parallel run, runs started together) decode it once: the others wait on
 a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
 written anywhere.
