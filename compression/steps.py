@@ -337,8 +337,11 @@ def score_step(ctx: Context) -> dict:
 def format_summary(s: dict) -> str:
     head = (f"{'stage':<38} {'test acc':>8} {'sparsity':>8} {'storage M':>9} {'mul M':>8} "
             f"{'add M':>8} {'score':>8}")
-    title = (f"{s['network']}: scored with the {s['rules']} rules, {s['baseline']} baseline "
-             "(32-bit equivalents)")
+    from archc.compiler.bitops import BASELINES
+    title = (f"{s['network']}: scored with the {s['rules']} rules against the MicroNet "
+             f"baseline {BASELINES[s['baseline']][0]} (score = storage and operations relative "
+             "to that network's; docs/compression.md)\n"
+             "32-bit equivalents; storage counts each batch norm folded into the layer before it")
     lines = [title, head, "-" * len(head)]
     for r in s["stages"]:
         lines.append(f"{r['stage']:<38} {r['test_accuracy']:7.2f}% {r['sparsity']:8.1%} "

@@ -155,3 +155,14 @@ def test_readme_sweep_example_labels_every_point(tmp_path, monkeypatch, capsys):
     labels = sorted(t.get_text() for t in fig.axes[0].texts)
     assert labels == sorted(f"width={w}, stages=[1, 2, {s}, 1]" for w in ("0.5", "1.0", "2.0")
                             for s in (4, 8)), labels
+
+
+@pytest.mark.parametrize("baseline, title", [("imagenet", "ImageNet: MobileNetV2-1.4"),
+                                             ("cifar100", "CIFAR-100: WideResNet-28-10")])
+def test_compress_summary_says_what_the_score_is_against(baseline, title):
+    from archc.compression.steps import format_summary
+    text = format_summary({"network": "N", "rules": "table1", "baseline": baseline,
+                           "spec": "/tmp/c/model.quant", "stages": []})
+    first, second = text.splitlines()[:2]
+    assert f"against the MicroNet baseline {title}" in first and "relative" in first
+    assert "batch norm folded into the layer before it" in second
