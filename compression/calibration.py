@@ -196,4 +196,4 @@ def _check_tolerance(tolerance) -> None:
     if not (isinstance(tolerance, (int, float, np.floating)) and math.isfinite(tolerance)
             and tolerance >= 1):
         raise ArchError(f"tolerance must be a number >= 1, not {tolerance!r}",
-                        hint="the seed uses 1.3; 1 takes the minimal divergence")
+                        hint="Zeng et al. use 1.3; 1 takes the minimal divergence")

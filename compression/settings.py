@@ -83,7 +83,7 @@ class Settings:
         _check(self.method in METHODS, f"unknown calibration method '{self.method}'",
                "methods: kl (Zeng et al.'s), max")
         _check(_num(self.tolerance) and self.tolerance >= 1, "--tolerance must be >= 1",
-               "the seed uses 1.3; 1 takes the minimal divergence")
+               "Zeng et al. use 1.3; 1 takes the minimal divergence")
         check_precision(self.act_bits, self.method, "--act-bits")
         check_precision(self.weight_bits, "max", "--weight-bits")
         check_precision(self.bias_bits, "max", "--bias-bits")
@@ -91,7 +91,7 @@ class Settings:
             need = 2 ** self.act_bits  # an unsigned point has 2^bits target bins
             _check(_int(self.bins) and self.bins > need,
                    f"--bins {self.bins} is too few for {self.act_bits}-bit KL calibration",
-                   f"use more than {need} (the seed uses {SOURCE_BINS})")
+                   f"use more than {need} (Zeng et al. use {SOURCE_BINS})")
         for key in ("acc_bits", "float_bits"):
             v = getattr(self, key)
             _check(_int(v) and 1 <= v <= 64, f"--{key.replace('_', '-')} must be 1 to 64 bits")
