@@ -20,7 +20,23 @@ from archc.compiler.errors import did_you_mean
 EXIT_USER, EXIT_INTERNAL = 2, 70
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """--help names every option's default: appended as "(default: X)" unless the help text
+    already says it, or there is none to say (None, False: the option is off or not given)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or "default" in text
+                or action.default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse errors are user errors: exit 2, no traceback
         self.print_usage(sys.stderr)
         sys.stderr.write(f"archc: error: {message}\n")
@@ -110,7 +126,8 @@ def cmd_build(args) -> int:
     backend = _backend(args.backend)
     net = _network(args)
     if args.output:
-        backend.write_source(net, args.output, init=args.init)
+        src = backend.write_source(net, args.output, init=args.init)
+        _wrote(args, f"{args.output} ({src.count(chr(10))} lines, {net.name}, {args.backend})")
     else:
         sys.stdout.write(backend.build_source(net, init=args.init))
     return 0
@@ -122,9 +139,18 @@ def _build_onnx(args) -> int:
     if not args.output:
         raise ArchError("--backend onnx writes a binary file: give -o FILE", hint="-o net.onnx")
     from archc.backends import onnx_backend
-    onnx_backend.write_model(_network(args), args.output, weights=args.weights,
-                             fold_bn=args.fold_bn, init=args.init)
+    net = _network(args)
+    model = onnx_backend.write_model(net, args.output, weights=args.weights,
+                                     fold_bn=args.fold_bn, init=args.init)
+    _wrote(args, f"{args.output} ({model.ByteSize() / 1e3:,.0f} kB, {net.name}, onnx, "
+                 f"{'weights from ' + args.weights if args.weights else 'initial weights'})")
     return 0
+
+
+def _wrote(args, what: str) -> None:
+    """What `archc build` wrote, on stderr (stdout may be the module itself); --quiet: nothing."""
+    if not args.quiet:
+        sys.stderr.write(f"wrote {what}\n")
 
 
 def cmd_list(args) -> int:
@@ -188,8 +214,24 @@ def _train_out(args) -> str:
     return os.path.join("runs", f"{stem}-{args.backend}")
 
 
+def use_cache_dir(args) -> None:
+    """--cache-dir DIR: decoded data sets are cached there (training/data.py reads
+    $ARCHC_CACHE_DIR, which this sets for this process and any it starts)."""
+    if args.cache_dir:
+        os.environ["ARCHC_CACHE_DIR"] = os.path.abspath(os.path.expanduser(args.cache_dir))
+
+
+def cache_option(sp) -> None:
+    """--cache-dir of the commands that decode a data set (train, compress)."""
+    sp.add_argument("--cache-dir", metavar="DIR",
+                    help="cache decoded data sets here (default: $ARCHC_CACHE_DIR, else "
+                         "$XDG_CACHE_HOME/archc/data or ~/.cache/archc/data; never next to "
+                         "the data unless DIR is there)")
+
+
 def cmd_train(args) -> int:
     import archc
+    use_cache_dir(args)
     archc._require_training(args.backend)
     recipe = _recipe(args)
     from archc.training.recipe import require_backend
@@ -220,7 +262,8 @@ def cost_options(sp) -> None:
     """--bits, --bitops, --quant, --baseline (analyze, view, sweep)."""
     sp.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
     sp.add_argument("--bitops", choices=["table1", "official"], metavar="RULES",
-                    help="bit-op storage/operations table and MicroNet score: table1 (seed 002) "
+                    help="bit-op storage/operations table and MicroNet score: table1 "
+                         "(Zeng et al.'s Table 1) "
                          "or official (docs/bitops.md)")
     sp.add_argument("--quant", metavar="SPEC", help="precision/sparsity spec (.quant file or "
                     "bundled name); without it everything is float32 and dense")
@@ -249,8 +292,12 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="lower to a framework module (one Python source file) or "
                        "to an ONNX model")
     add_target(b)
-    b.add_argument("--backend", choices=["torch", "jax", "onnx"], default="torch")
+    b.add_argument("--backend", choices=["torch", "jax", "onnx"], default="torch",
+                   help="torch: a PyTorch nn.Module source file; jax: a Flax NNX module; onnx: "
+                        "an ONNX model file (needs -o)")
     b.add_argument("-o", dest="output", metavar="OUT", help="write here (default: stdout)")
+    b.add_argument("-q", "--quiet", action="store_true",
+                   help="do not report what was written (on stderr)")
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")
     b.add_argument("--weights", metavar="FILE", help="onnx: trained weights, a safetensors file "
@@ -267,9 +314,10 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, metavar="PATH",
                    help="image folder (train/<class>/*, test/<class>/*), a .tar/.tar.xz of it, "
                         "or the CIFAR-10 binary batches")
-    t.add_argument("--backend", choices=["jax", "torch"], default="jax")
+    t.add_argument("--backend", choices=["jax", "torch"], default="jax",
+                   help="framework to train in")
     t.add_argument("--recipe", choices=["paper", "fast"], default=None,
-                   help="paper (default: the seeds' 200-epoch recipe) or fast (time to "
+                   help="paper (default: the papers' 200-epoch recipe) or fast (time to "
                         "accuracy on a GPU); the options below override its values")
     for flag, field, typ, text in TRAIN_OPTIONS:
         kw = {"choices": None}
@@ -287,7 +335,8 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-per-class", type=int, metavar="N",
                    help="test on a class-balanced random subset of N images per class")
     t.add_argument("--val-split", type=int, metavar="N",
-                   help="validate on N training images held out at random (seed 003: 2000), "
+                   help="validate on N training images held out at random (Nguyen et al. hold "
+                        "out 2000), "
                         "not on the test split")
     t.add_argument("--coarse-labels", action="store_true",
                    help="CIFAR-100: train on the 20 coarse classes instead of the 100 fine ones")
@@ -312,13 +361,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="continue the run in --out from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-cache", action="store_true", help="decode the data without the .npy cache")
+    cache_option(t)
     t.set_defaults(func=cmd_train)
 
     ls = sub.add_parser("list", help="the bundled networks and their parameters")
     ls.set_defaults(func=cmd_list)
     from archc._cli_explore import add_commands  # view, sweep, inspect
     add_commands(sub)
-    from archc._cli_compress import add_commands  # seed 002's compression pipeline
+    from archc._cli_compress import add_commands  # Zeng et al.'s compression pipeline
     add_commands(sub)
     return p
 

@@ -1,4 +1,4 @@
-"""`archc compress`: seed 002's compression pipeline on the command line (docs/compression.md).
+"""`archc compress`: Zeng et al.'s compression pipeline on the command line (docs/compression.md).
 
     archc compress run      NAME|FILE [-D ...] --from RUN --data PATH --out DIR [options]
     archc compress STEP     (the same arguments) for STEP in sensitivity, prune, finetune,
@@ -10,7 +10,7 @@ that step only (the steps before it must be done).
 from __future__ import annotations
 
 STEP_HELP = {
-    "run": "every step in order (resumes where it stopped): the seed's pipeline",
+    "run": "every step in order (resumes where it stopped): the whole pipeline",
     "sensitivity": "step 2a: per-layer sensitivity curves on a mini-train split",
     "prune": "step 2b: per-layer sparsity from the curves (or --masks), binary masks",
     "finetune": "step 3: finetune with the masks (pruned weights stay exactly zero)",
@@ -21,12 +21,13 @@ STEP_HELP = {
 
 # (flag, Settings field, type, help), by group
 OPTIONS = {
-    "sensitivity analysis (seed 002 sec. 2)": [
+    "sensitivity analysis (Zeng et al., sec. 2)": [
         ("--mini-per-class", "mini_per_class", int,
          ("mini-train images per class, drawn from the training split and held out of "
           "finetuning (default 100)")),
         ("--fractions", "fractions", str,
-         "prune fractions, start:stop:step or a list (default 0.1:0.9:0.05)"),
+         "fractions of each layer's weights to prune: START:STOP:STEP (STOP included) or a "
+         "comma-separated list such as 0.2,0.4,0.6 (default 0.1:0.9:0.05)"),
     ],
     "pruning (one of)": [
         ("--max-drop", "max_drop", float,
@@ -70,9 +71,11 @@ CHOICES = {"method": ["kl", "max"], "rules": ["table1", "official"],
 
 def add_commands(subparsers) -> None:
     """Add `archc compress` and its step commands to the CLI's subparsers."""
+    from archc import _cli
     p = subparsers.add_parser(
-        "compress", help="seed 002's compression pipeline: prune, quantize and score a trained "
-                         "run", description="Prune (sensitivity analysis, masks, finetuning), "
+        "compress", help="the MicroNet entry's compression pipeline (Zeng et al.): prune, "
+                         "quantize and score a trained run",
+        description="Prune (sensitivity analysis, masks, finetuning), "
         "quantize (BN folding, KL calibration, quantization-aware finetuning) and score a run "
         "of `archc train`. See docs/compression.md.")
     steps = p.add_subparsers(dest="step", required=True, metavar="STEP", parser_class=type(p))
@@ -89,6 +92,7 @@ def add_commands(subparsers) -> None:
         sp.add_argument("--test-per-class", type=int, metavar="N", help="as for the run")
         sp.add_argument("--no-progress", action="store_true", help="no progress bar")
         sp.add_argument("--no-cache", action="store_true", help="decode the data without cache")
+        _cli.cache_option(sp)
         for group, options in OPTIONS.items():
             g = sp.add_argument_group(group)
             for flag, field, typ, helptext in options:
@@ -110,6 +114,7 @@ def cmd_compress(args) -> int:
     import archc
     from archc import _cli
     archc._require_training("jax")
+    _cli.use_cache_dir(args)
     from archc.compression.pipeline import compress
     net = _cli._network(args)
     step = "all" if args.step == "run" else args.step

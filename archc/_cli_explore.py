@@ -167,8 +167,8 @@ def add_commands(sub) -> None:
 
     i = sub.add_parser("inspect", help="look inside a finished training run",
                        description="--se-activations: mean and std of every SE gate per "
-                       "channel and class over the test set, as JSON and figures like seed "
-                       "003's Figs. 10-11 (docs/inspect.md).")
+                       "channel and class over the test set, as JSON and figures like Figs. 10-11 "
+                       "of Nguyen et al.'s SENet report (docs/inspect.md).")
     i.add_argument("run", metavar="RUN", help="the run folder archc train wrote (--out)")
     i.add_argument("--se-activations", action="store_true",
                    help="SE gate statistics (se_activations.json, .png, _std.png)")

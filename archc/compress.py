@@ -1,4 +1,4 @@
-"""Seed 002's compression pipeline: prune, quantize and score a trained network
+"""Zeng et al.'s compression pipeline: prune, quantize and score a trained network
 (docs/compression.md).
 
     >>> from archc.compress import calibration_step

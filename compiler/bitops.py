@@ -47,7 +47,7 @@ class RuleSet:
 
 
 RULESETS = {
-    "table1": RuleSet("table1", "seed 002 Table 1 (ProfitableNet)", integer_vector_length=True,
+    "table1": RuleSet("table1", "Zeng et al. Table 1 (ProfitableNet)", integer_vector_length=True,
                       freebie_bits=None,
                       doc="integer vector length; mask bits only for pruned layers"),
     "official": RuleSet("official", "MicroNet challenge counting.py", integer_vector_length=False,

@@ -51,7 +51,7 @@ def check_precision(precision, method: str = "max", what: str = "precision") -> 
     if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
         raise ArchError(f"{what} must be a whole number of bits, not {precision!r}")
     if not 2 <= precision <= top:
-        why = (" (the seed's KL-divergence calibration needs precision <= 10, sec. 3.1)"
+        why = (" (the KL-divergence calibration of Zeng et al. needs precision <= 10, sec. 3.1)"
                if method == "kl" else "")
         raise ArchError(f"{what} {precision} is out of range: {method} calibration takes 2 to "
                         f"{top} bits{why}")
@@ -196,4 +196,4 @@ def _check_tolerance(tolerance) -> None:
     if not (isinstance(tolerance, (int, float, np.floating)) and math.isfinite(tolerance)
             and tolerance >= 1):
         raise ArchError(f"tolerance must be a number >= 1, not {tolerance!r}",
-                        hint="the seed uses 1.3; 1 takes the minimal divergence")
+                        hint="Zeng et al. use 1.3; 1 takes the minimal divergence")

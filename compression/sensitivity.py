@@ -91,7 +91,9 @@ def to_json(curve: dict, fractions, dense: float, sizes: dict) -> str:
 
 
 def plot(curve: dict, fractions, dense: float, bound: float | None, title: str):
-    """A Figure like the seed's Fig. 2: accuracy against prune ratio, one line per layer."""
+    """A Figure like Zeng et al.'s Fig. 2: accuracy against prune ratio, one line per layer.
+    The legend names every layer (up to 40; beyond that a colour bar runs from the first layer
+    to the last) and the unpruned accuracy and the bound."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -110,6 +112,13 @@ def plot(curve: dict, fractions, dense: float, bound: float | None, title: str):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if len(curve) <= 40:
-        ax.legend(fontsize=6, ncol=2, loc="lower left")
+        ax.legend(fontsize=6, ncol=2, loc="lower left", title="layer", title_fontsize=7)
+    else:  # too many layers to name: a colour bar by position, the reference lines named
+        lines = [ln for ln in ax.get_lines() if ln.get_label() not in curve]
+        ax.legend(handles=lines, fontsize=7, loc="lower left")
+        bar = fig.colorbar(matplotlib.cm.ScalarMappable(cmap=cmap), ax=ax, ticks=[0, 1])
+        names = list(curve)
+        bar.ax.set_yticklabels([names[0], names[-1]], fontsize=7)
+        bar.set_label(f"layer, in network order ({len(names)} layers)")
     fig.tight_layout()
     return fig

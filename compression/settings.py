@@ -60,7 +60,7 @@ class Settings:
         f = self.fractions
         _check(len(f) >= 1 and all(0 < x < 1 for x in f) and list(f) == sorted(set(f)),
                "--fractions must increase strictly and lie between 0 and 1",
-               "e.g. --fractions 0.1:0.9:0.05 (the seed's) or 0.2,0.4,0.6")
+               "e.g. --fractions 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6")
         _check(_int(self.mini_per_class) and self.mini_per_class >= 1,
                "--mini-per-class must be at least 1")
         if self.max_drop is not None:
@@ -81,9 +81,9 @@ class Settings:
         _check(_int(self.calibration_images) and self.calibration_images >= 1,
                "--calibration-images must be at least 1")
         _check(self.method in METHODS, f"unknown calibration method '{self.method}'",
-               "methods: kl (the seed's), max")
+               "methods: kl (Zeng et al.'s), max")
         _check(_num(self.tolerance) and self.tolerance >= 1, "--tolerance must be >= 1",
-               "the seed uses 1.3; 1 takes the minimal divergence")
+               "Zeng et al. use 1.3; 1 takes the minimal divergence")
         check_precision(self.act_bits, self.method, "--act-bits")
         check_precision(self.weight_bits, "max", "--weight-bits")
         check_precision(self.bias_bits, "max", "--bias-bits")
@@ -91,7 +91,7 @@ class Settings:
             need = 2 ** self.act_bits  # an unsigned point has 2^bits target bins
             _check(_int(self.bins) and self.bins > need,
                    f"--bins {self.bins} is too few for {self.act_bits}-bit KL calibration",
-                   f"use more than {need} (the seed uses {SOURCE_BINS})")
+                   f"use more than {need} (Zeng et al. use {SOURCE_BINS})")
         for key in ("acc_bits", "float_bits"):
             v = getattr(self, key)
             _check(_int(v) and 1 <= v <= 64, f"--{key.replace('_', '-')} must be 1 to 64 bits")
@@ -130,7 +130,7 @@ def parse_fractions(text: str) -> tuple:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise ArchError(f"--fractions '{text}' is not start:stop:step or a comma-separated list",
-                        hint="e.g. 0.1:0.9:0.05 (the seed's) or 0.2,0.4,0.6") from None
+                        hint="e.g. 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6") from None
 
 
 def _int(v) -> bool:

@@ -188,8 +188,7 @@ def finetune(ctx: Context) -> dict:
     start = ctx.state(ctx.net, {n: ({**v, "kernel": v["kernel"] * masks[n]} if n in masks else v)
                                 for n, v in flat.items()})
     recipe = ctx.finetune_recipe(s.finetune_epochs, s.finetune_lr, s.finetune_gamma)
-    ctx.log(f"finetuning with masks: {recipe.epochs} epochs, LR {recipe.lr:g} "
-            f"x{recipe.gamma:g} after epoch {', '.join(map(str, recipe.decay_epochs)) or '-'}")
+    ctx.log(f"finetuning with masks: {recipe.epochs} epochs, {lr_text(recipe)}")
     result = _train(ctx, "finetune", ctx.net, recipe, start, masks)
     final = flatten(ctx.net, merge(result["state"]["params"], result["state"]["stats"]))
     check_zeros(final, masks, "finetuning")
@@ -253,14 +252,26 @@ def load_quant(ctx: Context):
     return folded, fflat, plan, fq
 
 
+def lr_text(recipe) -> str:
+    """The finetuning schedule in words: "LR 0.001, x0.1 after epoch 20", or "LR 0.001,
+    constant" when no decay falls within the epochs."""
+    if not recipe.decay_epochs:
+        return f"LR {recipe.lr:g}, constant"
+    return (f"LR {recipe.lr:g}, x{recipe.gamma:g} after epoch "
+            f"{', '.join(map(str, recipe.decay_epochs))}")
+
+
 # ---- step 5: quantization-aware finetuning ----------------------------------------------------
 def qat(ctx: Context) -> dict:
     s = ctx.settings
     folded, fflat, _, fq = load_quant(ctx)
     masks = ctx.masks()
     recipe = ctx.finetune_recipe(s.qat_epochs, s.qat_lr, s.qat_gamma)
-    ctx.log(f"quantization-aware finetuning: {recipe.epochs} epochs, LR {recipe.lr:g} "
-            f"x{recipe.gamma:g} after epoch {', '.join(map(str, recipe.decay_epochs)) or '-'}")
+    ctx.log(f"quantization-aware finetuning: {recipe.epochs} epochs, {lr_text(recipe)}; the "
+            f"network has its batch norms folded into the layers before them "
+            f"({sum(np.size(v) for d in fflat.values() for v in d.values()):,} parameters) and "
+            f"its {s.weight_bits}-bit weights and {s.act_bits}-bit activations are simulated in "
+            "fp32 (fake quantization)")
     result = _train(ctx, "qat", folded, recipe, ctx.state(folded, fflat), masks,
                     tap=fq.tap, transform=fq.transform)
     final = flatten(folded, merge(result["state"]["params"], result["state"]["stats"]))
@@ -283,8 +294,9 @@ def score_step(ctx: Context) -> dict:
     masks = ctx.masks()
     plan = make_plan(ctx.net)
     measured = {n: M.measured_sparsity(final[n]["kernel"]) for n in plan.weighted}
-    header = (f"{ctx.net.name} compressed by `archc compress` from {ctx.run_path}: seed 002's "
-              f"pipeline.\nsparsity: measured zeros of the final weights; act_bits="
+    header = (f"{ctx.net.name} compressed by `archc compress` from {ctx.run_path}: the "
+              f"MicroNet entry's pipeline (Zeng et al.).\nsparsity: measured zeros of the final "
+              f"weights; act_bits="
               f"{s.float_bits}: tensors left in floating point")
     text = spec_text(ctx.net, plan, measured, weight_bits=s.weight_bits, act_bits=s.act_bits,
                      bias_bits=s.bias_bits, acc_bits=s.acc_bits, float_bits=s.float_bits,
@@ -325,8 +337,11 @@ def score_step(ctx: Context) -> dict:
 def format_summary(s: dict) -> str:
     head = (f"{'stage':<38} {'test acc':>8} {'sparsity':>8} {'storage M':>9} {'mul M':>8} "
             f"{'add M':>8} {'score':>8}")
-    title = (f"{s['network']}: scored with the {s['rules']} rules, {s['baseline']} baseline "
-             "(32-bit equivalents)")
+    from archc.compiler.bitops import BASELINES
+    title = (f"{s['network']}: scored with the {s['rules']} rules against the MicroNet "
+             f"baseline {BASELINES[s['baseline']][0]} (score = storage and operations relative "
+             "to that network's; docs/compression.md)\n"
+             "32-bit equivalents; storage counts each batch norm folded into the layer before it")
     lines = [title, head, "-" * len(head)]
     for r in s["stages"]:
         lines.append(f"{r['stage']:<38} {r['test_accuracy']:7.2f}% {r['sparsity']:8.1%} "

@@ -157,8 +157,12 @@ def render(sweep: Sweep, fmt: str, front: list[int], axes: tuple) -> str:
 
 
 # ---- the plot --------------------------------------------------------------------------------
+MAX_LABELS = 40   # --plot labels every combination up to this many, else the front only
+
+
 def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
-    """y against x for every row, the Pareto front joined and labelled (matplotlib)."""
+    """y against x for every row, the Pareto front joined; every point labelled with its
+    parameter values (only the front's when there are more than MAX_LABELS) (matplotlib)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -179,12 +183,17 @@ def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
     ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#d9480f", ms=6, lw=1.5,
             label="Pareto front", zorder=3)
     names = [g.name for g in sweep.grids]
-    for px, py, i in pts:
-        text = ", ".join(f"{n}={show(sweep.rows[i]['values'][n])}" for n in names)
+    on_front = set(front)
+    # every point says which combination it is (up to MAX_LABELS; beyond that the front only)
+    labelled = [i for i, _ in rows] if len(rows) <= MAX_LABELS else [p[2] for p in pts]
+    for i in labelled:
+        r = sweep.rows[i]
+        text = ", ".join(f"{n}={show(r['values'][n])}" for n in names)
         if "acc" in (x, y):
-            runs = sweep.rows[i]["runs"]
-            text += f" ({runs} run{'s' if runs != 1 else ''})"
-        ax.annotate(text, (px, py), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            text += f" ({r['runs']} run{'s' if r['runs'] != 1 else ''})"
+        ax.annotate(text, (r[x], r[y]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7 if i in on_front else 6,
+                    color="#111827" if i in on_front else "#64748b")
     ax.set_xlabel(TITLES[x])
     ax.set_ylabel(TITLES[y])
     if x in ("params", "macs"):
@@ -192,6 +201,7 @@ def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
     if y in ("params", "macs"):
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
+    ax.margins(x=0.12, y=0.08)   # room for the labels of the outermost points
     ax.legend(loc="best", fontsize=8)
     fixed = ", ".join(f"{k}={show(v)}" for k, v in sweep.fixed.items())
     ax.set_title(f"{sweep.network}: {TITLES[y]} vs {TITLES[x]}" + (f" ({fixed})" if fixed else ""),

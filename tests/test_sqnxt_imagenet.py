@@ -139,8 +139,9 @@ def test_every_layer_equals_the_prototxt(proto):
 
 
 def test_the_variants_differ_where_the_prototxts_do():
-    """What docs/library-c.md records, read off the reference data: the 23v5 stem is 5x5,
-    the width scales the stages only, G-SqNxt groups conv1 and the separable pair."""
+    """What archs/std/sqnxt.arch records (the ImageNet block), read off the reference data:
+    the 23v5 stem is 5x5, the width scales the stages only, G-SqNxt groups conv1 and the
+    separable pair."""
     first = {p: caffe_layers(p)[0]["p"] for p in NETWORKS}
     assert first["1.0-SqNxt-23"]["kernel_size"] == "7" and first["1.0-SqNxt-23v5"]["kernel_size"] == "5"
     for proto, kw in NETWORKS.items():

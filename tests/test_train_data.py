@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
 
 import numpy as np
@@ -56,11 +57,18 @@ def _check(data, want):
             np.testing.assert_array_equal(data.test_x[2 * k + i], want[("test", cls, i)])
 
 
-def test_image_folder_and_its_cache(folder):
+def test_image_folder_and_its_cache(folder, tmp_path_factory, monkeypatch):
+    """The decoded arrays are cached in the user's cache folder ($ARCHC_CACHE_DIR here),
+    nothing is written next to the data."""
     root, want = folder
+    user = tmp_path_factory.mktemp("user-cache")
+    monkeypatch.setenv("ARCHC_CACHE_DIR", str(user))
+    beside = sorted(os.listdir(root.parent))
     data = D.load_images(str(root))
     _check(data, want)
-    cache = str(root) + ".archc-cache"
+    assert sorted(os.listdir(root.parent)) == beside
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(user)
     assert sorted(os.listdir(cache)) == ["meta.json", "test_x.npy", "test_y.npy", "train_x.npy",
                                          "train_y.npy"]
     # a cache hit reads the .npy files: prove it by altering one (same size and mtime source)
@@ -225,6 +233,48 @@ def test_a_folder_name_that_is_not_utf8_is_cached(folder, tmp_path, monkeypatch)
     monkeypatch.setenv("ARCHC_CACHE_DIR", str(tmp_path / "cache"))
     messages = []
     _check(D.load_images(odd, log=messages.append), want)
-    assert os.path.isdir(odd + ".archc-cache")
+    assert os.path.isdir(D.cache_dirs(odd)[0]) and not os.path.exists(odd + ".archc-cache")
     _check(D.load_images(odd, log=messages.append), want)   # read from the cache
     assert sum(m.startswith("decoding") for m in messages) == 1
+
+
+def test_cache_folder_follows_xdg_and_cache_dir(folder, tmp_path, monkeypatch):
+    """Without $ARCHC_CACHE_DIR the cache goes to $XDG_CACHE_HOME/archc/data; `--cache-dir`
+    (archc train, archc compress) chooses the folder, next to the data only when asked."""
+    from archc import _cli
+    root, _ = folder
+    monkeypatch.delenv("ARCHC_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(tmp_path / "xdg" / "archc" / "data")
+    args = _cli.make_parser().parse_args(
+        ["train", "se_sqnxt", "--data", str(root), "--cache-dir", str(root.parent)])
+    _cli.use_cache_dir(args)   # sets $ARCHC_CACHE_DIR for this process (monkeypatch undoes it)
+    assert os.environ["ARCHC_CACHE_DIR"] == str(root.parent)
+    D.load_images(str(root))
+    [cache] = D.cache_dirs(str(root))
+    assert os.path.dirname(cache) == str(root.parent) and os.path.isfile(
+        os.path.join(cache, "meta.json"))
+
+
+def test_decoding_counts_every_image_and_shows_a_bar_on_a_terminal(folder, monkeypatch, capsys):
+    """Every decoded image ticks the decoding progress (10 here: 6 train, 4 test); on a
+    terminal, load_images shows it as a tqdm bar on stderr; elsewhere, or with
+    progress=False, it prints nothing."""
+    from archc.training.decode import DECODED
+    root, _ = folder
+    ticks = []
+    token = DECODED.set(ticks.append)
+    try:
+        D.load_images(str(root), cache=False)
+    finally:
+        DECODED.reset(token)
+    assert ticks == [1] * 10
+    capsys.readouterr()
+    D.load_images(str(root), cache=False, log=lambda m: None)          # not a terminal
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    D.load_images(str(root), cache=False, log=lambda m: None, progress=False)
+    assert capsys.readouterr().err == ""
+    D.load_images(str(root), cache=False, log=lambda m: None)
+    assert "decoding pets" in capsys.readouterr().err

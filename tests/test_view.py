@@ -96,6 +96,90 @@ def test_page_loads_with_every_layer_offline(browser, se, tmp_path):
         page.close()
 
 
+# A newcomer's network whose block calls are long (GhostNet-style): their titles must be read whole
+GHOSTLIKE = """import "std/layers.arch"
+
+block ghost_module(x: tensor, out: int, ratio: int = 2, kernel: int = 1, dw_kernel: int = 3) {
+    init = int(out / ratio)
+    p = x -> primary: conv(init, kernel=kernel, padding=int(kernel / 2)) -> bn1: bn -> act1: relu
+    c = p -> cheap: conv(init, kernel=dw_kernel, padding=int(dw_kernel / 2), groups=init)
+          -> bn2: bn -> act2: relu
+    return concat(p, c)
+}
+
+block ghost_bottleneck(x: tensor, hidden: int, out: int, kernel: int = 3, stride: int = 1,
+                       se_ratio: float = 0.25) {
+    y = ghost1: ghost_module(x, hidden)
+    y = ghost2: ghost_module(y, out)
+    return add(y, x)
+}
+
+network GhostLike() {
+    x = input(3, 32, 32)
+    x = x -> stem: conv(16, kernel=3, padding=1) -> bn: bn -> act: relu
+    stage1: for i in range(2) {
+        x = "block{i + 1}": ghost_bottleneck(x, 32, 16, kernel=3, stride=1, se_ratio=0.25)
+    }
+    return fc: linear(x -> pool: global_avgpool -> flat: flatten, 10)
+}
+"""
+
+# The layout at 1400x1000: where the table's costs end, frame labels that cross a frame's
+# border or lie over a node, and node texts cut with "…"
+LAYOUT_JS = """() => {
+  const wrap = document.getElementById('table-wrap').getBoundingClientRect();
+  const right = {};
+  for (const th of document.querySelectorAll('#layers thead th'))
+    right[th.textContent] = th.getBoundingClientRect().right;
+  const boxes = (sel) => [...document.querySelectorAll(sel)].map(
+    (e) => [e.closest('[data-name]').dataset.name, e.getBoundingClientRect()]);
+  const frames = boxes('#svg .cluster rect'), nodes = boxes('#svg .node rect');
+  const over = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+  const bad = [];
+  for (const [n, l] of boxes('#svg .cluster-label text')) {
+    for (const [m, f] of frames) {
+      const across = (y) => l.top < y && l.bottom > y && l.left < f.right && l.right > f.left;
+      const acrossX = (x) => l.left < x && l.right > x && l.top < f.bottom && l.bottom > f.top;
+      if (across(f.top) || across(f.bottom) || acrossX(f.left) || acrossX(f.right))
+        bad.push(n + ' crosses the frame of ' + m);
+    }
+    for (const [m, r] of nodes) if (over(l, r)) bad.push(n + ' lies over ' + m);
+  }
+  const cut = [...document.querySelectorAll('#svg .node text')].map((t) => t.textContent)
+    .filter((t) => t.includes('…'));
+  return {wrap: wrap.right, right, bad, cut, frames: frames.length};
+}"""
+
+
+@pytest.mark.parametrize("name", ["se_sqnxt", "ghostlike"])
+def test_layout_fits_1400_by_1000(browser, tmp_path, name):
+    """At 1400x1000 the table's name, op, output, params and MACs columns show without
+    scrolling; no frame label crosses a frame or lies over a node, collapsed or expanded;
+    block titles are whole (wrapped, not cut)."""
+    net = archc.analyze(archc.load_source(GHOSTLIKE) if name == "ghostlike" else name)
+    page, problems, _ = open_page(browser, render_html(net), tmp_path)
+    try:
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.wait_for_timeout(100)
+        for state in ("collapsed", "expanded"):
+            got = page.evaluate(LAYOUT_JS)
+            for column in ("layer", "op", "output HxWxC", "params", "MACs"):
+                assert got["right"][column] <= got["wrap"], (state, column, got["right"])
+            assert got["frames"] >= 1 and got["bad"] == [] and got["cut"] == [], (state, got)
+            page.click("#expand-all")
+        if name == "ghostlike":   # the long call is drawn whole, over two lines
+            page.click("#collapse-all")
+            texts = page.eval_on_selector_all(
+                "#svg .node[data-name='stage11.block1'] text.name, "
+                "#svg .node[data-kind='block'] text.name", "ts => ts.map(t => t.textContent)")
+            joined = " ".join(t.strip() for t in texts)
+            assert "ghost_bottleneck(hidden=32, out=16, kernel=3, stride=1, se_ratio=0.25)" \
+                in joined, texts
+        assert problems == []
+    finally:
+        page.close()
+
+
 def test_expanding_and_collapsing_a_block(browser, se, tmp_path):
     page, problems, _ = open_page(browser, render_html(se), tmp_path)
     try:

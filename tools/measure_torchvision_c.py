@@ -29,7 +29,7 @@ import torch
 
 # torchvision's compiled extension (detection ops such as nms) does not load next to the
 # CPU torch build here; its fake-kernel registration module is replaced by an empty one.
-# The models measured are pure torch.nn (docs/library-c.md).
+# The models measured are pure torch.nn.
 sys.modules["torchvision._meta_registrations"] = types.ModuleType(
     "torchvision._meta_registrations")
 import torchvision  # noqa: E402

@@ -98,12 +98,17 @@ def fmt_d(d):
                     f"-D {k}=[{','.join(map(str, v))}]" for k, v in d.items())
 
 
+# the paper column of docs/paper-tables.md: Chappa & El-Sharkawy, Duggal & El-Sharkawy
+PAPER = {"000": "C&E", "001": "D&E"}
+
+
 def main():
-    print("| seed | table | model (as printed) | printed col. | archc | params | buffers "
+    print("| paper | table | model (as printed) | printed col. | archc | params | buffers "
           "| MB (1e6) | MiB | MB+buf (1e6) | torch.save MB | paper MB | paper / MB | paper / MB+buf "
           "| paper - torch.save |")
     print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for seed, table, name, extra, net, d, mb in ROWS:
+        seed = PAPER[seed]
         if d is None:
             print(f"| {seed} | {table} | {name} | {extra} | (no stage list for this depth) "
                   f"| - | - | - | - | - | - | {mb} | - | - | - |")

@@ -3,7 +3,7 @@
     python tools/view_screenshot.py [OUT.png]
 
 Renders the page, opens it in the system's headless Chromium (Playwright drives it, as the
-tests do), expands stage2.block1 and its SE block, and saves a 1600x1000 screenshot.
+tests do), expands stage2.block1 and its SE block, and saves a 1400x1000 screenshot.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def main(out: str) -> None:
         ctx = p.chromium.launch_persistent_context(os.path.join(tmp, "profile"),
                                                    executable_path=chromium, args=ARGS,
                                                    headless=True,
-                                                   viewport={"width": 1600, "height": 1000})
+                                                   viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         page.goto("file://" + page_file)
         page.wait_for_selector("body[data-ready='1']")

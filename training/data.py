@@ -15,13 +15,14 @@ and a `test` split:
     tiny_imagenet.py).
 
 An image folder's test split may be called `val/` (ImageNet's layout) instead of `test/`.
-`ImageData.holdout(n)` makes a validation split from the training images (seed 003's
+`ImageData.holdout(n)` makes a validation split from the training images (Nguyen et al.'s
 48,000 / 2,000).
 
-Decoded arrays are cached next to the data (`<path>.archc-cache/`, one .npy per array and a
-meta.json); where that is not writable, under $ARCHC_CACHE_DIR or ~/.cache/archc/data. The
-cache is keyed by the source's size and modification time and written atomically, so a
-killed decode leaves nothing half-written. Processes that load the same source at once (the
+Decoded arrays are cached in the user's cache folder, never next to the data unless asked
+(`archc train --cache-dir DIR`, or $ARCHC_CACHE_DIR; else $XDG_CACHE_HOME/archc/data, else
+~/.cache/archc/data): one folder per data set, named after it and a hash of its absolute
+path, with one .npy per array and a meta.json. The cache is keyed by the source's size and
+modification time and written atomically, so a killed decode leaves nothing half-written. Processes that load the same source at once (the
 processes of a data-parallel run, runs started together) decode it once: the others wait on
 a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
 written anywhere.
@@ -40,6 +41,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -48,7 +50,8 @@ import numpy as np
 
 from archc.compiler import ArchError
 
-from .decode import MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file, size_ok
+from .decode import (DECODED, MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file,
+                     size_ok)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
@@ -94,7 +97,7 @@ class ImageData:
 
     def holdout(self, n: int | None, seed: int = 0) -> "ImageData":
         """Validation on `n` training images drawn at random (fixed seed), training on the
-        rest; the original test split is set aside (seed 003: 48,000 / 2,000 of CIFAR)."""
+        rest; the original test split is set aside (Nguyen et al.: 48,000 / 2,000 of CIFAR)."""
         if n is None:
             return self
         total = len(self.train_y)
@@ -303,13 +306,20 @@ def _fingerprint(path: str) -> dict:
     return {"size": size, "mtime_ns": latest, "files": count}
 
 
+def user_cache(name: str) -> str:
+    """The user's cache folder for archc's `name` ("data", "xla"):
+    $XDG_CACHE_HOME/archc/NAME, else ~/.cache/archc/NAME."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "archc", name)
+
+
 def cache_dirs(path: str) -> list[str]:
-    """Where the cache of `path` may live, in order of preference."""
+    """Where the cache of `path` may live, in order of preference: its entry in
+    $ARCHC_CACHE_DIR (which `--cache-dir` sets), else in the user's cache folder."""
     path = os.path.abspath(path).rstrip("/")
     key = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]  # any name the system allows
-    home = os.environ.get("ARCHC_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "archc", "data")
-    return [path + ".archc-cache", os.path.join(home, f"{os.path.basename(path)}-{key}")]
+    root = os.environ.get("ARCHC_CACHE_DIR") or user_cache("data")
+    return [os.path.join(root, f"{os.path.basename(path)}-{key}")]
 
 
 def _load_cache(directory: str, meta: dict) -> ImageData | None:
@@ -388,9 +398,33 @@ def _decode_lock(path: str, log=None):
         os.close(fd)
 
 
-def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -> ImageData:
+@contextlib.contextmanager
+def _decode_progress(path: str, enabled: bool):
+    """A progress bar counting the decoded images (tqdm, on a terminal only)."""
+    bar = None
+    if enabled and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+            bar = tqdm(desc=f"decoding {os.path.basename(path.rstrip(os.sep))}",
+                       unit=" images", leave=False, dynamic_ncols=True)
+        except ImportError:   # tqdm is in the `data` extra: without it, no bar
+            pass
+    if bar is None:
+        yield
+        return
+    token = DECODED.set(bar.update)
+    try:
+        yield
+    finally:
+        DECODED.reset(token)
+        bar.close()
+
+
+def load_images(path: str, cache: bool = True, log=None, coarse: bool = False,
+                progress: bool = True) -> ImageData:
     """Read the data set at `path` (see the module docstring), through the .npy cache.
-    coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones."""
+    coarse: CIFAR-100's 20 coarse labels instead of its 100 fine ones. progress: a bar
+    counts the decoded images (on a terminal, when `log` is given)."""
     path = os.path.expanduser(str(path))
     reader = _reader(path, coarse)
     meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **_fingerprint(path)}
@@ -398,7 +432,8 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -
         meta["labels"] = "coarse"
 
     if not cache:
-        return reader(path)
+        with _decode_progress(path, progress and log is not None):
+            return reader(path)
     hit = _cached(path, meta)
     if hit is not None:
         return hit
@@ -408,7 +443,8 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False) -
             return hit
         if log:
             log(f"decoding {path} once (cached as .npy afterwards)")
-        data = reader(path)
+        with _decode_progress(path, progress and log is not None):
+            data = reader(path)
         for directory in cache_dirs(path):
             if _save_cache(directory, data, meta):
                 break

@@ -8,6 +8,7 @@ total of decoded bytes stays within max_decoded_bytes() ($ARCHC_MAX_DATA_BYTES, 
 """
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import stat
@@ -70,6 +71,10 @@ def read_file(path: str) -> bytes:
     return blob
 
 
+# called with 1 after each decoded image while data.load_images shows a progress bar
+DECODED: contextvars.ContextVar = contextvars.ContextVar("archc_decoded", default=None)
+
+
 def decode(blob: bytes, name: str, budget: Budget) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
     try:
@@ -81,7 +86,11 @@ def decode(blob: bytes, name: str, budget: Budget) -> np.ndarray:
                     raise ArchError(f"image {name} is {w}x{h} pixels, more than the "
                                     f"{MAX_IMAGE_PIXELS:,} archc decodes")
                 budget.take(w * h * 3, name)
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+                pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                tick = DECODED.get()
+                if tick is not None:
+                    tick(1)
+                return pixels
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ArchError(f"image {name} is a decompression bomb: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:

@@ -27,7 +27,7 @@ from archc.compiler import Network
 
 from archc.backends import jax_backend, weights
 from . import first_output, guard
-from .data import ImageData
+from .data import ImageData, user_cache
 from .distributed import Placement
 from .norm import CIFAR10, Normalization, training_stats
 from .recipe import (
@@ -37,6 +37,7 @@ from .recipe import (
     steps_per_epoch,
 )
 from .run_dir import (
+    COMPILE_NOTE,
     KEEP_CHECKPOINTS,
     Loop,
     RunDir,
@@ -329,6 +330,7 @@ class Checkpoints:
 
 class JaxLoop(Loop):
     """The Loop protocol of run_dir.run_epochs over a Trainer and device-resident data."""
+    first_step_note = COMPILE_NOTE
 
     def __init__(self, trainer: Trainer, ckpt: Checkpoints, state: dict, data: ImageData):
         self.trainer, self.ckpt, self.n = trainer, ckpt, len(data.train_y)
@@ -434,8 +436,7 @@ def use_compilation_cache(log=print) -> None:
     machine code from there: a folder (or parent) that another user owns or may write is
     not used (one line says why)."""
     import jax
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "archc", "xla")
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or user_cache("xla")
     reason = guard.make_cache_dir(folder)
     if reason:
         log(f"archc: not using the XLA compilation cache: {reason}")

@@ -229,6 +229,7 @@ class RunDir:
             import matplotlib
             matplotlib.use("Agg")
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:  # matplotlib is in the `train` extra; without it, no plot
             return
         epochs = [h["epoch"] for h in history]
@@ -238,6 +239,7 @@ class RunDir:
             ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", ms=3, label="train")
             ax.plot(epochs, [h[f"test_{key}"] for h in history], "o-", ms=3, label="test")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -291,7 +293,7 @@ def _median(xs):
 
 def format_summary(s: dict) -> str:
     return "\n".join([
-        f"{s['network']} ({s['backend']}, {s['precision']}), {s['epochs']} epochs:",
+        f"{s['network']}: {s['epochs']} epochs in {s['backend']}, {s['precision']} arithmetic:",
         f"  test accuracy    best {s['best_test_acc']:.2f}% (epoch {s['best_epoch']}), "
         f"last {s['last_test_acc']:.2f}%",
         f"  epoch time       {s['epoch_seconds_median']:.2f} s median "
@@ -336,8 +338,15 @@ class Progress:
             self.bar.close()
 
 
+COMPILE_NOTE = ("compiling the train step (the first run of a network and recipe takes "
+                "longest; later runs reuse the compilation cache) ...")
+
+
 class Loop:
     """What a backend's training loop provides to `run_epochs` (jax_loop / torch_loop)."""
+
+    # printed before the first step when that step compiles (COMPILE_NOTE), else None
+    first_step_note: str | None = None
 
     def begin_epoch(self, epoch: int) -> None:
         """Draw the epoch's data order and reset the train metric accumulators."""
@@ -376,6 +385,8 @@ def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[
     compiled = False
     for epoch in range(start + 1, recipe.epochs + 1):
         loop.begin_epoch(epoch)
+        if not compiled and loop.first_step_note:
+            log(loop.first_step_note)
         bar = Progress(epoch, recipe.epochs, spe, recipe.batch_size, progress)
         t0 = time.perf_counter()
         compile_s = 0.0

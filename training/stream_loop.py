@@ -8,10 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import stream
-from .run_dir import Loop
+from .run_dir import COMPILE_NOTE, Loop
 
 
 class StreamLoop(Loop):
+    first_step_note = COMPILE_NOTE
+
     def __init__(self, trainer, ckpt, state: dict, data: stream.FolderSet, size: int,
                  workers: int = 0):
         import jax

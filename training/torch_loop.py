@@ -28,7 +28,7 @@ from . import first_output, guard
 from .data import ImageData
 from .norm import CIFAR10, Normalization, training_stats
 from .recipe import Recipe, lr_table, steps_per_epoch
-from .run_dir import (KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
+from .run_dir import (COMPILE_NOTE, KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
                       corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
 
 _NAME = re.compile(r"epoch-(\d+)\.safetensors$")
@@ -72,6 +72,7 @@ class TorchLoop(Loop):
             memory_format=self.memory_format)
         self.forward = self.model
         if compile_mode:
+            self.first_step_note = COMPILE_NOTE
             self.forward = torch.compile(self.model) if compile_mode == "default" else \
                 torch.compile(self.model, mode=compile_mode)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=recipe.lr,

@@ -84,7 +84,7 @@ class ConvBn(nnx.Module):
 
 
 class Se(nnx.Module):
-    """Squeeze-and-Excitation (Hu et al.; seed 003 Fig. 2): `se`, std/se.arch:14."""
+    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14."""
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)
@@ -101,8 +101,9 @@ class Se(nnx.Module):
 
 
 class SqnxtBlock(nnx.Module):
-    """The SqueezeNext bottleneck block (Gholami et al. 2018; seeds 000 Fig. 6, 001 Fig. 5), as
-    the seeds' Tables V and VI list it: `sqnxt_block`, std/sqnxt.arch:15.
+    """The SqueezeNext bottleneck block (Gholami et al. 2018; Chappa & El-Sharkawy, Fig. 6;
+    Duggal & El-Sharkawy, Fig. 5), as the papers' Tables V and VI list it: `sqnxt_block`,
+    std/sqnxt.arch:15.
     """
 
     def __init__(self, in_channels, out, stride=1, se_ratio=0.0, *, rngs: nnx.Rngs):
@@ -134,10 +135,11 @@ class SqnxtBlock(nnx.Module):
 class SESqueezeNext(nnx.Module):
     """SESqueezeNext, compiled by archc from se_sqnxt.arch.
 
-    SE-SqueezeNext (Chappa & El-Sharkawy, seed 000): SqueezeNext for CIFAR-10 with a
-    Squeeze-and-Excitation block at the end of every bottleneck block (Fig. 6). `stages` is
-    the 4-stage block configuration ([1,2,4,1] is SE-SqueezeNext-10; the seed's \"resolution
-    multiplier\" column); width scales every channel count with int().
+    SE-SqueezeNext (Chappa & El-Sharkawy, \"Squeeze-and-Excitation SqueezeNext: An Efficient
+    DNN for Hardware Deployment\"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
+    block at the end of every bottleneck block (Fig. 6). `stages` is the 4-stage block
+    configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's \"resolution multiplier\"
+    column); width scales every channel count with int().
 
     Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
     se_ratio = 16.0, resolution = 32, init = \"xavier_uniform\".

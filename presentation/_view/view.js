@@ -59,7 +59,26 @@
     return t;
   }
   function clip(s, n) { return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+  // a long block title on several lines (at most `n` characters each, broken after ", "),
+  // so that it is read whole instead of cut
+  function wrap(s, n) {
+    const out = [];
+    let line = "";
+    for (const part of s.split(/(?<=, )/)) {
+      if (line && (line + part).trimEnd().length > n) { out.push(line.trimEnd()); line = "  "; }
+      line += part;
+    }
+    out.push(line.trimEnd());
+    return out.flatMap((l) => l.length > n ? [clip(l, n)] : [l]);
+  }
   function sum(ls, key) { return ls.reduce((s, l) => s + l[key], 0); }
+  const RANKSEP = 34;
+  function fit(s, px) {                 // s, cut with "…" to at most px wide
+    if (textWidth(s, false) <= px) return s;
+    let n = s.length;
+    while (n > 4 && textWidth(s.slice(0, n - 1) + "…", false) > px) n--;
+    return s.slice(0, n - 1) + "…";
+  }
 
   // the node a layer is drawn as: itself, or its outermost collapsed scope
   function rep(name) {
@@ -73,15 +92,16 @@
       const cat = CATEGORY[l.op] || (ACT.has(l.op) ? "act" : l.op.includes("pool") ? "pool" : "other");
       const lines = [shortName(l), opText(l), l.out];
       if (l.params || l.macs) lines.push(human(l.params) + " params · " + human(l.macs) + " MACs");
-      return { id, name: l.name, block: false, cls: "op-" + cat, lines, parent: l.scope,
+      return { id, name: l.name, block: false, cls: "op-" + cat, lines, bold: 1, parent: l.scope,
                tip: l.name + "\n" + l.op + " → " + l.out + "\nparams " + full(l.params) +
                     ", MACs " + full(l.macs) + (l.source ? "\n" + l.source : "") };
     }
     const s = scopes.get(id.slice(2));
     const ls = members.get(s.name) || [];
     const last = ls[ls.length - 1];
-    return { id, name: s.name, block: true, cls: "block", parent: s.parent,
-             lines: ["▸ " + clip(s.title, 56), ls.length + " layers → " + (last ? last.out : "?"),
+    const title = wrap("▸ " + s.title, 48);
+    return { id, name: s.name, block: true, cls: "block", parent: s.parent, bold: title.length,
+             lines: [...title, ls.length + " layers → " + (last ? last.out : "?"),
                      human(sum(ls, "params")) + " params · " + human(sum(ls, "macs")) + " MACs"],
              tip: s.title + "\n" + s.name + " (" + s.kind + ")\n" + full(sum(ls, "params")) + " params, " +
                   full(sum(ls, "macs")) + " MACs\nclick to expand" };
@@ -90,7 +110,8 @@
   // ---- the graph -------------------------------------------------------------------------
   function layout() {
     const g = new dagre.graphlib.Graph({ compound: true });
-    g.setGraph({ rankdir: "TB", nodesep: 16, ranksep: 22, marginx: 14, marginy: 14 });
+    // ranksep: a frame's top is half of it above its first member: room for the frame's label
+    g.setGraph({ rankdir: "TB", nodesep: 16, ranksep: RANKSEP, marginx: 14, marginy: 14 });
     g.setDefaultEdgeLabel(() => ({}));
     const infos = new Map();
     for (const l of layers) {
@@ -98,7 +119,7 @@
       if (infos.has(id)) continue;
       const info = nodeInfo(id);
       infos.set(id, info);
-      const w = Math.max(...info.lines.map((t, i) => textWidth(t, i === 0))) + 16;
+      const w = Math.max(...info.lines.map((t, i) => textWidth(t, i < info.bold))) + 16;
       g.setNode(id, { width: Math.ceil(w), height: 15 * info.lines.length + 8 });
     }
     for (const info of infos.values()) {   // clusters: the expanded scopes around it
@@ -155,8 +176,9 @@
       const box = el("g", { class: "cluster kind-" + s.kind, "data-name": s.name });
       box.appendChild(el("rect", { x: n.x - n.width / 2, y: n.y - n.height / 2, width: n.width,
                                    height: n.height, rx: 6 }));
-      const label = el("text", { x: n.x - n.width / 2 + 6, y: n.y - n.height / 2 + 11 },
-                       "▾ " + clip(s.title, 90));
+      // the label fits in its frame (a longer title is cut; the tooltip has it whole)
+      const label = el("text", { x: n.x - n.width / 2 + 6, y: n.y - n.height / 2 + 13 },
+                       fit("▾ " + s.title, n.width - 12));
       label.appendChild(el("title", {}, s.title + "\nclick to collapse " + s.name));
       labels.push([box, label]);
       label.addEventListener("click", () => { expanded.delete(s.name); draw(); });
@@ -184,7 +206,7 @@
       node.appendChild(el("title", {}, info.tip));
       node.appendChild(el("rect", { width: n.width, height: n.height, rx: 4 }));
       info.lines.forEach((t, i) => node.appendChild(
-        el("text", { x: 8, y: 16 + 15 * i, class: i === 0 ? "name" : "sub" }, t)));
+        el("text", { x: 8, y: 16 + 15 * i, class: i < info.bold ? "name" : "sub" }, t)));
       node.addEventListener("click", () => {
         if (info.block) { expanded.add(info.name); draw(); } else select(info.name, false);
       });
@@ -206,13 +228,15 @@
                               ["add bit-ops", (l) => l.bits ? full(l.bits.add_bitops) : "", true],
                               ["storage bits", (l) => l.bits ? full(l.bits.storage_bits) : "", true]]
                            : [];
+  // the costs right after the layer and its output, so that they show without scrolling
   const COLUMNS = [
     ["#", (l, i) => i, true], ["layer", (l) => l.name, false], ["op", (l) => l.op, false],
-    ["input HxWxC", (l) => l.in.join(", "), false], ["output HxWxC", (l) => l.out, false],
-    ["kernel", (l) => l.attrs.kernel || "", false], ["stride", (l) => l.attrs.stride || "", false],
-    ["padding", (l) => l.attrs.padding || "", false], ["groups", (l) => l.attrs.groups ?? "", true],
+    ["output HxWxC", (l) => l.out, false],
     ["params", (l) => full(l.params), true], ["MACs", (l) => full(l.macs), true],
-    ["activations", (l) => full(l.activations), true], ...bitCols];
+    ["activations", (l) => full(l.activations), true], ...bitCols,
+    ["input HxWxC", (l) => l.in.join(", "), false],
+    ["kernel", (l) => l.attrs.kernel || "", false], ["stride", (l) => l.attrs.stride || "", false],
+    ["padding", (l) => l.attrs.padding || "", false], ["groups", (l) => l.attrs.groups ?? "", true]];
   const rows = new Map();
 
   function buildTable() {
