@@ -112,3 +112,28 @@ def test_scanned_runs_of_identical_blocks_equal_the_unrolled_module():
                                        err_msg=str(p))
     jb.set_scan(model, False)
     assert scans(run, state) == 0
+
+
+def test_drop_path_draws_a_new_mask_every_step():
+    """A network whose only random layer is drop_path (stochastic depth) gets a fresh mask
+    each step, as one with dropout does: the same batch through the same (barely moved)
+    parameters gives a different loss on the next step. With the mask frozen (the step's RNG
+    state not reseeded) both losses were equal."""
+    import archc
+    from archc.training.jax_loop import Trainer
+    from archc.training.recipe import Recipe
+    net = archc.load_source("network T() {\n    x = input(3, 8, 8)\n"
+                            "    y = x -> c: conv(8, kernel=3, padding=1)\n"
+                            "    z = add: add(sd: drop_path(y, 0.5), y)\n"
+                            "    return z -> global_avgpool -> fc: linear(10)\n}\n")
+    trainer = Trainer(net, Recipe(epochs=1, batch_size=16, lr=1e-9, augment=False), 1, 16)
+    rng = np.random.RandomState(0)
+    images = jnp.asarray(rng.randint(0, 256, (16, 8, 8, 3)).astype(np.uint8))
+    labels = jnp.arange(16, dtype=jnp.int32) % 10
+    state = jax.device_put(trainer.init_state)
+    losses = []
+    for _ in range(3):
+        state, acc = trainer.train_step(state, trainer.zeros(), trainer.rest, images, labels,
+                                        jnp.arange(16))
+        losses.append(float(acc[0]))
+    assert len({round(v, 4) for v in losses}) == 3, losses

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from archc.compiler import Network
+from archc.compiler import Network, ops
 
 from archc.backends import jax_backend, weights
 from . import first_output, guard
@@ -124,7 +124,9 @@ class Trainer:
         self.recipe, self.spe, self.norm = recipe, spe, norm
         self.place = place = place or Placement(1)  # the devices (distributed.py)
         self.eval_batch = max(1, min(recipe.eval_batch_size, n_test))
-        self.has_dropout = any(net.node(n)["op"] == "dropout" for n in net.layers())
+        # dropout and drop_path draw a new mask each step (the registry's "dropout" category)
+        self.has_dropout = any(ops.get(net.node(n)["op"]).category == "dropout"
+                               for n in net.layers())
         # initial values are drawn on the host (backends/_jax_init.py): building the module is
         # cheap even where `start` replaces them
         model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
