@@ -25,6 +25,7 @@ here and in the modules beside it, once for all backends:
   _plan.py     calls grouped into classes, holes filled, sequences, class names (this file)
   _merge.py    two classes of one block that differ by an optional member, merged
   _forward.py  forward()'s statements
+  _source.py   the file's text, from the plan (with _wrap.py, its line wrapping)
 """
 from __future__ import annotations
 
