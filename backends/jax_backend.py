@@ -20,7 +20,7 @@ from __future__ import annotations
 from archc.compiler import Network
 
 from . import lowering as L
-from ._plan import Lowered, paren
+from .lower_ctx import Lowered, paren
 
 # Every attribute name of an nnx.Module instance (tests/test_jax_backend.py checks this
 # against the installed flax): a layer named like one gets a trailing '_'.

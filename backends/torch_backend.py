@@ -14,7 +14,7 @@ from __future__ import annotations
 from archc.compiler import Network, ops
 
 from . import lowering as L
-from ._plan import Lowered
+from .lower_ctx import Lowered
 
 # Every attribute name of an nn.Module instance (dir(nn.Module()) of torch 2.13;
 # tests/test_torch_backend.py checks it against the installed torch): a layer named like

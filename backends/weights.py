@@ -1,6 +1,6 @@
 """Weight exchange between the torch and JAX backends, driven by the IR.
 
-Both backends name parameters after the IR's hierarchical layer names (backends/_plan.py's
+Both backends name parameters after the IR's hierarchical layer names (backends/_names.py's
 ModuleTree), and each backend's `weights` table (lowering.Backend) names every tensor the
 registry declares (ops.Op.params / buffers) in its framework and gives its layout:
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import archc
-from archc.backends import _plan, _pyexpr, jax_backend, lowering, onnx_backend, torch_backend
+from archc.backends import _names, _pyexpr, _wrap, jax_backend, onnx_backend, torch_backend
 from archc.compiler import ArchError, bundled_networks, library_dir, load, ops
 
 BACKENDS = [torch_backend.BACKEND, jax_backend.BACKEND, onnx_backend.BACKEND]
@@ -152,10 +152,10 @@ def test_names_python_treats_differently_round_trip(backend):
 
 
 def test_identifiers_are_python_identifiers_meaning_one_thing():
-    assert _plan.identifier("class") == "class_"
-    assert _plan.identifier("\ufb01lter") == "filter"            # NFKC, as Python reads it
-    assert _plan.identifier("__class__") == "m__class__"          # never mangled by Python
-    assert _plan.identifier("filter", {"filter"}) == "filter_"
+    assert _names.identifier("class") == "class_"
+    assert _names.identifier("\ufb01lter") == "filter"            # NFKC, as Python reads it
+    assert _names.identifier("__class__") == "m__class__"          # never mangled by Python
+    assert _names.identifier("filter", {"filter"}) == "filter_"
 
 
 # ---- constructor code means what the .arch expression meant --------------------------------
@@ -211,7 +211,7 @@ def test_every_bundled_network_is_listed():
 
 
 def test_lowering_wraps_long_calls():
-    lines = lowering.wrap("x = ", "f(" + ", ".join(f"a{i}" for i in range(40)) + ")", "")
+    lines = _wrap.wrap("x = ", "f(" + ", ".join(f"a{i}" for i in range(40)) + ")", "")
     assert all(len(line) <= 99 for line in lines) and len(lines) > 1
     ast.parse("\n".join(lines))   # still one valid statement
 

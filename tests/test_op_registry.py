@@ -214,7 +214,7 @@ def prelu(monkeypatch):
     """`prelu` registered and lowered in exactly the places docs/adding-an-op.md lists, for
     this test only (the registry and the backends' tables are restored after it)."""
     from archc.backends import lowering as L
-    from archc.backends._plan import Lowered
+    from archc.backends.lower_ctx import Lowered
     ops.register(PReLU)
     monkeypatch.setitem(tb.LOWER, "prelu", lambda c: Lowered(f"nn.PReLU({c.cin()})",
                                                              f"{c.path}({c.x()})"))

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import archc  # noqa: E402
-from archc.backends import _plan, lowering, torch_backend  # noqa: E402
+from archc.backends import _names, lowering, torch_backend  # noqa: E402
 from archc.compiler import ArchError, library_dir, ops  # noqa: E402
 
 from _runtime import outputs, runtime_params  # noqa: E402  (tests/)
@@ -239,7 +239,7 @@ def test_layer_names_that_clash_with_python_or_nn_module_are_renamed():
     assert {"train_.weight", "forward_.running_mean", "parameters_.weight"} <= set(
         module.state_dict())
     assert module(torch.randn(2, 3, 8, 8)).shape == (2, 2)
-    assert _plan.identifier("class") == "class_"
+    assert _names.identifier("class") == "class_"
 
 
 # ---- weight initialisation -------------------------------------------------------------------

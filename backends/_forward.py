@@ -1,0 +1,107 @@
+"""forward()'s statements for a class (or the network): the items of a rendered call
+(backends/_body.py) in order, as `target = expression` pairs and a returned expression.
+
+Variables are named after the .arch variables they hold (or the layer's name); a temporary
+used once, by the next item, is written inline; a chain without a name of its own stays in
+its input's variable; in tap mode every layer's output passes through `tap()`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._body import ARG, HOLE, Rendered
+from ._names import identifier
+from .lower_ctx import atomic
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+
+def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None) -> list:
+    """forward()'s statements [(target, expr)], the last (None, returned expression):
+    variables named after the .arch variables, single-use temporaries inlined."""
+    items = r.items if items is None else items
+    tap = plan.tap
+    outputs = set(r.outputs)
+    uses: dict = {}
+    for i, it in enumerate(items):
+        for n in it.inputs:
+            uses.setdefault(n, []).append(i)
+    var: dict = dict(r.ext)                     # node -> text
+    carry: dict = {}                            # inlined node -> the variable it consumed
+    live = {t.split("[")[0]: n for n, t in r.ext.items()}   # variable -> node
+    reserved = set(plan.backend.reserved_locals) | {"self"}
+    prefix = f"{r.scope}." if r.scope else ""
+    lines = []
+    for i, it in enumerate(items):
+        expr = substitute(HOLE.sub(lambda m: fill[int(m.group(1))], it.expr),
+                          [var[n] for n in it.inputs])
+        dying = []
+        for n in dict.fromkeys(it.inputs):
+            if n in carry:
+                dying.append(carry[n])
+            elif n not in outputs and max(uses[n]) <= i and live.get(var[n]) == n:
+                del live[var[n]]
+                dying.append(var[n])
+        if it.multi or len(it.outputs) != 1:
+            names = []
+            for out in it.outputs:
+                name = _choose(it.label, live, reserved)
+                live[name], var[out] = out, name
+                names.append(name)
+            lines.append((", ".join(names) + ("," if len(names) == 1 else ""), expr))
+            continue
+        out = it.outputs[0]
+        later = uses.get(out, [])
+        if it.optional:   # the member may be None: then the input passes through
+            name = _choose(it.hint or it.label, live, reserved)
+            live[name], var[out] = out, name
+            src = var[it.inputs[0]]
+            lines.append((name, f"{src} if self.{it.optional} is None else {expr}"))
+            continue
+        if not tap and out in outputs and i == len(items) - 1 and len(r.outputs) == 1:
+            var[out] = expr
+            continue
+        if not tap and out not in outputs and later == [i + 1] and it.hint is None and \
+                len(expr) <= 40 and expr.count("(") <= 1:
+            var[out] = expr
+            if dying and dying[0].isidentifier():
+                carry[out] = dying[0]
+            continue
+        if it.hint is None and dying and dying[0].isidentifier():
+            name = dying[0]   # a chain without a name of its own stays in its input's variable
+        else:
+            name = _choose(it.hint or it.label, live, reserved)
+        live[name], var[out] = out, name
+        lines.append((name, expr))
+        if tap and it.tap:
+            lines.append((name, f'tap(self.tap_prefix + "{it.name[len(prefix):]}", {name})'))
+    if r.out_names:   # the network's named outputs: [(name, text)]
+        ret = [(name, var[n]) for name, n in zip(r.out_names, r.outputs)]
+    elif r.out_tuple:
+        ret = ", ".join(var[n] for n in r.outputs) + ("," if len(r.outputs) == 1 else "")
+    else:
+        ret = var[r.outputs[0]]
+    return lines + [(None, ret)]
+
+
+def substitute(template: str, texts: list) -> str:
+    """Put the inputs' texts into an expression template, in parentheses where an operator
+    is next to them."""
+    def one(m):
+        text = texts[int(m.group(1))]
+        before = template[:m.start()].rstrip(" ")[-1:]
+        after = template[m.end():].lstrip(" ")[:1]
+        if atomic(text) or (before in ("(", "[", ",") and after in (")", "]", ",")):
+            return text
+        return f"({text})"
+    return ARG.sub(one, template)
+
+
+def _choose(base: str, live: dict, reserved: set) -> str:
+    base = identifier(base, reserved)
+    name, k = base, 1
+    while name in live or name in reserved:
+        k += 1
+        name = f"{base}{k}"
+    return name
