@@ -39,6 +39,7 @@ def _defines(values) -> dict:
 
 def _network(args):
     program = load_program(args.target)
+    args.sources = list(program.sources)  # the .arch file and its imports (check_output)
     overrides = _defines(args.define)
     try:
         return build(program, overrides)
@@ -48,6 +49,15 @@ def _network(args):
                 if text.split("=", 1)[0].strip() == _define_name(err):
                     err.source = define_text(text)
         raise
+
+
+def check_output(args, path, flag: str = "-o") -> None:
+    """Refuse an output that is one of the command's inputs: the .arch file and its imports
+    (once _network has loaded them), --weights, --quant, --masks."""
+    from archc._files import check_not_input
+    inputs = [("the input", p) for p in getattr(args, "sources", None) or [args.target]]
+    inputs += [(f"--{k}", getattr(args, k, None)) for k in ("weights", "quant", "masks")]
+    check_not_input(path, inputs, flag)
 
 
 def _define_name(err: ArchError) -> str:
@@ -109,6 +119,7 @@ def cmd_build(args) -> int:
         return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
+    check_output(args, args.output)
     if args.output:
         backend.write_source(net, args.output, init=args.init)
     else:
@@ -122,7 +133,9 @@ def _build_onnx(args) -> int:
     if not args.output:
         raise ArchError("--backend onnx writes a binary file: give -o FILE", hint="-o net.onnx")
     from archc.backends import onnx_backend
-    onnx_backend.write_model(_network(args), args.output, weights=args.weights,
+    net = _network(args)
+    check_output(args, args.output)
+    onnx_backend.write_model(net, args.output, weights=args.weights,
                              fold_bn=args.fold_bn, init=args.init)
     return 0
 

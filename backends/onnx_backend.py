@@ -303,6 +303,8 @@ def _tensors(net: Network, weights, init: str | None) -> tuple:
         raise ArchError("--init chooses how weights are initialised; with --weights nothing is",
                         hint="give one of --weights and --init")
     if isinstance(weights, dict):
+        from archc._checks import finite_tensors
+        finite_tensors(weights, "weights")
         return weights, "given"
     if not isinstance(weights, (str, os.PathLike)):
         raise ArchError(f"weights must be a safetensors file's path or a dict of arrays, not "

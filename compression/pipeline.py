@@ -10,9 +10,9 @@ and only reads), so scoring options may change freely.
 """
 from __future__ import annotations
 
-import json
 import os
 
+from archc import _checks as checks
 from archc.compiler import ArchError, Network
 
 from . import job, steps
@@ -27,13 +27,12 @@ def recorded(out: str) -> dict:
     found = {}
     for step in LOCKED:
         path = os.path.join(out, step, "step.json")
-        if os.path.isfile(path):
+        if os.path.lexists(path):
             try:
-                with open(path, encoding="utf-8") as f:
-                    found[step] = _norm(json.load(f)["settings"])
-            except (OSError, ValueError, KeyError) as err:
-                raise ArchError(f"{path} cannot be read: {err}",
-                                hint=f"delete {os.path.dirname(path)} to redo that step") from None
+                found[step] = _norm(checks.field(checks.read_json(path), "settings", dict, path))
+            except ArchError as err:
+                err.hint = f"delete {os.path.dirname(path)} to redo that step"
+                raise
     return found
 
 
@@ -74,8 +73,10 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
         train_per_class, test_per_class, seed=run["_recipe"].seed)
     job.check_data(images, run, run_path)
     ident = job.identity(net, run_path, run, images)
+    from archc._files import check_output_folder
+    check_output_folder(out, "--out")
     marker = os.path.join(out, "compress.json")
-    if os.path.isfile(marker):
+    if os.path.lexists(marker):
         saved = _read_marker(out)
         diff = _diff({k: saved.get(k) for k in ident}, ident)
         if diff:
@@ -98,13 +99,11 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
 
 def _read_marker(out: str) -> dict:
     path = os.path.join(out, "compress.json")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise ArchError(f"{path} cannot be read: {err}") from None
+    marker = checks.read_json(path)
+    checks.field(marker, "settings", dict, path, required=False)
+    return marker
 
 
 def _diff(saved: dict, current: dict) -> list:

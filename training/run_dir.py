@@ -103,16 +103,12 @@ def saved_run(out: str) -> dict | None:
     path = os.path.join(out, "run.json")
     if not os.path.isfile(path):
         return None
+    from archc._checks import run_json
     try:
-        with open(path, encoding="utf-8") as f:
-            run = json.loads(f.read(1_000_000))
-    except (OSError, ValueError) as exc:
-        raise ArchError(f"{path} cannot be read: {exc}",
-                        hint="the run folder is damaged; start a new run with another --out") \
-            from None
-    if not isinstance(run, dict):
-        raise ArchError(f"{path} is not a run description (a JSON object)")
-    return run
+        return run_json(path)
+    except ArchError as err:
+        err.hint = "the run folder is damaged; start a new run with another --out"
+        raise
 
 
 def has_progress(path: str) -> bool:
