@@ -122,7 +122,8 @@ def field(obj: dict, key: str, kind, what: str, required: bool = True):
     if ok and isinstance(v, float) and not math.isfinite(v):
         ok = False
     if not ok:
-        want = " or ".join(_TYPES.get(k, k.__name__) for k in kinds)
+        want = "a number" if set(kinds) == {int, float} else \
+            " or ".join(_TYPES.get(k, k.__name__) for k in kinds)
         raise ArchError(f"{what}: field '{key}' must be {want}, got {_json_type(v)}"
                         + (f" {v!r}"[:60] if isinstance(v, (int, float, str)) else ""))
     return v

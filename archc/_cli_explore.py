@@ -57,8 +57,8 @@ def cmd_view(args) -> int:
 
 # ---- sweep -----------------------------------------------------------------------------------
 def cmd_sweep(args) -> int:
-    from archc.compiler import sweep as S
-    from archc.compiler import sweep_report as R
+    from archc.presentation import sweep as S
+    from archc.presentation import sweep_report as R
     spec = _check_bitops_options(args)
     if not args.grid:
         raise ArchError("archc sweep needs at least one --grid name=[values]",
