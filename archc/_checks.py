@@ -41,7 +41,7 @@ def regular_file(path, what: str | None = None, limit: int | None = None) -> os.
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise ArchError(f"{shown}: no such file") from None
+        raise ArchError(f"cannot read {shown}: no such file") from None
     except OSError as err:
         raise ArchError(f"cannot read {shown}: {err.strerror or err}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -226,6 +226,17 @@ def finite_tensors(arrays: dict, what: str) -> None:
             raise ArchError(f"{what}: tensor '{name}' has {bad:,} non-finite values (NaN or "
                             "infinity)", hint="the weights are damaged or training diverged: "
                             "use an earlier checkpoint, or retrain with a lower learning rate")
+
+
+def no_extra_tensors(arrays: dict, used, network: str, what: str = "the weights") -> None:
+    """Refuse tensors that no layer of the network has (torch's num_batches_tracked counters
+    excepted): weights written for another network or other parameters."""
+    extra = sorted(k for k in arrays if k not in used and not k.endswith(".num_batches_tracked"))
+    if extra:
+        raise ArchError(f"{what} hold {len(extra)} tensor(s) that no layer of {network} has: "
+                        + ", ".join(extra[:3]) + (" ..." if len(extra) > 3 else ""),
+                        hint="were the weights written for another network or other "
+                             "parameters?")
 
 
 def address(text: str, flag: str) -> tuple[str, int]:

@@ -357,6 +357,11 @@ def main(argv=None) -> int:
         if getattr(args, "command", None) == "train":
             sys.stderr.write("archc: interrupted; the last finished epoch is checkpointed: "
                              "rerun with --resume to continue\n")
+        elif getattr(args, "command", None) == "compress":
+            sys.stderr.write("archc: interrupted; finished steps are kept: run the same "
+                             "command again to go on where it stopped\n")
+        else:
+            sys.stderr.write("archc: interrupted\n")
         return 130
     except BrokenPipeError:
         return 0

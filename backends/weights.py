@@ -17,6 +17,7 @@ On disk the exchange format is safetensors (no pickle): `save` / `load` work on 
 """
 from __future__ import annotations
 
+import os
 
 import numpy as np
 
@@ -60,6 +61,11 @@ def _set(tree, path, value):
     for p in path[:-1]:
         tree = tree.setdefault(p, {})
     tree[path[-1]] = value
+
+
+def torch_keys(net: Network) -> set:
+    """The torch-layout key of every tensor the network's layers have."""
+    return {f"{tpath}.{tname}" for _, tpath, _, tname, _, _ in _entries(net)}
 
 
 def torch_to_jax(net: Network, tensors: dict) -> dict:
@@ -165,4 +171,4 @@ def load(path) -> dict:
     """{key: array} of a safetensors file, checked (archc._checks.tensors): a regular file,
     a sound header, dtypes numpy reads, every float finite."""
     from archc._checks import tensors
-    return tensors(path)
+    return tensors(path, f"weights from '{os.fspath(path)}'")

@@ -355,3 +355,87 @@ def test_quant_numbers_are_plain_digits(work, capsys, value):
     (work / "q.quant").write_text(f"default weight_bits=8 act_bits={value}\n")
     refused(capsys, ["analyze", "t.arch", "--bitops", "table1", "--quant", "q.quant"],
             ["q.quant:1", "'act_bits' must be a whole number of bits"], [work / "q.quant"])
+
+
+# ---- smaller: extra tensors, Ctrl-C, import cycles -------------------------------------------
+def test_compress_refuses_tensors_no_layer_has(work):
+    from archc.backends.weights import torch_keys
+    from archc.compiler import ArchError
+    from archc.compression.state import load_flat
+    net = build_net(load_program(str(work / "t.arch")), {})
+    arrays = {k: np.ones(2) for k in torch_keys(net)}
+    (work / "w.safetensors").write_bytes(safetensors_bytes({**arrays, "extra.weight":
+                                                            np.ones(2)}))
+    with pytest.raises(ArchError, match=r"w.safetensors.*no layer of T has: extra.weight"):
+        load_flat(net, str(work / "w.safetensors"))
+
+
+def test_interrupted_compress_says_how_to_go_on(work, capsys, monkeypatch):
+    pytest.importorskip("jax")
+    from archc.compression import pipeline
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pipeline, "compress", interrupted)
+    rc, _, err = cli(capsys, *_compress())
+    assert rc == 130 and "interrupted; finished steps are kept" in err, err
+
+
+def test_import_cycles_are_loaded_once(work, capsys):
+    """Documented as legal (docs/language.md: each file is loaded once, cycles are harmless)."""
+    (work / "b.arch").write_text('import "c.arch"\nblock b(x: tensor) {\n return c(x)\n}\n')
+    (work / "c.arch").write_text('import "b.arch"\nblock c(x: tensor) {\n return relu(x)\n}\n')
+    (work / "a.arch").write_text('import "b.arch"\nnetwork A() {\n x = input(3, 8, 8)\n'
+                                 " return b(x)\n}\n")
+    rc, out, err = cli(capsys, "check", "a.arch", seconds=10)
+    assert rc == 0 and out.startswith("ok: A"), err
+
+
+# ---- training: the first non-finite loss stops the run ---------------------------------------
+def _image_folder(work):
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for c in ("a", "b"):
+            d = work / "data" / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    d / f"{i}.png")
+
+
+def _train(*extra):
+    return ["train", "t.arch", "--data", "data", "--backend", "torch", "--batch-size", "4",
+            "--no-progress", "--no-cache", "--out", "r", *extra]
+
+
+def test_a_diverging_learning_rate_stops_training(work, capsys):
+    pytest.importorskip("torch")
+    _image_folder(work)
+    err = refused(capsys, _train("--epochs", "2", "--lr", "1e30"),
+                  ["training diverged", "epoch 1", "learning rate 1e+30", "--lr"], seconds=60)
+    assert not (work / "r" / "model.safetensors").exists()
+    assert not (work / "r" / "summary.json").exists(), err
+
+
+def test_divergence_keeps_the_last_good_checkpoint(work, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from archc.training import torch_loop
+    _image_folder(work)
+    begin, metrics = torch_loop.TorchLoop.begin_epoch, torch_loop.TorchLoop.train_metrics
+
+    def begin_epoch(self, epoch):
+        self.test_epoch = epoch
+        return begin(self, epoch)
+
+    def train_metrics(self):     # the loss of epoch 2 (steps 4-6) is NaN from its first step
+        loss, correct, count = metrics(self)
+        return (float("nan") if self.test_epoch == 2 else loss), correct, count
+    with monkeypatch.context() as m:
+        m.setattr(torch_loop.TorchLoop, "begin_epoch", begin_epoch)
+        m.setattr(torch_loop.TorchLoop, "train_metrics", train_metrics)
+        refused(capsys, _train("--epochs", "3"), ["training diverged", "in epoch 2, by step 6"],
+                seconds=60)
+    assert [e for e, _ in torch_loop.checkpoints(str(work / "r" / "checkpoints"))] == [1]
+    rc, out, err = cli(capsys, *_train("--epochs", "3", "--resume"), seconds=60)
+    assert rc == 0 and "resuming r after epoch 1 of 3" in out, err
