@@ -12,6 +12,7 @@ field and what was expected (CLI exit 2).
     count          a count that an option implies, bounded before anything is allocated
     tensors        a safetensors file: header, dtypes, shapes and offsets checked before
                    loading, then every floating tensor finite (finite_tensors: named if not)
+    available_memory  bytes a new allocation may take (for estimates before allocating)
     address        HOST:PORT of a network peer, parsed and validated
     run_json       run.json of an `archc train` run folder: the fields others read, typed
 """
@@ -237,6 +238,21 @@ def no_extra_tensors(arrays: dict, used, network: str, what: str = "the weights"
                         + ", ".join(extra[:3]) + (" ..." if len(extra) > 3 else ""),
                         hint="were the weights written for another network or other "
                              "parameters?")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def address(text: str, flag: str) -> tuple[str, int]:

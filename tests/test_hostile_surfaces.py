@@ -439,3 +439,21 @@ def test_divergence_keeps_the_last_good_checkpoint(work, capsys, monkeypatch):
     assert [e for e, _ in torch_loop.checkpoints(str(work / "r" / "checkpoints"))] == [1]
     rc, out, err = cli(capsys, *_train("--epochs", "3", "--resume"), seconds=60)
     assert rc == 0 and "resuming r after epoch 1 of 3" in out, err
+
+
+def test_a_network_too_big_for_onnx_is_refused_before_allocating(work, capsys):
+    pytest.importorskip("onnx")
+    (work / "big.arch").write_text("network Big(n: int = 100000000) {\n x = input(3, 8, 8)\n"
+                                   " x = flatten(x)\n return linear(x, n)\n}\n")
+    refused(capsys, ["build", "big.arch", "--backend", "onnx", "-o", "m.onnx"],
+            ["Big has 19,300,000,000 parameters", "2 GiB an ONNX file holds"], seconds=10)
+    assert not (work / "m.onnx").exists()
+
+
+def test_an_onnx_export_that_would_not_fit_in_memory_is_refused(work, capsys, monkeypatch):
+    pytest.importorskip("onnx")
+    from archc import _checks
+    monkeypatch.setattr(_checks, "available_memory", lambda: 1000)
+    refused(capsys, ["build", "t.arch", "--backend", "onnx", "-o", "m.onnx"],
+            ["T has 122 parameters", "needs about 1,952 bytes of memory, more than the 1,000 "
+             "available"], seconds=10)
