@@ -26,7 +26,7 @@ OPTIONS = {
          ("mini-train images per class, drawn from the training split and held out of "
           "finetuning (default 100)")),
         ("--fractions", "fractions", str,
-         "prune fractions, start:stop:step or a list (default 0.1:0.9:0.05)"),
+         "prune fractions, start:stop:step or a list, at most 200 (default 0.1:0.9:0.05)"),
     ],
     "pruning (one of)": [
         ("--max-drop", "max_drop", float,
@@ -46,7 +46,7 @@ OPTIONS = {
          "training images for activation calibration (default 1000)"),
         ("--method", "method", str, "activation calibration: kl (default) or max"),
         ("--tolerance", "tolerance", float, "KL tolerance (default 1.3)"),
-        ("--bins", "bins", int, "KL source bins (default 2048)"),
+        ("--bins", "bins", int, "KL source bins, 2^act-bits + 1 to 16384 (default 2048)"),
         ("--weight-bits", "weight_bits", int, "weight precision (default 8)"),
         ("--act-bits", "act_bits", int, "activation precision (default 8; KL: at most 10)"),
         ("--bias-bits", "bias_bits", int, "bias precision (default 16)"),

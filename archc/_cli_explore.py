@@ -163,7 +163,7 @@ def add_commands(sub) -> None:
     cost_options(s)
     metrics = ["params", "macs", "size_mb", "peak_activations", "score", "storage_mb", "acc"]
     s.add_argument("--plot", metavar="PNG", help="plot --plot-y against --plot-x, Pareto front "
-                                                 "marked (matplotlib)")
+                                                 "marked (matplotlib; .png, .svg or .pdf)")
     s.add_argument("--plot-x", choices=metrics, default=None,
                    help="x axis and Pareto cost (default params; size_mb with --runs)")
     s.add_argument("--plot-y", choices=metrics, default=None,
