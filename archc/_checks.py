@@ -162,6 +162,10 @@ def tensors(path, what: str | None = None, allow_nonfinite: bool = False) -> dic
     if size < 8:
         raise ArchError(f"{shown} is not a safetensors file: {size} bytes, too short for its "
                         "header", hint=with_hint)
+    avail = available_memory()
+    if avail is not None and size > avail:
+        raise ArchError(f"{shown} is {size:,} bytes, more than the {avail:,} bytes of memory "
+                        "available", hint=with_hint)
     try:
         with open(path, "rb") as f:
             n = struct.unpack("<Q", f.read(8))[0]

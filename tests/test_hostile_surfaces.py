@@ -457,3 +457,24 @@ def test_an_onnx_export_that_would_not_fit_in_memory_is_refused(work, capsys, mo
     refused(capsys, ["build", "t.arch", "--backend", "onnx", "-o", "m.onnx"],
             ["T has 122 parameters", "needs about 1,952 bytes of memory, more than the 1,000 "
              "available"], seconds=10)
+
+
+# ---- the data cache: damaged is rebuilt, never read ------------------------------------------
+def test_a_damaged_data_cache_is_ignored(work):
+    from archc.training.data import ARRAYS, _load_cache
+    cache = work / "c"
+    cache.mkdir()
+    meta = {"source": "data", "classes": ["a", "b"]}
+    for text in ("[]", '{"source": "data", "classes": "ab"}', "{NaN"):
+        (cache / "meta.json").write_text(text)
+        assert _load_cache(str(cache), meta) is None
+    (cache / "meta.json").write_text(json.dumps(meta))
+    for a in ARRAYS:
+        os.mkfifo(cache / f"{a}.npy")   # would block np.load
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(5)
+    try:
+        assert _load_cache(str(cache), meta) is None
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
