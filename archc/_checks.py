@@ -154,7 +154,6 @@ def count(n: float, limit: int, what: str, hint: str | None = None) -> int:
 
 def tensors(path, what: str | None = None, allow_nonfinite: bool = False) -> dict:
     """{name: numpy array} of a safetensors file, checked before and after loading."""
-    import numpy as np
     shown = what or os.fspath(path)
     st = regular_file(path, what)
     size = st.st_size

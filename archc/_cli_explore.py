@@ -123,7 +123,7 @@ def cmd_inspect(args) -> int:
     if args.batch_size < 1:
         raise ArchError(f"--batch-size must be at least 1, not {args.batch_size}")
     from archc._files import check_output_folder
-    check_output_folder(args.out or args.run, "--out")
+    check_output_folder(args.out, "--out")
     inspect_run(args.run, args.data, out=args.out, per_class=args.per_class,
                 backend=args.backend, arch=args.arch, batch_size=args.batch_size)
     return 0

@@ -59,7 +59,7 @@ def state(paths) -> dict:
 def refused(capsys, argv, named, keep=(), seconds=20):
     """The command exits 2 naming everything in `named`; the files in `keep` are unchanged."""
     before = state(keep)
-    rc, out, err = cli(capsys, *argv, seconds=seconds)
+    rc, _, err = cli(capsys, *argv, seconds=seconds)
     assert rc == 2, (rc, err)
     for n in ([named] if isinstance(named, str) else named):
         assert str(n) in err, (n, err)
@@ -478,3 +478,51 @@ def test_a_damaged_data_cache_is_ignored(work):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# ---- fuzz: .quant files and run folders ------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=20, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+
+
+def ends_cleanly(capsys, argv):
+    """exit 0 or 2, no traceback: whatever the files hold."""
+    rc, _, err = cli(capsys, *argv, seconds=20)
+    assert rc in (0, 2), (rc, err)
+
+
+@FUZZ
+@given(key=st.sampled_from(["weight_bits", "act_bits", "acc_bits", "bias_bits", "sparsity"]),
+       value=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1,
+                     max_size=6))
+def test_fuzz_quant_values(work, capsys, key, value):
+    value = "".join(c for c in value if not c.isspace() and c != "#") or "x"
+    (work / "q.quant").write_text(f"default {key}={value}\n", encoding="utf-8")
+    ends_cleanly(capsys, ["analyze", "t.arch", "--bitops", "table1", "--quant", "q.quant"])
+
+
+@FUZZ
+@given(run=st.dictionaries(st.sampled_from(["network", "params", "recipe", "data", "file"]),
+                           JSON, max_size=5), summary=JSON)
+def test_fuzz_run_folders_for_sweep(work, capsys, run, summary):
+    folder = work / "runs" / "r"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run.json").write_text(json.dumps(run))
+    (folder / "summary.json").write_text(json.dumps(summary))
+    ends_cleanly(capsys, ["sweep", "t.arch", "--grid", "classes=[2, 3]", "--runs", "runs"])
+
+
+@FUZZ
+@given(marker=JSON, step=JSON)
+def test_fuzz_compression_folders(work, capsys, marker, step):
+    pytest.importorskip("jax")
+    (work / "c" / "sensitivity").mkdir(parents=True, exist_ok=True)
+    (work / "c" / "compress.json").write_text(json.dumps(marker))
+    (work / "c" / "sensitivity" / "step.json").write_text(json.dumps(step))
+    ends_cleanly(capsys, _compress())
