@@ -526,3 +526,13 @@ def test_fuzz_compression_folders(work, capsys, marker, step):
     (work / "c" / "compress.json").write_text(json.dumps(marker))
     (work / "c" / "sensitivity" / "step.json").write_text(json.dumps(step))
     ends_cleanly(capsys, _compress())
+
+
+def test_cifar100_class_names_must_be_utf8():
+    from archc.compiler import ArchError
+    from archc.training.cifar100 import NAMES, class_names
+    names = ("\n".join(f"c{i}" for i in range(99)) + "\ncaf\xe9\n").encode("latin-1")
+    with pytest.raises(ArchError, match=f"{NAMES['fine']} is not UTF-8 text: byte e9 at line "
+                                        "100, column 4"):
+        class_names({NAMES["fine"]: names}, coarse=False)
+    assert class_names({NAMES["fine"]: names.replace(b"\xe9", b"e")}, False)[-1] == "cafe"
