@@ -181,8 +181,13 @@ def _recipe(args):
     given["augment"], given["nesterov"] = args.augment, args.nesterov
     base = {}
     saved = saved_run(_train_out(args)) if args.resume else None
-    if saved:  # options not given: the run's own
+    if saved:  # options not given: the run's own, valid on their own
         base = dict(saved.get("recipe") or {})
+        try:
+            Recipe.from_dict({**RECIPES["paper"], **base})
+        except ArchError as err:
+            where = os.path.join(_train_out(args), "run.json")
+            raise ArchError(f"{where}: recipe: {err.message}", hint=err.hint) from None
     if given["milestones"] is not None:
         try:
             given["milestones"] = tuple(int(m) for m in given["milestones"].split(",") if m)

@@ -41,6 +41,8 @@ def read_run(path: str) -> dict:
         recipe = Recipe(**{k: (tuple(v) if k == "milestones" else v)
                            for k, v in run["recipe"].items()
                            if k in Recipe.__dataclass_fields__})
+    except ArchError as err:
+        raise ArchError(f"{run_file}: recipe: {err.message}") from None
     except (ValueError, KeyError, TypeError) as err:
         raise ArchError(f"--from {path}: run.json cannot be read: {err}") from None
     run["_recipe"] = recipe

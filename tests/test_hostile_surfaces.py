@@ -208,6 +208,8 @@ RUN_JSON_CASES = {
                     "field 'params'"),
     "a_list": ([1, 2], "expected a JSON object, got a JSON list"),
     "nan": ('{"network": NaN}', "NaN is not a JSON number"),
+    "recipe_field_string": ({"network": "T", "params": {}, "recipe": {"epochs": "5"},
+                             "data": {}}, "recipe: --epochs must be a whole number, not 5"),
     "not_utf8": (b'{"network": "\xff"}', "not UTF-8"),
 }
 
@@ -536,3 +538,13 @@ def test_cifar100_class_names_must_be_utf8():
                                         "100, column 4"):
         class_names({NAMES["fine"]: names}, coarse=False)
     assert class_names({NAMES["fine"]: names.replace(b"\xe9", b"e")}, False)[-1] == "cafe"
+
+
+def test_train_seed_range_and_a_damaged_recipe_on_resume(work, capsys):
+    pytest.importorskip("torch")
+    refused(capsys, _train("--seed", str(10**20)), "--seed must be from 0 to 2147483647")
+    (work / "r").mkdir()
+    (work / "r" / "run.json").write_text('{"network": "T", "params": {}, "recipe": '
+                                         '{"batch_size": "4"}, "data": {}}')
+    refused(capsys, _train("--resume"), ["r/run.json: recipe: --batch-size must be a whole "
+                                         "number, not 4"], [work / "r" / "run.json"])
