@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from archc._checks import count
 from archc.compiler import ArchError
+from archc.training.recipe import MAX_EPOCHS
 
 from .calibration import METHODS, SOURCE_BINS, check_precision
 from .sensitivity import DEFAULT_FRACTIONS
@@ -79,8 +80,9 @@ class Settings:
             _check(_num(self.target_sparsity) and 0 < self.target_sparsity < 1,
                    "--target-sparsity must be between 0 and 1 (e.g. 0.4)")
         for name in ("finetune", "qat"):
-            _check(_int(getattr(self, f"{name}_epochs")) and getattr(self, f"{name}_epochs") >= 1,
-                   f"--{name}-epochs must be at least 1")
+            _check(_int(getattr(self, f"{name}_epochs"))
+                   and 1 <= getattr(self, f"{name}_epochs") <= MAX_EPOCHS,
+                   f"--{name}-epochs must be from 1 to {MAX_EPOCHS}")
             _check(_num(getattr(self, f"{name}_lr")) and getattr(self, f"{name}_lr") > 0,
                    f"--{name}-lr must be positive")
             _check(_num(getattr(self, f"{name}_gamma")) and 0 < getattr(self, f"{name}_gamma") <= 1,

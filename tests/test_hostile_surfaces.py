@@ -253,6 +253,8 @@ def test_bad_compression_folder(work, capsys, case):
     (["--fractions", ",".join(["0.5"] * 5000)], "more than the 200 allowed"),
     (["--bins", "20000000"], "--bins 20000000 is more than 16384"),
     (["--bins", "-1"], "--bins -1 is too few"),
+    (["--finetune-epochs", "1000000000"], "--finetune-epochs must be from 1 to 100000"),
+    (["--qat-lr", "inf"], "--qat-lr must be positive"),
 ])
 def test_numeric_options_are_bounded(work, capsys, argv, message):
     pytest.importorskip("jax")
