@@ -55,6 +55,7 @@ def _defines(values) -> dict:
 
 def _network(args):
     program = load_program(args.target)
+    args.sources = list(program.sources)  # the .arch file and its imports (check_output)
     overrides = _defines(args.define)
     try:
         return build(program, overrides)
@@ -64,6 +65,15 @@ def _network(args):
                 if text.split("=", 1)[0].strip() == _define_name(err):
                     err.source = define_text(text)
         raise
+
+
+def check_output(args, path, flag: str = "-o") -> None:
+    """Refuse an output that is one of the command's inputs: the .arch file and its imports
+    (once _network has loaded them), --weights, --quant, --masks."""
+    from archc._files import check_not_input
+    inputs = [("the input", p) for p in getattr(args, "sources", None) or [args.target]]
+    inputs += [(f"--{k}", getattr(args, k, None)) for k in ("weights", "quant", "masks")]
+    check_not_input(path, inputs, flag)
 
 
 def _define_name(err: ArchError) -> str:
@@ -125,6 +135,7 @@ def cmd_build(args) -> int:
         return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
+    check_output(args, args.output)
     if args.output:
         src = backend.write_source(net, args.output, init=args.init)
         _wrote(args, f"{args.output} ({src.count(chr(10))} lines, {net.name}, {args.backend})")
@@ -140,6 +151,7 @@ def _build_onnx(args) -> int:
         raise ArchError("--backend onnx writes a binary file: give -o FILE", hint="-o net.onnx")
     from archc.backends import onnx_backend
     net = _network(args)
+    check_output(args, args.output)
     model = onnx_backend.write_model(net, args.output, weights=args.weights,
                                      fold_bn=args.fold_bn, init=args.init)
     _wrote(args, f"{args.output} ({model.ByteSize() / 1e3:,.0f} kB, {net.name}, onnx, "
@@ -194,8 +206,13 @@ def _recipe(args):
     given["augment"], given["nesterov"] = args.augment, args.nesterov
     base = {}
     saved = saved_run(_train_out(args)) if args.resume else None
-    if saved:  # options not given: the run's own
+    if saved:  # options not given: the run's own, valid on their own
         base = dict(saved.get("recipe") or {})
+        try:
+            Recipe.from_dict({**RECIPES["paper"], **base})
+        except ArchError as err:
+            where = os.path.join(_train_out(args), "run.json")
+            raise ArchError(f"{where}: recipe: {err.message}", hint=err.hint) from None
     if given["milestones"] is not None:
         try:
             given["milestones"] = tuple(int(m) for m in given["milestones"].split(",") if m)
@@ -394,6 +411,11 @@ def main(argv=None) -> int:
         if getattr(args, "command", None) == "train":
             sys.stderr.write("archc: interrupted; the last finished epoch is checkpointed: "
                              "rerun with --resume to continue\n")
+        elif getattr(args, "command", None) == "compress":
+            sys.stderr.write("archc: interrupted; finished steps are kept: run the same "
+                             "command again to go on where it stopped\n")
+        else:
+            sys.stderr.write("archc: interrupted\n")
         return 130
     except BrokenPipeError:
         return 0

@@ -27,7 +27,7 @@ OPTIONS = {
           "finetuning (default 100)")),
         ("--fractions", "fractions", str,
          "fractions of each layer's weights to prune: START:STOP:STEP (STOP included) or a "
-         "comma-separated list such as 0.2,0.4,0.6 (default 0.1:0.9:0.05)"),
+         "comma-separated list such as 0.2,0.4,0.6, at most 200 (default 0.1:0.9:0.05)"),
     ],
     "pruning (one of)": [
         ("--max-drop", "max_drop", float,
@@ -47,7 +47,7 @@ OPTIONS = {
          "training images for activation calibration (default 1000)"),
         ("--method", "method", str, "activation calibration: kl (default) or max"),
         ("--tolerance", "tolerance", float, "KL tolerance (default 1.3)"),
-        ("--bins", "bins", int, "KL source bins (default 2048)"),
+        ("--bins", "bins", int, "KL source bins, 2^act-bits + 1 to 16384 (default 2048)"),
         ("--weight-bits", "weight_bits", int, "weight precision (default 8)"),
         ("--act-bits", "act_bits", int, "activation precision (default 8; KL: at most 10)"),
         ("--bias-bits", "bias_bits", int, "bias precision (default 16)"),

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-import json
-
-from archc._cli import _define_name, _defines, _network, add_target, cost_options
+from archc._cli import _define_name, _defines, _network, add_target, check_output, cost_options
 from archc.compiler._loader import define_text
 from archc._files import write_atomic
 from archc.compiler import ArchError, analyze, load_program
@@ -44,12 +42,13 @@ def cmd_view(args) -> int:
     from archc.presentation.view import render_html
     spec = _check_bitops_options(args)
     net = _network(args)
+    out = args.output or os.path.splitext(os.path.basename(args.target))[0] + ".html"
+    check_output(args, out)
     bits = None
     if args.bitops:
         from archc.compiler.bitops import bitops
         bits = bitops(net, args.bitops, spec, args.baseline)
     html = render_html(analyze(net, bits=args.bits), bits)
-    out = args.output or os.path.splitext(os.path.basename(args.target))[0] + ".html"
     _write(out, html)
     print(f"wrote {out} ({len(html.encode()) / 1e3:.0f} kB, {len(net.layers())} layers): "
           "open it in a browser; it needs no network")
@@ -80,6 +79,14 @@ def cmd_sweep(args) -> int:
     if x == y:
         raise ArchError(f"--plot-x and --plot-y are both {x}")
     program = load_program(args.target)
+    args.sources = list(program.sources)
+    check_output(args, args.output)
+    check_output(args, args.plot, "--plot")
+    if args.plot:
+        R.check_plot_path(args.plot)
+        if args.output and os.path.abspath(args.plot) == os.path.abspath(args.output):
+            raise ArchError(f"--plot and -o are the same file '{args.output}'",
+                            hint="give the plot and the table files of their own")
     try:
         result = S.run(program, grids, fixed, bits=args.bits, rules=args.bitops, spec=spec,
                        baseline=args.baseline)
@@ -115,6 +122,8 @@ def cmd_inspect(args) -> int:
         raise ArchError(f"--per-class must be at least 1, not {args.per_class}")
     if args.batch_size < 1:
         raise ArchError(f"--batch-size must be at least 1, not {args.batch_size}")
+    from archc._files import check_output_folder
+    check_output_folder(args.out, "--out")
     inspect_run(args.run, args.data, out=args.out, per_class=args.per_class,
                 backend=args.backend, arch=args.arch, batch_size=args.batch_size)
     return 0
@@ -122,10 +131,10 @@ def cmd_inspect(args) -> int:
 
 def _run_backend(run: str) -> str:
     """The backend run.json records (torch when it cannot be read: load_run reports why)."""
+    from archc._checks import run_json
     try:
-        with open(os.path.join(run, "run.json"), encoding="utf-8") as f:
-            backend = json.load(f).get("backend")
-    except (OSError, ValueError, AttributeError):
+        backend = run_json(os.path.join(run, "run.json")).get("backend")
+    except ArchError:
         return "torch"
     return backend if backend in ("torch", "jax") else "torch"
 
@@ -154,7 +163,7 @@ def add_commands(sub) -> None:
     cost_options(s)
     metrics = ["params", "macs", "size_mb", "peak_activations", "score", "storage_mb", "acc"]
     s.add_argument("--plot", metavar="PNG", help="plot --plot-y against --plot-x, Pareto front "
-                                                 "marked (matplotlib)")
+                                                 "marked (matplotlib; .png, .svg or .pdf)")
     s.add_argument("--plot-x", choices=metrics, default=None,
                    help="x axis and Pareto cost (default params; size_mb with --runs)")
     s.add_argument("--plot-y", choices=metrics, default=None,

@@ -2,7 +2,8 @@
 torch loop, metrics, plots) goes through `write_atomic`, so a failure or a kill leaves the
 old file or the new one, never half of one, and nothing else.
 
-The rules for the output path, checked before anything is written:
+The rules for the output path, checked before anything is written (`check_not_input`, called
+by every command before its work, also refuses an output that is one of its inputs):
   - its folder must exist (archc creates no folders for -o);
   - an existing path must be a regular file: a folder, a symbolic link, a device node, a FIFO
     or a socket is never replaced (as root, `-o /dev/null` would otherwise replace /dev/null);
@@ -66,6 +67,35 @@ def check_output_path(path) -> str:
         raise ArchError(f"cannot write '{shown}': the folder '{os.path.dirname(path) or '.'}' "
                         "does not exist", hint="create it first, or choose another path")
     return full
+
+
+def same_file(a, b) -> bool:
+    """Whether two existing paths name the same file (hard links and symbolic links
+    included); False when either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_not_input(path, inputs, flag: str = "-o") -> None:
+    """An ArchError if the output `path` is the same file as one of `inputs` ((what, path)
+    pairs, None paths skipped): archc never writes over what it reads."""
+    if not path:
+        return
+    for what, src in inputs:
+        if src and os.path.exists(src) and same_file(path, src):
+            raise ArchError(f"{flag} '{os.fspath(path)}' is the same file as {what} "
+                            f"'{os.fspath(src)}': archc does not write over its input",
+                            hint=f"give {flag} another file name")
+
+
+def check_output_folder(path, flag: str = "--out") -> None:
+    """A folder a command writes several files into: refused, before any work, if it exists
+    and is not a folder (archc creates it, and its parents, when it does not exist)."""
+    if path and os.path.lexists(path) and not os.path.isdir(path):
+        raise ArchError(f"{flag} '{os.fspath(path)}' exists and is not a folder",
+                        hint=f"give {flag} a new or existing folder")
 
 
 def write_atomic(path, content: Content) -> None:

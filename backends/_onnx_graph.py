@@ -264,14 +264,8 @@ def build_graph(net: Network, backend, tensors: dict, fold_bn: bool, ranks: dict
             raise L.LoweringError(f"internal: the '{ctx.op}' lowering of '{name}' emits no "
                                   "layer node")
         g.values[name] = ctx.output
-    extra = sorted(k for k in tensors
-                   if k not in g.used and not k.endswith(".num_batches_tracked"))
-    if extra:
-        raise ArchError(f"the weights hold {len(extra)} tensor(s) that no layer of "
-                        f"{net.name} has: {', '.join(extra[:3])}" + (" ..." if len(extra) > 3
-                                                                     else ""),
-                        hint="were the weights written for another network or other "
-                             "parameters?")
+    from archc._checks import no_extra_tensors
+    no_extra_tensors(tensors, g.used, net.name)
     return g.nodes, g.initializers, g.values, g.folded
 
 

@@ -303,6 +303,8 @@ def _tensors(net: Network, weights, init: str | None) -> tuple:
         raise ArchError("--init chooses how weights are initialised; with --weights nothing is",
                         hint="give one of --weights and --init")
     if isinstance(weights, dict):
+        from archc._checks import finite_tensors
+        finite_tensors(weights, "weights")
         return weights, "given"
     if not isinstance(weights, (str, os.PathLike)):
         raise ArchError(f"weights must be a safetensors file's path or a dict of arrays, not "
@@ -345,6 +347,26 @@ def _value_info(helper, TensorProto, name: str, shape: tuple, rank: int):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
 
+ONNX_MAX_BYTES = 2 << 30   # protobuf's limit: an ONNX file without external data
+COPIES = 4                 # float32 copies made on the way: module, arrays, initialisers, file
+
+
+def _check_size(net: Network, params: int) -> None:
+    """Refuse, before anything is allocated, a network whose float32 weights do not fit one
+    ONNX file, or whose export would not fit in the memory available."""
+    from archc._checks import available_memory
+    size = params * 4
+    if size > ONNX_MAX_BYTES:
+        raise ArchError(f"{net.name} has {params:,} parameters ({size / 2**30:.1f} GiB as "
+                        "float32): more than the 2 GiB an ONNX file holds",
+                        hint="choose smaller network parameters")
+    avail = available_memory()
+    if avail is not None and size * COPIES > avail:
+        raise ArchError(f"{net.name} has {params:,} parameters: exporting it needs about "
+                        f"{size * COPIES:,} bytes of memory, more than the {avail:,} available",
+                        hint="choose smaller network parameters, or free memory")
+
+
 def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | None = None):
     """The ONNX model of `net` (an onnx.ModelProto), deterministic.
 
@@ -361,8 +383,9 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
 
     from ._onnx_graph import build_graph
     L.check_lowerable(net, BACKEND)
-    tensors, source = _tensors(net, weights, init)
     analysis = analyze(net)
+    _check_size(net, analysis.totals["params"])
+    tensors, source = _tensors(net, weights, init)
     costs = {lc.name: lc for lc in analysis.layers}
     ranks = torch_backend.ranks(net)
     nodes, inits, values, folded = build_graph(net, BACKEND, tensors, fold_bn, ranks,

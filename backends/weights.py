@@ -63,6 +63,11 @@ def _set(tree, path, value):
     tree[path[-1]] = value
 
 
+def torch_keys(net: Network) -> set:
+    """The torch-layout key of every tensor the network's layers have."""
+    return {f"{tpath}.{tname}" for _, tpath, _, tname, _, _ in _entries(net)}
+
+
 def torch_to_jax(net: Network, tensors: dict) -> dict:
     """torch-style {key: array} -> nested pure dict for `nnx.replace_by_pure_dict`."""
     out: dict = {}
@@ -163,8 +168,7 @@ def save(path, tensors: dict, metadata: dict[str, str] | None = None) -> None:
 
 
 def load(path) -> dict:
-    from safetensors.numpy import load_file
-    try:
-        return dict(load_file(os.fspath(path)))
-    except (OSError, ValueError) as err:
-        raise ArchError(f"cannot read weights from '{path}': {err}") from None
+    """{key: array} of a safetensors file, checked (archc._checks.tensors): a regular file,
+    a sound header, dtypes numpy reads, every float finite."""
+    from archc._checks import tensors
+    return tensors(path, f"weights from '{os.fspath(path)}'")

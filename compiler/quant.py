@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 
 from .errors import ArchError, Span, did_you_mean, source_lines
@@ -76,6 +77,10 @@ class QuantSpec:
         return {n: Precision(**v) for n, v in out.items()}
 
 
+_INT = r"[0-9]+"
+_FLOAT = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+
+
 def _err(msg, file, source, line, col, length=1, hint=None):
     span = Span(file, line, col, line, col + max(length, 1))
     return ArchError(msg, span, hint=hint, source=source)
@@ -123,6 +128,9 @@ def parse_quant(text: str, filename: str = "<quant>") -> QuantSpec:
                 raise _err(f"'{key}' is set twice on this line", filename, text, ln, tcol, len(key))
             vcol = tcol + len(key) + 1
             try:
+                # plain ASCII digits only: Python's int() and float() also take 1_6, ２ and nan
+                if not re.fullmatch(_INT if KEYS[key] is int else _FLOAT, val):
+                    raise ValueError
                 v = KEYS[key](val)
             except ValueError:
                 kind = "a whole number of bits" if KEYS[key] is int else "a number"

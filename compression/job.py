@@ -7,10 +7,10 @@ training run (`archc train`), the network it trained, and the same data.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
+from archc._checks import field, run_json
 from archc.compiler import ArchError, Network
 from archc.compiler.analysis import analyze
 
@@ -33,13 +33,17 @@ def read_run(path: str) -> dict:
                 else "give the --out folder of a finished `archc train`")
         raise ArchError(f"--from {path} is not a finished training run (no "
                         f"{', '.join(missing)})", hint=hint)
+    run_file = os.path.join(path, "run.json")
+    run = run_json(run_file)
+    for key in ("recipe", "data"):
+        field(run, key, dict, run_file)
     try:
-        with open(os.path.join(path, "run.json"), encoding="utf-8") as f:
-            run = json.load(f)
         recipe = Recipe(**{k: (tuple(v) if k == "milestones" else v)
                            for k, v in run["recipe"].items()
                            if k in Recipe.__dataclass_fields__})
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except ArchError as err:
+        raise ArchError(f"{run_file}: recipe: {err.message}") from None
+    except (ValueError, KeyError, TypeError) as err:
         raise ArchError(f"--from {path}: run.json cannot be read: {err}") from None
     run["_recipe"] = recipe
     return run

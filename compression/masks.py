@@ -48,13 +48,10 @@ def save_masks(path: str, masks: dict) -> None:
 def load_masks(path: str, net: Network, flat: dict) -> dict:
     """Masks from a file, checked against the network: every entry names a conv/linear layer
     and has its kernel's shape. flat: {layer: {"kernel": array}} of the network."""
-    from safetensors.numpy import load_file
-    if not os.path.isfile(path):
+    from archc._checks import tensors
+    if not os.path.exists(path):
         raise ArchError(f"no mask file '{path}'")
-    try:
-        masks = dict(load_file(path))
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's error
-        raise ArchError(f"cannot read masks from '{path}': {str(err)[:200]}") from None
+    masks = tensors(path)
     check_masks(masks, net, flat, path)
     return {k: np.asarray(v).astype(bool) for k, v in masks.items()}
 

@@ -10,9 +10,9 @@ and only reads), so scoring options may change freely.
 """
 from __future__ import annotations
 
-import json
 import os
 
+from archc import _checks as checks
 from archc.compiler import ArchError, Network
 
 from . import job, steps
@@ -27,14 +27,27 @@ def recorded(out: str) -> dict:
     found = {}
     for step in LOCKED:
         path = os.path.join(out, step, "step.json")
-        if os.path.isfile(path):
+        if os.path.lexists(path):
             try:
-                with open(path, encoding="utf-8") as f:
-                    found[step] = _norm(json.load(f)["settings"])
-            except (OSError, ValueError, KeyError) as err:
-                raise ArchError(f"{path} cannot be read: {err}",
-                                hint=f"delete {os.path.dirname(path)} to redo that step") from None
+                found[step] = _checked(checks.field(checks.read_json(path), "settings", dict,
+                                                    path), path)
+            except ArchError as err:
+                err.hint = f"delete {os.path.dirname(path)} to redo that step"
+                raise
     return found
+
+
+def _checked(settings: dict, path: str) -> dict:
+    """Settings read from `path` (normalised), valid on their own, or an error naming it."""
+    settings = _norm(settings)
+    unknown = set(settings) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise ArchError(f"{path}: unknown compression settings: {', '.join(sorted(unknown))}")
+    try:
+        Settings(**settings)
+    except ArchError as err:
+        raise ArchError(f"{path}: {err.message}", hint=err.hint) from None
+    return settings
 
 
 def _norm(d: dict) -> dict:
@@ -44,7 +57,8 @@ def _norm(d: dict) -> dict:
 def resolve(out: str, given: dict) -> Settings:
     """Settings: defaults, the last command's, the finished steps', then the options given."""
     done = recorded(out)
-    merged: dict = _norm(_read_marker(out).get("settings", {}))
+    merged: dict = _checked(_read_marker(out).get("settings", {}),
+                            os.path.join(out, "compress.json"))
     for rec in done.values():
         merged.update(rec)
     given = _norm({k: v for k, v in given.items() if v is not None})
@@ -66,7 +80,9 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
             train_per_class=None, test_per_class=None, cache=True, progress=True,
             log=print) -> steps.Context:
     """Check the run, network, data, folder and settings; write nothing."""
+    from archc._files import check_output_folder
     from archc.training.data import load_images
+    check_output_folder(out, "--out")
     settings = resolve(out, given)
     run = job.read_run(run_path)
     job.check_network(net, run, run_path)
@@ -75,7 +91,7 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
     job.check_data(images, run, run_path)
     ident = job.identity(net, run_path, run, images)
     marker = os.path.join(out, "compress.json")
-    if os.path.isfile(marker):
+    if os.path.lexists(marker):
         saved = _read_marker(out)
         diff = _diff({k: saved.get(k) for k in ident}, ident)
         if diff:
@@ -98,13 +114,11 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
 
 def _read_marker(out: str) -> dict:
     path = os.path.join(out, "compress.json")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         return {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as err:
-        raise ArchError(f"{path} cannot be read: {err}") from None
+    marker = checks.read_json(path)
+    checks.field(marker, "settings", dict, path, required=False)
+    return marker
 
 
 def _diff(saved: dict, current: dict) -> list:

@@ -6,12 +6,16 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from archc._checks import count
 from archc.compiler import ArchError
+from archc.training.recipe import MAX_EPOCHS
 
 from .calibration import METHODS, SOURCE_BINS, check_precision
 from .sensitivity import DEFAULT_FRACTIONS
 
 DEFAULT_MAX_DROP = 1.0
+MAX_FRACTIONS = 200          # --fractions: each is one evaluation per prunable layer
+MAX_BINS = 8 * SOURCE_BINS   # --bins: 16384 at most (the KL search grows with bins squared)
 RULES = ("table1", "official")
 BASELINES = ("imagenet", "cifar100")
 
@@ -56,7 +60,11 @@ class Settings:
                 "--" + k.replace("_", "-") for k in given) + " are given together")
         if not given:
             object.__setattr__(self, "max_drop", DEFAULT_MAX_DROP)
-        object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
+        f = self.fractions
+        _check(isinstance(f, (tuple, list)) and len(f) <= MAX_FRACTIONS
+               and all(_num(x) for x in f), f"--fractions must be a list of at most "
+               f"{MAX_FRACTIONS} numbers, got {str(f)[:60]}")
+        object.__setattr__(self, "fractions", tuple(float(x) for x in f))
         f = self.fractions
         _check(len(f) >= 1 and all(0 < x < 1 for x in f) and list(f) == sorted(set(f)),
                "--fractions must increase strictly and lie between 0 and 1",
@@ -72,8 +80,9 @@ class Settings:
             _check(_num(self.target_sparsity) and 0 < self.target_sparsity < 1,
                    "--target-sparsity must be between 0 and 1 (e.g. 0.4)")
         for name in ("finetune", "qat"):
-            _check(_int(getattr(self, f"{name}_epochs")) and getattr(self, f"{name}_epochs") >= 1,
-                   f"--{name}-epochs must be at least 1")
+            _check(_int(getattr(self, f"{name}_epochs"))
+                   and 1 <= getattr(self, f"{name}_epochs") <= MAX_EPOCHS,
+                   f"--{name}-epochs must be from 1 to {MAX_EPOCHS}")
             _check(_num(getattr(self, f"{name}_lr")) and getattr(self, f"{name}_lr") > 0,
                    f"--{name}-lr must be positive")
             _check(_num(getattr(self, f"{name}_gamma")) and 0 < getattr(self, f"{name}_gamma") <= 1,
@@ -92,6 +101,8 @@ class Settings:
             _check(_int(self.bins) and self.bins > need,
                    f"--bins {self.bins} is too few for {self.act_bits}-bit KL calibration",
                    f"use more than {need} (Zeng et al. use {SOURCE_BINS})")
+            _check(self.bins <= MAX_BINS, f"--bins {self.bins} is more than {MAX_BINS}",
+                   f"use {need + 1} to {MAX_BINS} (Zeng et al. use {SOURCE_BINS})")
         for key in ("acc_bits", "float_bits"):
             v = getattr(self, key)
             _check(_int(v) and 1 <= v <= 64, f"--{key.replace('_', '-')} must be 1 to 64 bits")
@@ -119,17 +130,26 @@ STEP_FIELDS = {
 
 
 def parse_fractions(text: str) -> tuple:
-    """'0.1:0.9:0.05' (start:stop:step, stop included) or '0.2,0.4,0.6'."""
+    """'0.1:0.9:0.05' (start:stop:step, stop included) or '0.2,0.4,0.6': finite numbers, at
+    most MAX_FRACTIONS of them (counted before any is made)."""
+    hint = "e.g. 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6"
     try:
         if ":" in text:
             a, b, s = (float(v) for v in text.split(":"))
-            if s <= 0:
+            if s <= 0 or not all(math.isfinite(v) for v in (a, b, s)):
                 raise ValueError
-            n = math.floor((b - a) / s + 1e-9) + 1
+            n = count(math.floor((b - a) / s + 1e-9) + 1, MAX_FRACTIONS, f"--fractions '{text}'",
+                      hint)
             return tuple(round(a + s * i, 10) for i in range(max(n, 0)))
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ArchError(f"--fractions '{text}' is not start:stop:step or a comma-separated list",
+        values = text.split(",")
+        count(len(values), MAX_FRACTIONS, f"--fractions '{text[:40]}'", hint)
+        out = tuple(float(v) for v in values if v.strip())
+        if not all(math.isfinite(v) for v in out):
+            raise ValueError
+        return out
+    except (ValueError, OverflowError):
+        raise ArchError(f"--fractions '{text[:60]}' is not start:stop:step or a comma-separated "
+                        "list of finite numbers",
                         hint="e.g. 0.1:0.9:0.05 (Zeng et al.'s) or 0.2,0.4,0.6") from None
 
 

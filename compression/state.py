@@ -70,8 +70,12 @@ def merge(a: dict, b: dict) -> dict:
 
 
 def load_flat(net: Network, path: str) -> dict:
-    """A safetensors file in the torch layout (model.safetensors) as {layer: {var: array}}."""
-    return flatten(net, weights.torch_to_jax(net, weights.load(path)))
+    """A safetensors file in the torch layout (model.safetensors) as {layer: {var: array}};
+    a tensor that no layer has is refused, as build --weights refuses it."""
+    from archc._checks import no_extra_tensors
+    tensors = weights.load(path)
+    no_extra_tensors(tensors, weights.torch_keys(net), net.name, f"weights from '{path}'")
+    return flatten(net, weights.torch_to_jax(net, tensors))
 
 
 def save_flat(net: Network, flat: dict, path: str, metadata: dict | None = None) -> None:

@@ -50,8 +50,8 @@ class Context:
         return os.path.join(self.out, *parts)
 
     def read_json(self, *parts) -> dict:
-        with open(self.path(*parts), encoding="utf-8") as f:
-            return json.load(f)
+        from archc._checks import read_json
+        return read_json(self.path(*parts))
 
     def write_json(self, obj, *parts) -> None:
         os.makedirs(os.path.dirname(self.path(*parts)), exist_ok=True)

@@ -8,6 +8,7 @@ import json
 import os
 
 from archc.compiler._values import show, to_json
+from archc import _checks as checks
 from archc.compiler.errors import ArchError
 from .sweep import METRICS, Sweep, pareto_front
 
@@ -15,20 +16,6 @@ MAX_RUN_DEPTH = 3   # --runs DIR: run folders at most this deep below DIR
 
 
 # ---- finished `archc train` runs -----------------------------------------------------------
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ArchError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}",
-                        hint="is the run folder damaged? rerun or remove it") from None
-    except OSError as e:
-        raise ArchError(f"cannot read '{path}': {e.strerror}") from None
-    if not isinstance(obj, dict):
-        raise ArchError(f"{path}: expected a JSON object")
-    return obj
-
-
 def load_runs(folder: str, log=None) -> list[dict]:
     """Finished runs (run.json and summary.json, see training/run_dir.py) in `folder`
     or in its sub-folders; a run without summary.json has not finished and is left out."""
@@ -47,16 +34,16 @@ def load_runs(folder: str, log=None) -> list[dict]:
             if log:
                 log(f"note: {root} has not finished (no summary.json); left out")
             continue
-        run, summary = _read_json(os.path.join(root, "run.json")), \
-            _read_json(os.path.join(root, "summary.json"))
-        try:
-            runs.append({"path": root, "network": run["network"], "params": run["params"],
-                         "best": float(summary["best_test_acc"]),
-                         "last": float(summary["last_test_acc"]),
-                         "param_count": summary.get("params")})
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArchError(f"{root}: run.json or summary.json lacks {e}",
-                            hint="is it a folder written by archc train?") from None
+        run_path, summary_path = os.path.join(root, "run.json"), os.path.join(root, "summary.json")
+        run, summary = checks.run_json(run_path), checks.read_json(summary_path)
+        acc = {}
+        for key in ("best_test_acc", "last_test_acc"):
+            acc[key] = checks.finite(checks.field(summary, key, (int, float), summary_path),
+                                     f"{summary_path}: field '{key}'", 0, 100)
+        runs.append({"path": root, "network": checks.field(run, "network", str, run_path),
+                     "params": checks.field(run, "params", dict, run_path),
+                     "best": float(acc["best_test_acc"]), "last": float(acc["last_test_acc"]),
+                     "param_count": summary.get("params")})
     if not runs:
         raise ArchError(f"--runs: no finished archc train run in '{folder}'",
                         hint="a run folder holds run.json and, once finished, summary.json")
@@ -158,6 +145,19 @@ def render(sweep: Sweep, fmt: str, front: list[int], axes: tuple) -> str:
 
 # ---- the plot --------------------------------------------------------------------------------
 MAX_LABELS = 40   # --plot labels every combination up to this many, else the front only
+PLOT_FORMATS = ("png", "svg", "pdf")   # --plot's format: its file name's extension
+
+
+def check_plot_path(path: str) -> str:
+    """The plot's format (from the extension), or an error before any work is done."""
+    from archc._files import check_output_path
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise ArchError(f"--plot '{path}': the file name must end in "
+                        + ", ".join("." + f for f in PLOT_FORMATS) + " (the plot's format)",
+                        hint="e.g. --plot front.png")
+    check_output_path(path)
+    return ext
 
 
 def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
@@ -207,4 +207,4 @@ def plot(sweep: Sweep, path: str, x: str, y: str, front: list[int]) -> None:
     ax.set_title(f"{sweep.network}: {TITLES[y]} vs {TITLES[x]}" + (f" ({fixed})" if fixed else ""),
                  fontsize=10)
     fig.tight_layout()
-    write_atomic(path, lambda f: fig.savefig(f, format="png"))
+    write_atomic(path, lambda f: fig.savefig(f, format=check_plot_path(path)))

@@ -116,9 +116,19 @@ def _inline_script(js: str) -> str:
     return "\n".join(lines).replace("</script", "<\\/script")
 
 
+def script_json(obj) -> str:
+    """JSON to embed in a <script> element: `<`, `>` and `&` (which occur in JSON only inside
+    strings) as \\u escapes, so that no string can end the element or open an HTML comment
+    (`</script>`, `<!--`), and U+2028/U+2029 escaped for older JavaScript parsers."""
+    text = json.dumps(obj, separators=(",", ":"))
+    for ch in "<>&\u2028\u2029":
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
+
+
 def render_html(a: Analysis, bits=None) -> str:
     """The page as one string: data, layout library, script and styles inlined."""
-    data = json.dumps(view_data(a, bits), separators=(",", ":")).replace("</", "<\\/")
+    data = script_json(view_data(a, bits))
     title = f"{a.network.name} — archc view"
     page = _asset("page.html")
     parts = {"TITLE": _escape(title), "STYLE": _asset("view.css"), "DATA": data,

@@ -54,7 +54,8 @@ def class_names(blobs: dict, coarse: bool) -> tuple[str, ...]:
     text = blobs.get(NAMES[which])
     if text is None:
         return tuple(str(i) for i in range(COUNTS[which]))
-    names = tuple(n.strip() for n in text.decode("utf-8", "replace").splitlines() if n.strip())
+    from archc._checks import decode_text
+    names = tuple(n.strip() for n in decode_text(text, NAMES[which]).split("\n") if n.strip())
     if len(names) != COUNTS[which]:
         raise ArchError(f"{NAMES[which]} lists {len(names)} names, not CIFAR-100's "
                         f"{COUNTS[which]} {which} classes")

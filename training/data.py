@@ -323,17 +323,20 @@ def cache_dirs(path: str) -> list[str]:
 
 
 def _load_cache(directory: str, meta: dict) -> ImageData | None:
+    """The cached data set, or None when the cache is absent, stale or damaged (a FIFO,
+    a meta.json that is not a JSON object ...): it is then rebuilt."""
+    from archc._checks import read_json, regular_file
     try:
-        with open(os.path.join(directory, "meta.json")) as f:
-            stored = json.load(f)
-        if {k: stored.get(k) for k in meta} != meta:
+        stored = read_json(os.path.join(directory, "meta.json"))
+        if {k: stored.get(k) for k in meta} != meta or not isinstance(stored.get("classes"),
+                                                                        list):
             return None
-        size = sum(os.path.getsize(os.path.join(directory, a + ".npy")) for a in ARRAYS)
+        size = sum(regular_file(os.path.join(directory, a + ".npy")).st_size for a in ARRAYS)
         if size > 2 * max_decoded_bytes():  # images and labels: never more than decoding
             return None
         arrays = {a: np.load(os.path.join(directory, a + ".npy"), allow_pickle=False)
                   for a in ARRAYS}
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (ArchError, OSError, ValueError):
         return None
     return ImageData(**arrays, classes=tuple(stored["classes"]), source=meta["source"])
 

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from archc._checks import address
 from archc.compiler import ArchError
 
 AXIS = "data"
@@ -35,6 +36,12 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         raise ArchError(f"--num-processes must be at least 1, not {num_processes}")
     if process_id is not None and not (0 <= process_id < (num_processes or process_id + 1)):
         raise ArchError(f"--process-id {process_id} must be in 0..{(num_processes or 1) - 1}")
+    # the address is parsed here, before JAX sees it: JAX waits minutes (ignoring Ctrl-C) on
+    # one it cannot use, then aborts with a C++ stack
+    if coordinator is not None:
+        address(coordinator, "--coordinator")
+    elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        address(os.environ["JAX_COORDINATOR_ADDRESS"], "$JAX_COORDINATOR_ADDRESS")
     import jax
     if jax.distributed.is_initialized():
         return True

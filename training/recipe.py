@@ -53,9 +53,21 @@ class Recipe:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
+            v, flag = getattr(self, f.name), f"--{f.name.replace('_', '-')}"
+            kind = type(f.default)   # the field's type (a recipe from run.json may hold any)
+            if f.name == "milestones":
+                _check(v is None or (isinstance(v, (tuple, list)) and all(
+                    isinstance(m, int) and not isinstance(m, bool) for m in v)),
+                    f"{flag} must be a list of epochs, not {str(v)[:60]}")
+            elif kind is float:
+                _check(isinstance(v, (int, float)) and not isinstance(v, bool),
+                       f"{flag} must be a number, not {str(v)[:60]}")
+            else:
+                _check(isinstance(v, kind) and (kind is bool or not isinstance(v, bool)),
+                       f"{flag} must be {_KINDS.get(kind, kind.__name__)}, not {str(v)[:60]}")
             _check(not isinstance(v, float) or math.isfinite(v),
-                   f"--{f.name.replace('_', '-')} must be a finite number, not {v}")
+                   f"{flag} must be a finite number, not {v}")
+        _check(0 <= self.seed < 2**31, f"--seed must be from 0 to {2**31 - 1}, not {self.seed}")
         _check(self.epochs <= MAX_EPOCHS, f"--epochs must be at most {MAX_EPOCHS}")
         _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}")
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")
@@ -137,6 +149,9 @@ def preset(name: str, **fields) -> Recipe:
     """The recipe `name` of RECIPES with `fields` overriding its values."""
     _check(name in RECIPES, f"unknown recipe '{name}'", "recipes: " + ", ".join(RECIPES))
     return Recipe(**{**RECIPES[name], **fields})
+
+
+_KINDS = {int: "a whole number", str: "a string", bool: "true or false"}
 
 
 def _check(ok: bool, message: str, hint: str | None = None):

@@ -103,16 +103,12 @@ def saved_run(out: str) -> dict | None:
     path = os.path.join(out, "run.json")
     if not os.path.isfile(path):
         return None
+    from archc._checks import run_json
     try:
-        with open(path, encoding="utf-8") as f:
-            run = json.loads(f.read(1_000_000))
-    except (OSError, ValueError) as exc:
-        raise ArchError(f"{path} cannot be read: {exc}",
-                        hint="the run folder is damaged; start a new run with another --out") \
-            from None
-    if not isinstance(run, dict):
-        raise ArchError(f"{path} is not a run description (a JSON object)")
-    return run
+        return run_json(path)
+    except ArchError as err:
+        err.hint = "the run folder is damaged; start a new run with another --out"
+        raise
 
 
 def has_progress(path: str) -> bool:
@@ -377,6 +373,20 @@ KEEP_CHECKPOINTS = 2  # the newest checkpoints a run keeps
 PLOT_EVERY_S = 30.0  # curves.png at most this often before the last epoch
 
 
+def finite_loss(loop: Loop, epoch: int, step: int) -> tuple:
+    """The loop's train metrics, or an error if its loss sum is no longer finite: training
+    stops before the epoch's checkpoint, so the last finished epoch's is kept."""
+    metrics = loop.train_metrics()
+    if not math.isfinite(metrics[0]):
+        raise ArchError(f"training diverged: the training loss is not finite (NaN or infinity) "
+                        f"in epoch {epoch}, by step {step}, at learning rate "
+                        f"{loop.lr(step - 1):.4g}",
+                        hint="train again with a lower learning rate (--lr; archc compress: "
+                             "--finetune-lr or --qat-lr); the checkpoint of the last finished "
+                             "epoch, if any, is kept")
+    return metrics
+
+
 def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[dict],
                start: int, progress: bool, log) -> list[dict]:
     """Epochs start+1 .. recipe.epochs: train, evaluate, checkpoint, log, plot."""
@@ -393,12 +403,12 @@ def run_epochs(run: RunDir, loop: Loop, recipe: Recipe, spe: int, history: list[
         for i in range(spe):
             loop.step()
             if not compiled:  # the first step compiles (or warms up): timed apart
-                loop.train_metrics()
+                finite_loss(loop, epoch, (epoch - 1) * spe + i + 1)
                 compile_s, compiled = time.perf_counter() - t0, True
                 t0 = time.perf_counter()
             if bar.active and (i + 1) % PROGRESS_EVERY == 0:
-                bar.update(i + 1, *loop.train_metrics())
-        train = loop.train_metrics()
+                bar.update(i + 1, *finite_loss(loop, epoch, (epoch - 1) * spe + i + 1))
+        train = finite_loss(loop, epoch, epoch * spe)
         seconds = time.perf_counter() - t0
         bar.close()
         timed = spe - 1 if compile_s else spe

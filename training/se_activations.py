@@ -53,12 +53,10 @@ def load_run(run: str, arch: str | None = None) -> tuple[Network, dict, dict]:
     if not os.path.isfile(model_path):
         raise ArchError(f"'{run}' has no model.safetensors: the run has not finished",
                         hint=f"finish it with archc train ... --out {run} --resume")
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-        target, params = arch or meta["file"], dict(meta["params"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ArchError(f"{meta_path}: not a run.json written by archc train ({e})") from None
+    from archc._checks import field, run_json
+    meta = run_json(meta_path)
+    target = arch or field(meta, "file", str, meta_path)
+    params = dict(field(meta, "params", dict, meta_path))
     try:
         net = build(load_program(target), params)
     except ArchError as e:

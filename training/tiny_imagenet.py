@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from archc._checks import decode_text
 from archc.compiler import ArchError
 
 from .data import IMAGE_SUFFIXES, ImageData, _stack
@@ -34,14 +35,18 @@ def annotations(root: str) -> dict[str, str]:
     if not os.path.isfile(path):
         raise ArchError(f"{root}: val/val_annotations.txt is missing", hint=HINT)
     out = {}
-    lines = read_file(path).decode("utf-8", "replace").splitlines()
+    lines = decode_text(read_file(path), path).split("\n")
     for no, line in enumerate(lines, 1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         parts = line.split("\t")
         if len(parts) < 2 or not parts[0] or not parts[1]:
             raise ArchError(f"{path}:{no}: expected 'file<TAB>wnid<TAB>box', got {line[:80]!r}",
                             hint=HINT)
+        if out.get(parts[0], parts[1]) != parts[1]:
+            raise ArchError(f"{path}:{no}: {parts[0][:80]!r} is labelled {parts[1][:80]!r} here "
+                            f"and {out[parts[0]][:80]!r} on an earlier line", hint=HINT)
         out[parts[0]] = parts[1]
     return out
 
@@ -55,7 +60,8 @@ def read(root: str) -> ImageData:
                            if os.path.isdir(os.path.join(train_dir, c))))
     wnids_file = os.path.join(root, "wnids.txt")
     if os.path.isfile(wnids_file):
-        wnids = sorted(w.strip() for w in read_file(wnids_file).decode().split() if w.strip())
+        text = decode_text(read_file(wnids_file), wnids_file)
+        wnids = sorted(w.strip() for w in text.split() if w.strip())
         if tuple(wnids) != classes:
             missing, extra = sorted(set(wnids) - set(classes)), sorted(set(classes) - set(wnids))
             raise ArchError(f"{root}: train/ folders do not match wnids.txt (missing "
