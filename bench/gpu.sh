@@ -47,6 +47,10 @@ limit() {  # seconds for a step: at most $1 (x SCALE), and what is left minus $2
 step() { echo; echo "== $* ($(left) s left)"; }
 
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+# the checkout's archc/ folder is not the whole package (its subpackages lie beside it): Python
+# must not put the working directory (or a script's folder) first on its path, where archc/
+# would hide the package laid out below ("No module named 'archc.compiler'")
+export PYTHONSAFEPATH=1
 # torch.compile's kernels in this run's own folder (a killed compile elsewhere can leave a
 # truncated .so behind that later runs would load)
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor

@@ -3,7 +3,7 @@
 unimportable in a subprocess, so that a missing import on the GPU path fails here first.
 
 blocked() says which import names go; image_env() is the environment of a subprocess where they
-are gone: a sitecustomize.py, first on PYTHONPATH, takes them out of Python's path finder (an
+are gone: a sitecustomize.py, first on PYTHONPATH, hides them from Python's module finders (an
 import fails with "No module named 'grain'", importlib.util.find_spec gives None, as when the
 package is not installed). A directory in `allowed` (the script's own copy of a wheel it
 carries, such as lark's) still provides what it holds.
@@ -20,34 +20,37 @@ IMAGE_LIST = os.path.join(ROOT, "bench", "gpu_image_packages.txt")
 
 SITECUSTOMIZE = '''\
 """Written by tests/_gpu_image.py: the packages the GPU image lacks are not importable."""
-import importlib.machinery
 import os
 import sys
 
 _BLOCKED = frozenset(os.environ["ARCHC_IMAGE_BLOCKED"].split(","))
-_ALLOWED = tuple(os.path.realpath(p) + os.sep
+_ALLOWED = tuple(os.path.abspath(p) + os.sep
                  for p in os.environ.get("ARCHC_IMAGE_ALLOWED", "").split(os.pathsep) if p)
 
 
 def _allowed(spec) -> bool:
-    where = list(spec.submodule_search_locations or []) + [spec.origin or ""]
-    return all(os.path.realpath(p).startswith(_ALLOWED) for p in where if p) if _ALLOWED \\
-        else False
+    where = [p for p in [*(spec.submodule_search_locations or []), spec.origin] if p]
+    return bool(_ALLOWED) and all(os.path.abspath(p).startswith(_ALLOWED) for p in where)
 
 
-class _ImageFinder(importlib.machinery.PathFinder):
-    """Python's path finder, blind to the blocked top-level packages."""
+class _Blind:
+    """One of Python's module finders, blind to the blocked top-level packages (outside the
+    allowed folders)."""
 
-    @classmethod
-    def find_spec(cls, name, path=None, target=None):
-        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        spec = self.finder.find_spec(name, path, target)
         if spec is not None and name.partition(".")[0] in _BLOCKED and not _allowed(spec):
             return None
         return spec
 
+    def __getattr__(self, attr):
+        return getattr(self.finder, attr)
 
-sys.meta_path[:] = [_ImageFinder if f is importlib.machinery.PathFinder else f
-                    for f in sys.meta_path]
+
+sys.meta_path[:] = [_Blind(f) if hasattr(f, "find_spec") else f for f in sys.meta_path]
 for _name in list(sys.modules):  # imported before this file ran (by a .pth file)
     if _name.partition(".")[0] in _BLOCKED:
         del sys.modules[_name]
@@ -76,10 +79,11 @@ def required_distributions() -> set[str]:
     return names - {_norm(project["name"])}  # archc[...] names archc's own extras
 
 
-def blocked() -> dict[str, str]:
+def blocked(archc: bool = False) -> dict[str, str]:
     """{import name: distribution} of every package archc needs that the image lacks (import
-    names from the installed distributions' metadata)."""
-    lacking = required_distributions() - image_packages()
+    names from the installed distributions' metadata); archc=True: archc's own installation
+    too (the image has none: the script lays archc out itself)."""
+    lacking = required_distributions() - image_packages() | ({"archc"} if archc else set())
     out = {}
     for module, dists in importlib.metadata.packages_distributions().items():
         for dist in dists:
@@ -90,9 +94,9 @@ def blocked() -> dict[str, str]:
     return out
 
 
-def image_env(folder, env=None, allowed=()) -> dict:
-    """An environment for a subprocess in which blocked() cannot be imported (except from the
-    directories in `allowed`); `folder` receives the sitecustomize.py. This interpreter's
+def image_env(folder, env=None, allowed=(), archc: bool = False) -> dict:
+    """An environment for a subprocess in which blocked(archc) cannot be imported (except from
+    the directories in `allowed`); `folder` receives the sitecustomize.py. This interpreter's
     directory comes first on PATH, so `python3` there is this Python."""
     env = dict(os.environ if env is None else env)
     os.makedirs(folder, exist_ok=True)
@@ -100,7 +104,7 @@ def image_env(folder, env=None, allowed=()) -> dict:
         f.write(SITECUSTOMIZE)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(folder) + (os.pathsep + path if path else "")
-    env["ARCHC_IMAGE_BLOCKED"] = ",".join(sorted(blocked()))
+    env["ARCHC_IMAGE_BLOCKED"] = ",".join(sorted(blocked(archc)))
     env["ARCHC_IMAGE_ALLOWED"] = os.pathsep.join(str(a) for a in allowed)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env

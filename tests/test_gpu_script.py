@@ -164,7 +164,7 @@ def run_gpu_script(root, tmp_path, wheels):
     if not os.path.exists(os.path.join(data, "cifar10-jpeg.tar.xz")):
         shutil.copy(PACK, data)
     work = tmp_path / "work"
-    env = image_env(tmp_path / "image", allowed=[work / "site"])
+    env = image_env(tmp_path / "image", allowed=[work / "site", work / "pkg"], archc=True)
     env.update(OUT=str(tmp_path / "out"), ARCHC_GPU_WORK=str(work), ARCHC_GPU_WHEELS=wheels,
                ARCHC_GPU_SMOKE="1", ARCHC_GPU_BUDGET="3000", JAX_PLATFORMS="cpu")
     proc = subprocess.run(["bash", os.path.join(root, "bench", "gpu.sh")], env=env,
@@ -211,8 +211,10 @@ def test_gpu_script_fails_on_a_package_the_image_lacks(tmp_path):
             os.makedirs(copy / os.path.dirname(name), exist_ok=True)
             shutil.copy2(os.path.join(ROOT, name), copy / name)
     planted = copy / "training" / "data.py"
-    planted.write_text("import grain  # planted: a package the GPU image lacks\n"
-                       + planted.read_text())
+    text = planted.read_text().replace("import numpy as np\n", "import numpy as np\nimport grain"
+                                       "  # planted: a package the GPU image lacks\n", 1)
+    assert "import grain" in text
+    planted.write_text(text)
     proc = subprocess.run([sys.executable, "-c", "import grain"], capture_output=True)
     assert proc.returncode == 0  # installed here
     proc, out = run_gpu_script(str(copy), tmp_path, lark_wheels(tmp_path))
