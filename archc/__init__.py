@@ -170,9 +170,11 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
            "num_processes": num_processes, "process_id": process_id, "stream": stream,
            "loader_workers": loader_workers}
     from archc.training import api
+    from archc.training.options import spelled
     options = api.TrainOptions(**{k: v for k, v in own.items()
                                   if v is not _UNSET and k != "recipe"})
-    api.require_packages(options.backend)
+    with spelled("keyword"):
+        api.require_packages(options.backend)
     net = _network("train", target, params, own)
     return api.train(net, data, _given(recipe, None), options, spelling="keyword")
 

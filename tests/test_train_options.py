@@ -121,3 +121,16 @@ def test_options_are_archc_train_keywords_with_its_defaults():
     for field in dataclasses.fields(Recipe):
         if flags.get(field.name):
             assert flags[field.name][0] == option(field.name), field.name  # --no-... beside
+
+
+def test_missing_packages_named_for_the_caller(setup, monkeypatch, capsys):
+    """The error for a missing training package names the call as it was made: archc.train()
+    with backend=, or `archc train --backend`."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tqdm" else real(name, *a))
+    said = python_error(setup, "py3", backend="torch")
+    assert "archc.train(backend='torch') needs packages that are not installed: tqdm" in said
+    said = cli_error(setup, "cli3", ["--backend", "torch"], capsys)
+    assert "archc train --backend torch needs packages that are not installed: tqdm" in said

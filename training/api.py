@@ -11,7 +11,7 @@ import os
 
 from archc.compiler import ArchError
 
-from .options import TrainOptions, option, spelled
+from .options import TrainOptions, option, spelled, spelling
 
 # import names each training backend needs (pyproject.toml's extras install them); grain only
 # when a data set is streamed (training/stream.py), which the in-memory path never imports
@@ -41,8 +41,9 @@ def require_packages(backend: str) -> None:
     """A clear error, not an ImportError, when the training dependencies are missing."""
     missing = missing_modules(TRAIN_MODULES + BACKEND_MODULES.get(backend, ()))
     if missing:
-        raise ArchError(f"archc train --backend {backend} needs packages that are not "
-                        f"installed: {', '.join(missing)}",
+        run = f"archc.train({option('backend', backend)})" if spelling() == "keyword" else \
+            f"archc train {option('backend', backend)}"
+        raise ArchError(f"{run} needs packages that are not installed: {', '.join(missing)}",
                         hint=f"pip install 'archc[{TRAIN_EXTRA.get(backend, 'train')}]'")
 
 

@@ -59,7 +59,7 @@ def option(name: str, value=_NO_VALUE) -> str:
     `--batch-size 6` / `--batch-size`, or `batch_size=6` / `batch_size=`; a switch given as
     True is `--resume` or `resume=True`, a tuple `--milestones 60,120` or
     `milestones=(60, 120)`."""
-    if _SPELLING.get() == "keyword":
+    if spelling() == "keyword":
         return f"{name}=" if value is _NO_VALUE else f"{name}={value!r}"
     flag = "--" + name.replace("_", "-")
     if value is _NO_VALUE or value is True:
@@ -67,6 +67,11 @@ def option(name: str, value=_NO_VALUE) -> str:
     if isinstance(value, (tuple, list)):  # a list is comma-separated on the command line
         value = ",".join(map(str, value))
     return f"{flag} {value}"
+
+
+def spelling() -> str:
+    """How errors name options here and now: "flag" or "keyword"."""
+    return _SPELLING.get()
 
 
 @contextmanager
