@@ -2,8 +2,8 @@
 # Issue 17's GPU measurements in ONE command of at most 6 minutes (bench/gpu.sh), for a lent
 # GPU machine (the `device` tool), which has jax, flax, optax, orbax, torch, pillow but no lark,
 # no grain and no network (its package list: bench/gpu_image_packages.txt; the smoke test runs
-# this script with what that list lacks made unimportable). Prepare once, in the repository root of the checkout the device tool sends
-# (/.whl/ and /data/ are git-ignored there):
+# this script with what that list lacks made unimportable). Prepare once, in the repository
+# root of the checkout the device tool sends (/.whl/ and /data/ are git-ignored there):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp -d .whl lark==1.3.1

@@ -75,6 +75,8 @@ SAME_MISTAKE = [
                          ids=[" ".join(f[1]) for f in SAME_MISTAKE])
 def test_errors_name_options_as_the_caller_wrote_them(setup, capsys, kw, flags, from_python,
                                                       from_cli):
+    if kw.get("backend") == "torch":
+        pytest.importorskip("torch")
     said = python_error(setup, "py", **kw)
     for text in from_python:
         assert text in said, said
