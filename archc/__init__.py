@@ -12,8 +12,6 @@ The public API is this module; everything else is implementation.
 """
 from __future__ import annotations
 
-import os
-
 from archc.compiler import Analysis, ArchError, LayerCost, Network, Program, bundled_networks
 from archc.compiler import analyze as _analyze
 from archc.compiler import load_program
@@ -138,29 +136,10 @@ def build_onnx(target, /, weights=_UNSET, fold_bn=_UNSET, weight_init=_UNSET, **
     return onnx_backend.build_model(net, weights=_given(weights, None), fold_bn=fold, init=init)
 
 
-# import names each training backend needs (pyproject.toml's extras install them)
-_TRAIN_MODULES = ("numpy", "PIL", "safetensors", "matplotlib", "tqdm")
-_BACKEND_MODULES = {"jax": ("jax", "flax", "optax", "orbax.checkpoint", "grain"),
-                    "torch": ("torch",)}
-_TRAIN_EXTRA = {"jax": "train", "torch": "train-torch"}
-
-
 def _require_training(backend: str) -> None:
     """A clear error, not an ImportError, when the training dependencies are missing."""
-    import importlib.util
-    wanted = _TRAIN_MODULES + _BACKEND_MODULES.get(backend, ())
-    missing = []
-    for module in wanted:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # the parent package of a dotted name is missing
-            found = False
-        if not found:
-            missing.append(module)
-    if missing:
-        raise ArchError(f"archc train --backend {backend} needs packages that are not "
-                        f"installed: {', '.join(missing)}",
-                        hint=f"pip install 'archc[{_TRAIN_EXTRA.get(backend, 'train')}]'")
+    from archc.training.api import require_packages
+    require_packages(backend)
 
 
 def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=_UNSET,
@@ -182,75 +161,22 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     coordinator ("host:port"), num_processes and process_id start a multi-host run with
     jax.distributed (docs/training.md, "More than one device"); stream="auto" (default),
     "on" or "off": read an image folder with Grain as training goes (automatic when it does
-    not fit in memory), loader_workers=N decoding processes."""
+    not fit in memory), loader_workers=N decoding processes.
+    The keywords other than recipe are the fields of archc.training.options.TrainOptions."""
     own = {"recipe": recipe, "backend": backend, "out": out, "resume": resume,
            "train_per_class": train_per_class, "test_per_class": test_per_class,
            "progress": progress, "cache": cache, "log": log, "val_split": val_split,
            "coarse_labels": coarse_labels, "devices": devices, "coordinator": coordinator,
            "num_processes": num_processes, "process_id": process_id, "stream": stream,
            "loader_workers": loader_workers}
-    backend, log = _given(backend, "jax"), _given(log, print)
-    _require_training(backend)
-    from archc.training.data import load_images
-    from archc.training.run_dir import check_folder
+    from archc.training import api
+    from archc.training.options import spelled
+    options = api.TrainOptions(**{k: v for k, v in own.items()
+                                  if v is not _UNSET and k != "recipe"})
+    with spelled("keyword"):
+        api.require_packages(options.backend)
     net = _network("train", target, params, own)
-    if backend not in ("jax", "torch"):
-        raise ArchError(f"unknown backend '{backend}'", hint="backends: jax, torch")
-    out = _given(out, None) or os.path.join("runs", f"{net.name}-{backend}")
-    # the run folder first: a mistake there is reported before JAX or the data set loads
-    saved, _ = check_folder(out, _given(resume, False))
-    scale = {"devices": _given(devices, None)}
-    hosts = (_given(coordinator, None), _given(num_processes, None), _given(process_id, None))
-    if backend == "jax":
-        from archc.training import distributed
-        from archc.training import jax_loop as loop
-        distributed.initialize(*hosts)
-    elif backend == "torch":
-        if scale["devices"] is not None or any(v is not None for v in hosts) or \
-                _given(stream, "auto") == "on" or _given(loader_workers, None) is not None:
-            raise ArchError("--devices, the multi-host options, --stream on and "
-                            "--loader-workers are options of the JAX backend",
-                            hint="drop them, or train with --backend jax")
-        scale = {}
-        from archc.training import torch_loop as loop
-    if saved and _given(resume, False):
-        # what is not given again is the run's own (docs/training.md, Resume)
-        if recipe is _UNSET:
-            recipe = saved.get("recipe") or _UNSET
-        if train_per_class is _UNSET:
-            train_per_class = saved.get("data", {}).get("train_per_class")
-        if test_per_class is _UNSET:
-            test_per_class = saved.get("data", {}).get("test_per_class")
-        if val_split is _UNSET:
-            val_split = saved.get("data", {}).get("val_split")
-    recipe = _given(recipe, None)
-    if recipe is None:
-        recipe = Recipe()
-    elif isinstance(recipe, dict):
-        recipe = Recipe.from_dict(recipe)
-    if backend == "jax":
-        from archc.training import stream as streaming
-        workers = _given(loader_workers, None)
-        if workers is not None and workers < 0:
-            raise ArchError(f"--loader-workers must be 0 or more, not {workers}")
-        scale["loader_workers"] = workers or 0
-        if streaming.should_stream(os.path.expanduser(str(data)), _given(stream, "auto"),
-                                   net.input_shape[-1]):
-            if any(_given(v, None) is not None for v in (val_split, train_per_class,
-                                                         test_per_class)):
-                raise ArchError("--val-split and the per-class subsets are options of the "
-                                "in-memory path; this data set is streamed",
-                                hint="drop them, or --stream off for a data set that fits")
-            images = streaming.open_folder(os.path.expanduser(str(data)), net.input_shape[-1])
-            log(f"streaming {data} with Grain ({images.mode} images)")
-            return loop.train(net, images, recipe, out, resume=_given(resume, False),
-                              progress=_given(progress, True), log=log, **scale)
-    images = load_images(data, cache=_given(cache, True), log=log,
-                         coarse=bool(_given(coarse_labels, False)))
-    images = images.holdout(_given(val_split, None), seed=recipe.seed).subset(
-        _given(train_per_class, None), _given(test_per_class, None), seed=recipe.seed)
-    return loop.train(net, images, recipe, out, resume=_given(resume, False),
-                      progress=_given(progress, True), log=log, **scale)
+    return api.train(net, data, _given(recipe, None), options, spelling="keyword")
 
 
 def __getattr__(name):

@@ -261,7 +261,8 @@ def available_memory() -> int | None:
 def address(text: str, flag: str) -> tuple[str, int]:
     """(host, port) of `HOST:PORT` or `[IPv6]:PORT`: refused unless the host is a host name
     or an IP address and the port is 1..65535."""
-    hint = f"e.g. {flag} 10.0.0.1:1234 or {flag} [fe80::1]:1234 or {flag} node0:1234"
+    given = flag if flag.endswith("=") else flag + " "   # --coordinator X, coordinator=X
+    hint = f"e.g. {given}10.0.0.1:1234 or {given}[fe80::1]:1234 or {given}node0:1234"
     t = text.strip()
     if t.startswith("["):
         host, sep, rest = t[1:].partition("]")

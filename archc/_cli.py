@@ -247,24 +247,23 @@ def cache_option(sp) -> None:
 
 
 def cmd_train(args) -> int:
-    import archc
     use_cache_dir(args)
-    archc._require_training(args.backend)
+    from archc.training import api
+    api.require_packages(args.backend)
     recipe = _recipe(args)
     from archc.training.recipe import require_backend
     require_backend(recipe, args.backend)
     net = _network(args)
-    subset = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split")
-              if getattr(args, k) is not None}  # not given: with --resume, the run's own
-    if args.coarse_labels:
-        subset["coarse_labels"] = True
-    for k in ("devices", "coordinator", "num_processes", "process_id", "stream",
-              "loader_workers"):
-        if getattr(args, k) is not None:
-            subset[k] = getattr(args, k)
-    archc.train(net, args.data, recipe, backend=args.backend, out=_train_out(args),
-                resume=args.resume, progress=not args.no_progress, cache=not args.no_cache,
-                **subset)
+    # the options' names are the flags' dests; not given (None): the defaults, and with
+    # --resume the run's own subset
+    given = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split",
+                                           "devices", "coordinator", "num_processes",
+                                           "process_id", "stream", "loader_workers")
+             if getattr(args, k) is not None}
+    options = api.TrainOptions(backend=args.backend, out=_train_out(args), resume=args.resume,
+                               progress=not args.no_progress, cache=not args.no_cache,
+                               coarse_labels=args.coarse_labels, **given)
+    api.train(net, args.data, recipe, options, spelling="flag")
     return 0
 
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 17's GPU measurements in ONE command of at most 6 minutes (bench/gpu.sh), for a lent
-# GPU machine (the `device` tool), which has jax, flax, optax, orbax, torch, pillow but no lark
-# and no network. Prepare once, in the repository root of the checkout the device tool sends
-# (/.whl/ and /data/ are git-ignored there):
+# GPU machine (the `device` tool), which has jax, flax, optax, orbax, torch, pillow but no lark,
+# no grain and no network (its package list: bench/gpu_image_packages.txt; the smoke test runs
+# this script with what that list lacks made unimportable). Prepare once, in the repository
+# root of the checkout the device tool sends (/.whl/ and /data/ are git-ignored there):
 #
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp -d .whl lark==1.3.1
@@ -46,19 +47,43 @@ limit() {  # seconds for a step: at most $1 (x SCALE), and what is left minus $2
 step() { echo; echo "== $* ($(left) s left)"; }
 
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+# the checkout's archc/ folder is not the whole package (its subpackages lie beside it): Python
+# must not put the working directory (or a script's folder) first on its path, where archc/
+# would hide the package laid out below ("No module named 'archc.compiler'")
+export PYTHONSAFEPATH=1
 # torch.compile's kernels in this run's own folder (a killed compile elsewhere can leave a
 # truncated .so behind that later runs would load)
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl
+# the wheels carried for what the image lacks (lark): installed into this run's own folder
+WHEELS=${ARCHC_GPU_WHEELS:-.whl}
+if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" \
+        "$WHEELS"/*.whl
     export PYTHONPATH=$WORK/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-# archc as a package without installing it (pyproject.toml's package-dir layout, as links)
-mkdir -p "$WORK/pkg/archc"
-for f in archc/*.py; do ln -sf "$ROOT/$f" "$WORK/pkg/archc/$(basename "$f")"; done
-for d in compiler backends grammar archs; do ln -sfn "$ROOT/$d" "$WORK/pkg/archc/$d"; done
+# archc as a package without installing it: pyproject.toml's package-dir layout, as links
+# (read from pyproject.toml, so a package added or moved there is linked too)
+rm -rf "$WORK/pkg"
+python3 - "$ROOT" "$WORK/pkg" <<'PY' || { echo "cannot lay out archc"; exit 1; }
+import os, sys, tomllib
+root, dest = sys.argv[1:]
+with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+    dirs = tomllib.load(f)["tool"]["setuptools"]["package-dir"]
+for package, folder in sorted(dirs.items(), key=lambda kv: kv[0].count(".")):
+    target = os.path.join(dest, *package.split("."))
+    if "." in package:  # a subpackage: its folder as one link
+        os.symlink(os.path.join(root, folder), target)
+        continue
+    os.makedirs(target)  # the top package: its own files, subpackages linked in beside them
+    for name in os.listdir(os.path.join(root, folder)):
+        if name != "__pycache__":
+            os.symlink(os.path.join(root, folder, name), os.path.join(target, name))
+PY
 export PYTHONPATH=$WORK/pkg${PYTHONPATH:+:$PYTHONPATH}
 python3 -c "import archc, jax; print('archc', archc.__file__, '| jax', jax.__version__, jax.devices())"
+# every package the run needs, before any GPU time is spent: a clear error and exit 1 if not
+python3 -c "import archc; archc._require_training('jax'); archc._require_training('torch')" || {
+    echo "archc's training packages are missing"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || true
 
 # the smoke run on a CPU: every step's cap x5 (a cold torch.compile alone takes minutes there)

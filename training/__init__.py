@@ -1,5 +1,9 @@
 """Training (`archc train`): the recipe, data sets, run folders and the two loops.
 
+    api.py         a run from start to end (archc.train() and `archc train` call it): the
+                   packages it needs, the run folder, in memory or streamed, the loop
+    options.py     TrainOptions (every keyword but the recipe), and how an error names an
+                   option: `devices=` from Python, `--devices` from the command line
     recipe.py      Recipe: the papers' CIFAR-10 recipe and its options; the LR schedule
     data.py        image folders, tar archives and CIFAR-10 binaries, decoded once and cached
     norm.py        the input normalisation: the training split's per-channel mean and std

@@ -52,6 +52,7 @@ from archc.compiler import ArchError
 
 from .decode import (DECODED, MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file,
                      size_ok)
+from .options import option
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
@@ -102,8 +103,8 @@ class ImageData:
             return self
         total = len(self.train_y)
         if not 1 <= n < total:
-            raise ArchError(f"--val-split {n} must be between 1 and {total - 1}, the training "
-                            f"images less one")
+            raise ArchError(f"{option('val_split', n)} must be between 1 and {total - 1}, the "
+                            "training images less one")
         pick = np.zeros(total, bool)
         pick[np.random.default_rng(seed).choice(total, n, replace=False)] = True
         return ImageData(self.train_x[~pick], self.train_y[~pick], self.train_x[pick],
@@ -114,7 +115,7 @@ def _balanced(x, y, per_class, seed, split):
     if per_class is None:
         return x, y
     if per_class < 1:
-        raise ArchError(f"--{split}-per-class must be at least 1, not {per_class}")
+        raise ArchError(f"{option(split + '_per_class')} must be at least 1, not {per_class}")
     rng = np.random.default_rng(seed)
     picks = []
     for c in np.unique(y):
@@ -257,7 +258,8 @@ def _read_bin_dir(root: str) -> ImageData:
 
 def _not_cifar100(path: str) -> ArchError:
     return ArchError(f"{path}: coarse labels are CIFAR-100's, and this is not CIFAR-100's "
-                     "binary version (train.bin, test.bin)", hint="drop --coarse-labels")
+                     "binary version (train.bin, test.bin)",
+                     hint=f"drop {option('coarse_labels', True)}")
 
 
 def _reader(path: str, coarse: bool = False):

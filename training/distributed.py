@@ -21,6 +21,8 @@ import numpy as np
 from archc._checks import address
 from archc.compiler import ArchError
 
+from .options import Placeholder, option
+
 AXIS = "data"
 
 
@@ -33,13 +35,14 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     if all(v is None for v in given) and not os.environ.get("JAX_COORDINATOR_ADDRESS"):
         return False
     if num_processes is not None and num_processes < 1:
-        raise ArchError(f"--num-processes must be at least 1, not {num_processes}")
+        raise ArchError(f"{option('num_processes')} must be at least 1, not {num_processes}")
     if process_id is not None and not (0 <= process_id < (num_processes or process_id + 1)):
-        raise ArchError(f"--process-id {process_id} must be in 0..{(num_processes or 1) - 1}")
+        raise ArchError(f"{option('process_id', process_id)} must be in "
+                        f"0..{(num_processes or 1) - 1}")
     # the address is parsed here, before JAX sees it: JAX waits minutes (ignoring Ctrl-C) on
     # one it cannot use, then aborts with a C++ stack
     if coordinator is not None:
-        address(coordinator, "--coordinator")
+        address(coordinator, option("coordinator"))
     elif os.environ.get("JAX_COORDINATOR_ADDRESS"):
         address(os.environ["JAX_COORDINATOR_ADDRESS"], "$JAX_COORDINATOR_ADDRESS")
     import jax
@@ -50,9 +53,11 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     except (ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArchError(f"cannot start the multi-host run: {first[:300]}",
-                        hint="give --coordinator HOST:PORT, --num-processes N and --process-id "
-                             "I (or set JAX_COORDINATOR_ADDRESS), the same coordinator on "
-                             "every host") from None
+                        hint=f"give {option('coordinator', Placeholder('HOST:PORT'))}, "
+                             f"{option('num_processes', Placeholder('N'))} and "
+                             f"{option('process_id', Placeholder('I'))} (or set "
+                             "JAX_COORDINATOR_ADDRESS), the same coordinator on every host") \
+            from None
     return True
 
 
@@ -65,10 +70,10 @@ class Placement:
         local = jax.local_device_count()
         n = local if devices is None else devices
         if not 1 <= n <= local:
-            raise ArchError(f"--devices {devices}: this process has {local} "
+            raise ArchError(f"{option('devices', devices)}: this process has {local} "
                             f"{jax.default_backend()} device(s)",
-                            hint=f"choose --devices between 1 and {local}, or leave it out to "
-                                 "use all")
+                            hint=f"choose {option('devices')} between 1 and {local}, or leave "
+                                 "it out to use all")
         chosen = [d for p in range(jax.process_count())
                   for d in [e for e in jax.devices() if e.process_index == p][:n]]
         self.mesh = Mesh(np.array(chosen), (AXIS,))
@@ -78,9 +83,11 @@ class Placement:
 
     def check_batch(self, batch_size: int) -> None:
         if batch_size % self.count:
-            raise ArchError(f"--batch-size {batch_size} is not a multiple of the {self.count} "
-                            "devices: each device takes an equal share of the global batch",
-                            hint=f"choose a multiple of {self.count}, or other --devices")
+            raise ArchError(f"{option('batch_size', batch_size)} is not a multiple of the "
+                            f"{self.count} devices: each device takes an equal share of the "
+                            "global batch",
+                            hint=f"choose a multiple of {self.count}, or other "
+                                 f"{option('devices')}")
 
     def outputs(self) -> dict:
         """jax.jit's keyword for a step's outputs: replicated over the mesh (on one device,

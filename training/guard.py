@@ -24,6 +24,8 @@ import numpy as np
 
 from archc.compiler import ArchError
 
+from .options import option
+
 
 # ---- checksums ---------------------------------------------------------------------------------
 def digest(a) -> str:
@@ -72,10 +74,10 @@ def storage_reason(exc: BaseException) -> str | None:
 
 
 def storage_error(where: str, reason: str) -> ArchError:
-    hint = "choose an --out you can write to"
+    hint = f"choose an {option('out')} you can write to"
     if reason in ("No space left on device", "Disk quota exceeded"):
-        hint = "free some space on that disk, then rerun with --resume: the run continues " \
-               "after its last complete checkpoint"
+        hint = f"free some space on that disk, then rerun with {option('resume', True)}: the " \
+               "run continues after its last complete checkpoint"
     return ArchError(f"cannot write checkpoint {where}: {reason}", hint=hint)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from archc.compiler import ArchError
 
+from .options import option
+
 SCHEDULES = ("step", "cosine", "onecycle", "linear", "constant")
 PRECISIONS = ("fp32", "bf16")
 PAPER_MILESTONES = (60, 120, 150, 180)
@@ -53,7 +55,7 @@ class Recipe:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            v, flag = getattr(self, f.name), f"--{f.name.replace('_', '-')}"
+            v, flag = getattr(self, f.name), option(f.name)
             kind = type(f.default)   # the field's type (a recipe from run.json may hold any)
             if f.name == "milestones":
                 _check(v is None or (isinstance(v, (tuple, list)) and all(
@@ -66,26 +68,29 @@ class Recipe:
                 _check(isinstance(v, kind) and (kind is bool or not isinstance(v, bool)),
                        f"{flag} must be {_KINDS.get(kind, kind.__name__)}, not {str(v)[:60]}")
             _check(not isinstance(v, float) or math.isfinite(v),
-                   f"{flag} must be a finite number, not {v}")
-        _check(0 <= self.seed < 2**31, f"--seed must be from 0 to {2**31 - 1}, not {self.seed}")
-        _check(self.epochs <= MAX_EPOCHS, f"--epochs must be at most {MAX_EPOCHS}")
-        _check(self.epochs >= 1, f"--epochs must be at least 1, not {self.epochs}")
-        _check(self.batch_size >= 1, f"--batch-size must be at least 1, not {self.batch_size}")
-        _check(self.eval_batch_size >= 1, "--eval-batch-size must be at least 1")
-        _check(self.lr > 0, f"--lr must be positive, not {self.lr}")
+                   f"{option(f.name)} must be a finite number, not {v}")
+        _check(0 <= self.seed < 2**31,
+               f"{option('seed')} must be from 0 to {2**31 - 1}, not {self.seed}")
+        _check(self.epochs <= MAX_EPOCHS, f"{option('epochs')} must be at most {MAX_EPOCHS}")
+        _check(self.epochs >= 1, f"{option('epochs')} must be at least 1, not {self.epochs}")
+        _check(self.batch_size >= 1,
+               f"{option('batch_size')} must be at least 1, not {self.batch_size}")
+        _check(self.eval_batch_size >= 1, f"{option('eval_batch_size')} must be at least 1")
+        _check(self.lr > 0, f"{option('lr')} must be positive, not {self.lr}")
         _check(self.schedule in SCHEDULES, f"unknown schedule '{self.schedule}'",
                "schedules: " + ", ".join(SCHEDULES))
         _check(self.precision in PRECISIONS, f"unknown precision '{self.precision}'",
                "precisions: fp32, bf16")
-        _check(0 <= self.label_smoothing < 1, "--label-smoothing must be in [0, 1)")
-        _check(0 <= self.warmup_epochs <= self.epochs, "--warmup-epochs must be in [0, epochs]")
+        _check(0 <= self.label_smoothing < 1, f"{option('label_smoothing')} must be in [0, 1)")
+        _check(0 <= self.warmup_epochs <= self.epochs,
+               f"{option('warmup_epochs')} must be in [0, epochs]")
         _check(self.weight_decay >= 0 and 0 <= self.momentum < 1,
-               "--weight-decay must be >= 0 and --momentum in [0, 1)")
-        _check(0 < self.gamma <= 1, "--gamma must be in (0, 1]")
+               f"{option('weight_decay')} must be >= 0 and {option('momentum')} in [0, 1)")
+        _check(0 < self.gamma <= 1, f"{option('gamma')} must be in (0, 1]")
         if self.milestones is not None:
             ms = tuple(self.milestones)
             _check(all(0 < m < self.epochs for m in ms) and list(ms) == sorted(set(ms)),
-                   f"--milestones {','.join(map(str, ms))} must increase strictly and lie "
+                   f"{option('milestones', ms)} must increase strictly and lie "
                    f"inside 1..{self.epochs - 1}")
 
     @property
@@ -163,8 +168,8 @@ def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
     """Whole batches only (shapes stay fixed, nothing recompiles): the last partial batch of
     each epoch's random order is dropped, so each image is skipped in some epochs only."""
     steps = n_train // recipe.batch_size
-    _check(steps >= 1, f"--batch-size {recipe.batch_size} is larger than the {n_train} "
-           "training images", "choose a smaller --batch-size")
+    _check(steps >= 1, f"{option('batch_size', recipe.batch_size)} is larger than the "
+           f"{n_train} training images", f"choose a smaller {option('batch_size')}")
     return steps
 
 

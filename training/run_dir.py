@@ -27,6 +27,7 @@ from archc.compiler.analysis import analyze
 from .data import ImageData
 from archc._files import write_atomic
 from .norm import Normalization, recorded
+from .options import option
 from .recipe import Recipe
 
 
@@ -78,13 +79,13 @@ def corrupt_checkpoint(where: str, exc: Exception) -> ArchError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return ArchError(f"checkpoint {where} cannot be read: {first[:300]}",
                      hint="it is damaged or incomplete; delete it to resume from the checkpoint "
-                          "before it, or start a new run with another --out")
+                          f"before it, or start a new run with another {option('out')}")
 
 
 def no_checkpoint(folder: str) -> ArchError:
-    return ArchError(f"--resume: no checkpoint in {folder}",
+    return ArchError(f"{option('resume', True)}: no checkpoint in {folder}",
                      hint="the run stopped before its first epoch ended; start it again without "
-                          "--resume, in a new --out")
+                          f"{option('resume', True)}, in a new {option('out')}")
 
 
 def check_checkpoint(meta: dict, fp: dict, where: str, epoch: int) -> None:
@@ -93,7 +94,7 @@ def check_checkpoint(meta: dict, fp: dict, where: str, epoch: int) -> None:
     if diff:
         raise ArchError(f"checkpoint {where} belongs to another run:\n  " + "\n  ".join(diff),
                         hint="resume with the settings it was made with, or start a new run "
-                             "with another --out")
+                             f"with another {option('out')}")
     if meta.get("epoch") != epoch:
         raise corrupt_checkpoint(where, ValueError(f"its metadata says epoch {meta.get('epoch')}"))
 
@@ -107,7 +108,7 @@ def saved_run(out: str) -> dict | None:
     try:
         return run_json(path)
     except ArchError as err:
-        err.hint = "the run folder is damaged; start a new run with another --out"
+        err.hint = f"the run folder is damaged; start a new run with another {option('out')}"
         raise
 
 
@@ -131,11 +132,12 @@ def check_folder(path: str, resume: bool) -> tuple[dict | None, bool]:
     saved = saved_run(path)
     fresh = saved is not None and not has_progress(path)
     if resume and saved is None:
-        raise ArchError(f"--resume: {path} holds no run to resume (no run.json)",
-                        hint="start the run without --resume first")
+        raise ArchError(f"{option('resume', True)}: {path} holds no run to resume (no run.json)",
+                        hint=f"start the run without {option('resume', True)} first")
     if not resume and saved is not None and not fresh:
         raise ArchError(f"{path} already holds a training run",
-                        hint="pass --resume to continue it, or choose another --out")
+                        hint=f"pass {option('resume', True)} to continue it, or choose another "
+                             f"{option('out')}")
     return saved, fresh
 
 
@@ -165,10 +167,10 @@ class RunDir:
         if resume:
             diff = mismatch(settings(saved), fp)
             if diff:
-                raise ArchError(f"--resume: {path} was trained with other settings:\n  "
-                                + "\n  ".join(diff),
+                raise ArchError(f"{option('resume', True)}: {path} was trained with other "
+                                "settings:\n  " + "\n  ".join(diff),
                                 hint="resume with the same network, -D values, data and "
-                                     "options, or choose another --out")
+                                     f"options, or choose another {option('out')}")
         try:
             os.makedirs(self.checkpoints, exist_ok=True)
         except OSError as exc:

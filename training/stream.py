@@ -30,6 +30,7 @@ from archc.compiler import ArchError
 
 from .data import IMAGE_SUFFIXES, LAYOUT_HINT, _read_folder, _reader, _test_name
 from .decode import Budget, decode, max_decoded_bytes, read_file
+from .options import option
 
 MODES = ("auto", "on", "off")
 EVAL_RESIZE = 256 / 224  # seed 002 sec. 4
@@ -91,7 +92,8 @@ def open_folder(root: str, size: int) -> FolderSet:
     if not _is_image_folder(root):
         raise ArchError(f"{root}: streaming reads image folders (train/<class>/*), and this "
                         "is not one", hint="CIFAR binaries, tar archives and Tiny ImageNet "
-                        "fit in memory: use --stream off (the default decides by itself)")
+                        f"fit in memory: use {option('stream', 'off')} (the default decides by "
+                        "itself)")
     tp, ty, classes = _listing(root, "train")
     vp, vy, _ = _listing(root, _test_name(root), classes)
     sizes = {_header_size(p) for p in _sample(tp + vp)}
@@ -114,7 +116,7 @@ def should_stream(path: str, mode: str, size: int) -> bool:
     size, or whose decoded size (estimated from a sample of headers) exceeds the in-memory
     limit ($ARCHC_MAX_DATA_BYTES) or half the device memory."""
     if mode not in MODES:
-        raise ArchError(f"--stream {mode}: expected one of {', '.join(MODES)}")
+        raise ArchError(f"{option('stream', mode)}: expected one of {', '.join(MODES)}")
     if mode != "auto":
         return mode == "on"
     if not _is_image_folder(path):
