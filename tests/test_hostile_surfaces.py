@@ -465,7 +465,8 @@ def test_an_onnx_export_that_would_not_fit_in_memory_is_refused(work, capsys, mo
 
 # ---- the data cache: damaged is rebuilt, never read ------------------------------------------
 def test_a_damaged_data_cache_is_ignored(work):
-    from archc.training.data import ARRAYS, _load_cache
+    from archc.training.cache import ARRAYS
+    from archc.training.cache import load as _load_cache
     cache = work / "c"
     cache.mkdir()
     meta = {"source": "data", "classes": ["a", "b"]}

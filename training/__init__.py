@@ -5,7 +5,8 @@
     options.py     TrainOptions (every keyword but the recipe), and how an error names an
                    option: `devices=` from Python, `--devices` from the command line
     recipe.py      Recipe: the papers' CIFAR-10 recipe and its options; the LR schedule
-    data.py        image folders, tar archives and CIFAR-10 binaries, decoded once and cached
+    data.py        image folders, tar archives and CIFAR-10 binaries, decoded once
+    cache.py       the decoded-data cache (.npy in the user's cache folder) and its lock
     norm.py        the input normalisation: the training split's per-channel mean and std
     cifar100.py    CIFAR-100's binary version;  tiny_imagenet.py  Tiny ImageNet's folder
     stream.py      Grain pipeline for image folders that do not fit (ImageNet transforms)

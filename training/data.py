@@ -19,13 +19,8 @@ An image folder's test split may be called `val/` (ImageNet's layout) instead of
 48,000 / 2,000).
 
 Decoded arrays are cached in the user's cache folder, never next to the data unless asked
-(`archc train --cache-dir DIR`, or $ARCHC_CACHE_DIR; else $XDG_CACHE_HOME/archc/data, else
-~/.cache/archc/data): one folder per data set, named after it and a hash of its absolute
-path, with one .npy per array and a meta.json. The cache is keyed by the source's size and
-modification time and written atomically, so a killed decode leaves nothing half-written. Processes that load the same source at once (the
-processes of a data-parallel run, runs started together) decode it once: the others wait on
-a lock in the per-user cache folder and read what the first one wrote. No pickle is read or
-written anywhere.
+(`archc train --cache-dir DIR`; training/cache.py): a killed decode leaves nothing
+half-written, and processes that load the same source at once decode it once.
 
 Every read is bounded before it is done (training/decode.py): file and member sizes,
 image dimensions and the total of decoded bytes; a tar stream is read only while its
@@ -36,21 +31,19 @@ This module needs numpy and Pillow only; the training loops put the arrays on th
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import re
-import shutil
 import sys
 import tarfile
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from archc.compiler import ArchError
 
-from .decode import (DECODED, MAX_FILE_BYTES, Budget, decode, max_decoded_bytes, read_file,
+from .cache import ARRAYS, CACHE_VERSION, decode_lock, fingerprint, load, save
+from .cache import cache_dirs, user_cache  # noqa: F401 (their home before cache.py)
+from .decode import (DECODED, MAX_FILE_BYTES, Budget, decode, read_file,
                      size_ok)
 from .options import option
 
@@ -60,7 +53,6 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck")
 CIFAR_BIN_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 CIFAR_BIN_TEST = ("test_batch.bin",)
-CACHE_VERSION = 1
 LAYOUT_HINT = ("expected an image folder (train/<class>/*.jpg and test/<class>/*.jpg or "
                "val/<class>/*.jpg), a .tar/.tar.xz/.tar.gz of that layout, the CIFAR-10 binary "
                "batches (data_batch_1.bin ... test_batch.bin), CIFAR-100's binary version "
@@ -289,118 +281,7 @@ def _reader(path: str, coarse: bool = False):
     raise ArchError(f"{path}: no such file or directory", hint=LAYOUT_HINT)
 
 
-# ---- the .npy cache --------------------------------------------------------------------------
-ARRAYS = ("train_x", "train_y", "test_x", "test_y")
-
-
-def _fingerprint(path: str) -> dict:
-    """Size and mtime of the source (for a folder: of every file in it)."""
-    if os.path.isfile(path):
-        st = os.stat(path)
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    size, latest, count = 0, 0, 0
-    for dirpath, _, files in os.walk(path):
-        if ".archc-cache" in dirpath:
-            continue
-        for name in files:
-            st = os.stat(os.path.join(dirpath, name))
-            size, latest, count = size + st.st_size, max(latest, st.st_mtime_ns), count + 1
-    return {"size": size, "mtime_ns": latest, "files": count}
-
-
-def user_cache(name: str) -> str:
-    """The user's cache folder for archc's `name` ("data", "xla"):
-    $XDG_CACHE_HOME/archc/NAME, else ~/.cache/archc/NAME."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "archc", name)
-
-
-def cache_dirs(path: str) -> list[str]:
-    """Where the cache of `path` may live, in order of preference: its entry in
-    $ARCHC_CACHE_DIR (which `--cache-dir` sets), else in the user's cache folder."""
-    path = os.path.abspath(path).rstrip("/")
-    key = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]  # any name the system allows
-    root = os.environ.get("ARCHC_CACHE_DIR") or user_cache("data")
-    return [os.path.join(root, f"{os.path.basename(path)}-{key}")]
-
-
-def _load_cache(directory: str, meta: dict) -> ImageData | None:
-    """The cached data set, or None when the cache is absent, stale or damaged (a FIFO,
-    a meta.json that is not a JSON object ...): it is then rebuilt."""
-    from archc._checks import read_json, regular_file
-    try:
-        stored = read_json(os.path.join(directory, "meta.json"))
-        if {k: stored.get(k) for k in meta} != meta or not isinstance(stored.get("classes"),
-                                                                        list):
-            return None
-        size = sum(regular_file(os.path.join(directory, a + ".npy")).st_size for a in ARRAYS)
-        if size > 2 * max_decoded_bytes():  # images and labels: never more than decoding
-            return None
-        arrays = {a: np.load(os.path.join(directory, a + ".npy"), allow_pickle=False)
-                  for a in ARRAYS}
-    except (ArchError, OSError, ValueError):
-        return None
-    return ImageData(**arrays, classes=tuple(stored["classes"]), source=meta["source"])
-
-
 from . import cifar100, tiny_imagenet  # noqa: E402 - they import ImageData from here
-
-
-def _writable(directory: str) -> bool:
-    """Writable by mode bits as well as by access(): root may write anywhere, but a folder
-    marked read-only (like ../shared) is left alone."""
-    try:
-        return os.access(directory, os.W_OK) and bool(os.stat(directory).st_mode & 0o222)
-    except OSError:
-        return False
-
-
-def _save_cache(directory: str, data: ImageData, meta: dict) -> bool:
-    parent = os.path.dirname(directory)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        if not _writable(parent):
-            return False
-        tmp = tempfile.mkdtemp(prefix=".archc-cache-tmp-", dir=parent)
-    except OSError:
-        return False
-    try:
-        for a in ARRAYS:
-            np.save(os.path.join(tmp, a + ".npy"), getattr(data, a), allow_pickle=False)
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump({**meta, "classes": list(data.classes)}, f, indent=1)
-        if os.path.isdir(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-        return True
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        return False
-
-
-@contextlib.contextmanager
-def _decode_lock(path: str, log=None):
-    """Hold an exclusive lock on decoding `path` (a file in the per-user cache folder; the
-    system drops it when the process ends, however it ends). Where no lock can be taken --
-    the folder is not writable, the system has no flock -- decoding goes on without one."""
-    try:
-        import fcntl
-        mine = cache_dirs(path)[-1]   # the per-user cache folder's entry for `path`
-        os.makedirs(os.path.dirname(mine), exist_ok=True)
-        fd = os.open(mine + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    except (ImportError, OSError):
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            if log:
-                log(f"waiting for another process that is decoding {path}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -432,7 +313,7 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False,
     counts the decoded images (on a terminal, when `log` is given)."""
     path = os.path.expanduser(str(path))
     reader = _reader(path, coarse)
-    meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **_fingerprint(path)}
+    meta = {"version": CACHE_VERSION, "source": os.path.abspath(path), **fingerprint(path)}
     if coarse:
         meta["labels"] = "coarse"
 
@@ -442,7 +323,7 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False,
     hit = _cached(path, meta)
     if hit is not None:
         return hit
-    with _decode_lock(path, log):
+    with decode_lock(path, log):
         hit = _cached(path, meta)  # decoded by the process that held the lock
         if hit is not None:
             return hit
@@ -450,15 +331,17 @@ def load_images(path: str, cache: bool = True, log=None, coarse: bool = False,
             log(f"decoding {path} once (cached as .npy afterwards)")
         with _decode_progress(path, progress and log is not None):
             data = reader(path)
+        arrays = {a: getattr(data, a) for a in ARRAYS}
         for directory in cache_dirs(path):
-            if _save_cache(directory, data, meta):
+            if save(directory, arrays, data.classes, meta):
                 break
     return data
 
 
 def _cached(path: str, meta: dict) -> ImageData | None:
     for directory in cache_dirs(path):
-        hit = _load_cache(directory, meta)
+        hit = load(directory, meta)
         if hit is not None:
-            return hit
+            arrays, classes = hit
+            return ImageData(**arrays, classes=classes, source=meta["source"])
     return None

@@ -27,7 +27,8 @@ from archc.compiler import Network, ops
 
 from archc.backends import jax_backend, weights
 from . import first_output, guard
-from .data import ImageData, user_cache
+from .cache import user_cache
+from .data import ImageData
 from .distributed import Placement
 from .norm import CIFAR10, Normalization, training_stats
 from .recipe import (
