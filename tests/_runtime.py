@@ -1,6 +1,6 @@
 """Shared by the backend tests: the parameters at which runtime checks (a forward pass in
 torch and in JAX) build the bundled networks that are slow at their default input -- their
-static checks (tests/test_library_c.py, the golden costs) use the defaults, and the input
+static checks (tests/test_library.py, the golden costs) use the defaults, and the input
 size is not what a runtime check tests -- and a network's outputs as a list."""
 from __future__ import annotations
 
