@@ -54,6 +54,7 @@ def test_parallel_decode_equals_the_loader(tmp_path):
     np.testing.assert_array_equal(one.train_x, want.train_x[::3])
 
 
+@pytest.mark.slow   # three training runs
 @pytest.mark.skipif(not os.environ.get("ARCHC_SLOW_TESTS"), reason="set ARCHC_SLOW_TESTS=1")
 @pytest.mark.skipif(not os.path.exists(PACK), reason="no CIFAR-10 pack at ../shared")
 def test_gpu_script_end_to_end_with_tiny_settings(tmp_path):
