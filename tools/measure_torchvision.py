@@ -5,8 +5,11 @@ torchvision is NOT a dependency of archc. Run this in a scratch environment next
 torch 2.13 (CPU):
 
     python3 -m venv /tmp/tvenv
-    /tmp/tvenv/bin/pip install torch==2.13.0 "torchvision<=0.29.1"
+    /tmp/tvenv/bin/pip install torch==2.13.0 torchvision     # torchvision 0.28.0
     /tmp/tvenv/bin/python tools/measure_torchvision.py > tests/data/torchvision_counts.json
+
+(The table in the repository was measured with torchvision 0.29.1, installed with --no-deps
+next to torch 2.13.0; 0.28.0 gives the same numbers in every row.)
 
 Counts: params = sum(p.numel() for p in m.parameters()); buffers = running_mean and
 running_var elements (num_batches_tracked is a counter); macs = the multiply-accumulates of
