@@ -62,6 +62,7 @@ def sources():
     return _sources()
 
 
+@pytest.mark.slow   # every network, both backends
 def test_generated_files_pass_the_linter(sources, tmp_path):
     """ruff (pyflakes + pycodestyle, 99 columns) finds nothing in any generated file."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
@@ -117,6 +118,7 @@ network N() {
 """
 
 
+@pytest.mark.slow   # a full-network compile
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_names_python_treats_differently_round_trip(backend):
     """Labels that are keywords, nn.Module/nnx.Module attributes, dunder or private names, or

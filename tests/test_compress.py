@@ -270,6 +270,7 @@ def _masks(job):
     return M.load_masks(str(job["out"] / "prune" / "masks.safetensors"), net, flat)
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_pipeline_writes_every_step(job):
     out = job["out"]
     for f in ("compress.json", "sensitivity/curves.csv", "sensitivity/curves.png",
@@ -283,6 +284,7 @@ def test_pipeline_writes_every_step(job):
     assert len(summary["stages"]) == 5 and summary["sparsity"] > 0.2
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_pruned_weights_are_exactly_zero_after_finetuning(job):
     masks = _masks(job)
     assert masks and all((~m).any() for m in masks.values())
@@ -298,6 +300,7 @@ def test_pruned_weights_are_exactly_zero_after_finetuning(job):
             assert np.count_nonzero(kernel[m]) > 0.9 * m.sum()   # the kept ones did train
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_spec_sparsity_equals_the_masks(job):
     masks = _masks(job)
     spec = load_quant(str(job["out"] / "model.quant"))
@@ -309,6 +312,7 @@ def test_spec_sparsity_equals_the_masks(job):
     assert prec["input"].act_bits == 8 and prec["se.fc1"].act_bits == 32
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_score_equals_the_bitop_analysis_of_the_spec(job, capsys):
     capsys.readouterr()
     assert main(["analyze", job["arch"], "--bitops", "table1", "--quant",
@@ -319,6 +323,7 @@ def test_score_equals_the_bitop_analysis_of_the_spec(job, capsys):
     assert last["storage_M"] == totals["storage_params32"] / 1e6
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_exported_integers_are_the_fake_quantized_weights(job):
     from safetensors.numpy import load_file
     net, out = job["net"], job["out"]
@@ -333,6 +338,7 @@ def test_exported_integers_are_the_fake_quantized_weights(job):
         np.testing.assert_array_equal(ints[f"{n}.weight_int"], np.round(k / safe))
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_rerun_resumes_and_checks_settings(job, capsys):
     out, args = job["out"], job["args"]
     before = (out / "finetune" / "step.json").stat().st_mtime_ns
@@ -346,6 +352,7 @@ def test_rerun_resumes_and_checks_settings(job, capsys):
     assert "finetune.finetune_epochs: done with 2, this run has 3" in err
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 @pytest.mark.parametrize("extra,message", [
     (["--act-bits", "12"], "needs precision <= 10"),
     (["--method", "max", "--act-bits", "1"], "out of range"),
@@ -359,6 +366,7 @@ def test_bad_settings_write_nothing(job, tmp_path, capsys, extra, message):
     assert not out.exists()
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_unfinished_run_and_missing_steps(job, tmp_path, capsys):
     half = tmp_path / "half"
     half.mkdir()
@@ -373,6 +381,7 @@ def test_unfinished_run_and_missing_steps(job, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_masks_that_do_not_fit(job, tmp_path, capsys):
     masks = _masks(job)
     bad = {**masks, "c1": np.ones((3, 3, 3, 9), bool), "nope": np.ones(3, bool)}
@@ -392,6 +401,7 @@ def test_layer_paths_cover_every_weighted_layer():
     assert all(n in paths for n in make_plan(net).weighted)
 
 
+@pytest.mark.slow   # the module's compression pipeline (training)
 def test_python_api_scores_the_same(job):
     from archc.compress import compress
     root, out = job["root"], job["out"]

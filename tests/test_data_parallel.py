@@ -16,6 +16,8 @@ import pytest
 pytest.importorskip("jax")
 PIL = pytest.importorskip("PIL.Image")
 
+pytestmark = pytest.mark.slow   # runs on 4 forced devices and in 2 processes
+
 # two conv layers with batch norm: the statistics must be those of the global batch
 TINY = """
 network Tiny(classes: int = 2) {

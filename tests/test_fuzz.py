@@ -112,6 +112,7 @@ def test_token_soup_in_a_body(tokens):
     _compile("network N() {\n x = input(3, 32, 32)\n" + " ".join(tokens) + "\n return x\n}\n")
 
 
+@pytest.mark.slow   # every network, many examples
 @pytest.mark.parametrize("name", sorted(SOURCES))
 @settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -274,6 +275,7 @@ def test_python_keyword_values(data):
                 assert f"'{key}'" in out, out
 
 
+@pytest.mark.slow   # many CLI runs
 @settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
@@ -364,6 +366,7 @@ def _resample_source(op: str, r) -> str:
     return f"network N() {{\n x = input({c}, {h}, {w})\n return {op}(x, {', '.join(args)})\n}}\n"
 
 
+@pytest.mark.slow   # many examples in torch and JAX
 @pytest.mark.parametrize("op", sorted(_RESAMPLE_ARGS))
 def test_resample_ops_random_arguments_agree_with_torch(op):
     import random

@@ -117,6 +117,7 @@ def test_what_the_image_lacks_cannot_be_imported(tmp_path):
     assert proc.returncode != 0 and "No module named 'lark'" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow   # two CLI training runs
 def test_train_on_an_image_folder_without_grain(tmp_path):
     """`archc train` on an image folder (in memory: --stream auto decides so) trains with grain
     unimportable; --stream on is then the clear error that names grain, exit 2."""
@@ -194,6 +195,7 @@ def check_gpu_script(proc, out) -> None:
     assert fast["epochs"] == 2
 
 
+@pytest.mark.slow   # three training runs
 @pytest.mark.skipif(not os.environ.get("ARCHC_SLOW_TESTS"), reason="set ARCHC_SLOW_TESTS=1")
 @pytest.mark.skipif(not os.path.exists(PACK), reason="no CIFAR-10 pack at ../shared")
 def test_gpu_script_end_to_end_with_tiny_settings(tmp_path):
@@ -202,6 +204,7 @@ def test_gpu_script_end_to_end_with_tiny_settings(tmp_path):
     check_gpu_script(*run_gpu_script(ROOT, tmp_path, lark_wheels(tmp_path)))
 
 
+@pytest.mark.slow   # the script up to its first training run
 @pytest.mark.skipif(not os.path.exists(PACK), reason="no CIFAR-10 pack at ../shared")
 def test_gpu_script_fails_on_a_package_the_image_lacks(tmp_path):
     """The guard can fail: a copy of the checkout whose in-memory data path imports grain

@@ -71,6 +71,7 @@ def _raw_gates(net, tensors, x_u8, norm):
     return seen
 
 
+@pytest.mark.slow   # the module's training run
 def test_statistics_per_class_and_channel(run, tmp_path):
     out, data = run
     result = inspect_run(str(out), str(data), out=str(tmp_path), log=lambda *a: None)
@@ -117,6 +118,7 @@ network TinySE(classes: int = 10) {
 """
 
 
+@pytest.mark.slow   # the module's training run
 def test_jax_backend_agrees(run, tmp_path):
     """A run folder made by hand (run.json as archc train writes it, random weights and BN
     statistics) for a small network from a file of its own (--arch): torch and JAX agree."""
@@ -154,6 +156,7 @@ def test_jax_backend_agrees(run, tmp_path):
         np.testing.assert_allclose(bj["std"], bt["std"], atol=1e-5)
 
 
+@pytest.mark.slow   # the module's training run
 def test_cli(run, tmp_path, capsys):
     out, data = run
     code = main(["inspect", str(out), "--se-activations", "--data", str(data), "--out",
@@ -164,6 +167,7 @@ def test_cli(run, tmp_path, capsys):
     assert json.loads((tmp_path / "se_activations.json").read_text())["images"] == 10
 
 
+@pytest.mark.slow   # the module's training run
 def test_cli_errors(run, tmp_path, capsys):
     out, data = run
     for args, message in [

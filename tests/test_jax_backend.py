@@ -20,7 +20,8 @@ from archc.backends import torch_backend as tb  # noqa: E402
 from archc.backends import weights as W  # noqa: E402
 from archc.compiler import bundled_networks, load  # noqa: E402
 
-from _runtime import jax_with_weights, outputs, runtime_params  # noqa: E402  (tests/)
+from _runtime import (DEV_LOOP_NETWORKS, jax_with_weights, outputs,  # noqa: E402  (tests/)
+                      runtime_params, slow_unless)
 
 SQNXT_VARIANTS = [
     ("sqnxt", {}), ("sqnxt", {"width": 2.0}), ("sqnxt", {"stages": [2, 4, 14, 1]}),
@@ -46,7 +47,7 @@ def test_reserved_attribute_list_covers_nnx_module():
     assert public <= jb.NNX_ATTRS, sorted(public - jb.NNX_ATTRS)
 
 
-@pytest.mark.parametrize("case", ALL, ids=_id)
+@pytest.mark.parametrize("case", slow_unless(ALL, lambda c: c[0] in DEV_LOOP_NETWORKS), ids=_id)
 def test_params_and_every_layer_shape_match_analysis(case):
     name, params = case
     net = load(name, **params)
@@ -101,6 +102,7 @@ def _forward_all(tm, jm, x):
     return yt, [np.asarray(o) for o in outputs(yj)]
 
 
+@pytest.mark.slow   # a full-network JAX compile each (the ops one by one: test_op_registry.py)
 @pytest.mark.parametrize("name", bundled_networks())
 def test_eval_logits_agree_with_torch(name):
     """Every layer's output, so every output of the network (logits, segmentation maps,
@@ -188,6 +190,7 @@ def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
     assert isinstance(ns["SESqueezeNext"], type) and issubclass(ns["SESqueezeNext"], nnx.Module)
 
 
+@pytest.mark.slow   # a whole network run op by op in JAX
 def test_build_module_api_jax():
     m = archc.build_module("shallow_sqnxt", backend="jax", width=0.25)
     m.eval()

@@ -17,6 +17,8 @@ from archc.compiler import load  # noqa: E402
 
 from test_jax_backend import SQNXT_VARIANTS, _forward_both, _id, _input, _pair  # noqa: E402
 
+pytestmark = pytest.mark.slow   # every test compiles a whole network's train step
+
 
 @pytest.mark.parametrize("case", SQNXT_VARIANTS[:1] + SQNXT_VARIANTS[3:4] + SQNXT_VARIANTS[6:7],
                          ids=_id)

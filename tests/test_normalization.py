@@ -161,6 +161,7 @@ def test_jax_steps_normalise_with_the_given_statistics():
         np.testing.assert_allclose(got, normalised(x, STATS), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow   # a training run
 def test_torch_loop_normalises_with_the_given_statistics():
     torch = pytest.importorskip("torch")
     from archc.training.recipe import Recipe
@@ -202,6 +203,7 @@ def _metadata(path):
         return json.loads(f.metadata()["normalization"])
 
 
+@pytest.mark.slow   # training runs
 def test_cli_run_records_and_prints_the_statistics(folder, tmp_path):
     """archc train on an image folder, 8 training images held out: run.json, summary.json and
     model.safetensors' metadata hold the remaining 24 images' statistics; the log says so."""
@@ -227,6 +229,7 @@ class Stop(Exception):
     pass
 
 
+@pytest.mark.slow   # training runs
 def test_resume_uses_the_recorded_statistics(folder, tmp_path):
     """A run stopped after epoch 1 of 2 resumes with the statistics its run.json records
     (edited here: the recorded ones win over recomputing), and a run.json without any (as

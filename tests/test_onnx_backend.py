@@ -20,6 +20,7 @@ from archc.backends import onnx_backend, torch_backend  # noqa: E402
 from archc.backends import weights as W  # noqa: E402
 from archc.compiler import ArchError, bundled_networks, ops  # noqa: E402
 
+from _runtime import DEV_LOOP_NETWORKS, slow_unless  # noqa: E402  (tests/)
 from test_torch_backend import ALL_OPS  # noqa: E402
 
 RESOLUTIONS = (32, 64, 96, 128, 160, 224)   # the smallest at which a network elaborates
@@ -144,7 +145,8 @@ def _close(got, want):
 
 
 @pytest.mark.parametrize("fold", [False, True], ids=["bn", "fold-bn"])
-@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("name", slow_unless(   # the tests' own small networks stay in the loop
+    list(NETS), lambda n: n in DEV_LOOP_NETWORKS or n not in bundled_networks()))
 def test_checker_and_onnxruntime_agree_with_torch(reference, name, fold):
     net, sd, x, y = reference(name)
     model = onnx_backend.build_model(net, weights=sd, fold_bn=fold)

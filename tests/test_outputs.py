@@ -96,6 +96,7 @@ def test_outputs_only_in_a_network_body():
         "t.arch:2:12: error: outputs(...) may only appear in a network body")
 
 
+@pytest.mark.slow   # full-network JAX compiles
 def test_modules_return_dicts_and_agree():
     torch = pytest.importorskip("torch")
     jax = pytest.importorskip("jax")
@@ -125,6 +126,7 @@ def test_modules_return_dicts_and_agree():
         np.testing.assert_allclose(np.asarray(yj[k]), t, rtol=0, atol=1e-5, err_msg=k)
 
 
+@pytest.mark.slow   # a training run
 def test_torch_training_uses_the_first_output(tmp_path):
     """`archc train`'s loops train on the first output (docs/training.md): a network whose
     other outputs are maps trains and evaluates on its logits."""

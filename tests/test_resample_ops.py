@@ -124,6 +124,7 @@ CASES = """
 """
 
 
+@pytest.mark.slow   # a full-network JAX compile
 def test_jax_agrees_with_torch_layer_by_layer():
     """Every layer's output, eval mode, torch weights loaded into the JAX module; includes
     output sizes that do not divide (nearest and bilinear, up and down, align_corners

@@ -22,6 +22,7 @@ from archc.compiler import ArchError  # noqa: E402
 from test_data_parallel import TINY, make_data  # noqa: E402
 
 
+@pytest.mark.slow   # training runs
 def test_streaming_trains_like_in_memory(tmp_path, monkeypatch):
     """Same seed, same data: the streamed run (chosen automatically because the data set is
     over $ARCHC_MAX_DATA_BYTES) gives the in-memory run's metrics and weights."""
@@ -107,6 +108,7 @@ def test_imagenet_folder_streams_with_host_augmentation(tmp_path, monkeypatch):
     assert b["x"].shape == (4, 16, 16, 3) and b["x"].dtype == np.uint8
 
 
+@pytest.mark.slow   # a training run in a process
 def test_streaming_memory_stays_bounded(tmp_path):
     """A data set that decodes to 29 MB, with the in-memory limit set to 4 MiB: over a streamed
     pass through all of it (2 loader worker processes) this process's resident memory never

@@ -17,7 +17,8 @@ import archc  # noqa: E402
 from archc.backends import _names, lowering, torch_backend  # noqa: E402
 from archc.compiler import ArchError, library_dir, ops  # noqa: E402
 
-from _runtime import outputs, runtime_params  # noqa: E402  (tests/)
+from _runtime import (DEV_LOOP_NETWORKS, outputs, runtime_params,  # noqa: E402  (tests/)
+                      slow_unless)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = sorted(p.stem for p in Path(library_dir()).glob("*.arch"))
@@ -66,7 +67,8 @@ def test_param_count_equals_analysis(built, variant):
                if b.dtype.is_floating_point) == sum(lc.buffers for lc in analysis.layers)
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=_id)
+@pytest.mark.parametrize("variant", slow_unless(VARIANTS, lambda v: v[0] in DEV_LOOP_NETWORKS),
+                         ids=_id)
 def test_every_layer_has_its_static_shape(built, variant):
     net, analysis, module = built(*variant, tap=True)
     seen = {}
@@ -80,7 +82,9 @@ def test_every_layer_has_its_static_shape(built, variant):
         [net.node(n)["shape"] for _, n in net.output_list()]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=_id)
+# the development loop trains the tests' small SqueezeNext variants only
+@pytest.mark.parametrize("variant", slow_unless(
+    VARIANTS, lambda v: v[0] in DEV_LOOP_NETWORKS and v[1]), ids=_id)
 def test_forward_backward_batch2_with_hooks(built, variant):
     net, analysis, module = built(*variant)
     if analysis.totals["macs"] > HEAVY_MACS and not os.environ.get("ARCHC_SLOW_TESTS"):

@@ -252,6 +252,7 @@ def trained(tmp_path_factory, env):
     return out, proc
 
 
+@pytest.mark.slow   # the module's 300-step training run
 @needs_pack
 def test_training_learns(trained):
     out, proc = trained
@@ -263,6 +264,7 @@ def test_training_learns(trained):
     assert "test accuracy    best" in proc.stdout
 
 
+@pytest.mark.slow   # the module's 300-step training run
 @needs_pack
 def test_run_folder(trained):
     out, _ = trained
@@ -279,6 +281,7 @@ def test_run_folder(trained):
     assert sorted(os.listdir(out / "checkpoints")) == ["4", "5"]  # the last two
 
 
+@pytest.mark.slow   # the module's 300-step training run
 @needs_pack
 def test_exported_weights_give_the_same_accuracy_in_torch(trained):
     """model.safetensors (torch layout) in the generated torch module scores on the test
@@ -331,6 +334,7 @@ def _same_run(a, b):
     assert [{k: h[k] for k in keys} for h in ma] == [{k: h[k] for k in keys} for h in mb]
 
 
+@pytest.mark.slow   # training runs, killed and resumed in new processes
 @needs_pack
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_killed_run_resumes_exactly(tmp_path, env, backend, capsys):
@@ -366,6 +370,7 @@ def test_killed_run_resumes_exactly(tmp_path, env, backend, capsys):
 
 
 # ---- errors ---------------------------------------------------------------------------------
+@pytest.mark.slow   # the module's 300-step training run
 @needs_pack
 def test_resume_errors(trained, tmp_path, capsys):
     out, _ = trained
@@ -415,6 +420,7 @@ def test_missing_training_dependencies_are_a_clear_error(monkeypatch, capsys):
     assert "pip install 'archc[train-torch]'" in err
 
 
+@pytest.mark.slow   # a training run in a new process
 def test_torch_training_needs_no_jax(tmp_path):
     """`archc train --backend torch` runs with jax, flax, optax and orbax unimportable."""
     script = (

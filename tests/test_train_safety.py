@@ -47,6 +47,7 @@ def cli(tmp_path, monkeypatch, capsys, *argv):
 
 
 # ---- class 11: resume ---------------------------------------------------------------------
+@pytest.mark.slow   # training runs
 def test_resume_takes_the_subset_from_run_json(tiny, monkeypatch, capsys):
     pytest.importorskip("torch")
     rc, out, err = cli(tiny, monkeypatch, capsys, "--out", "r", "--train-per-class", "4",
@@ -62,6 +63,7 @@ def test_resume_takes_the_subset_from_run_json(tiny, monkeypatch, capsys):
     assert rc == 2 and "data.train_per_class: checkpoint has 4, this run has 5" in err
 
 
+@pytest.mark.slow   # training runs
 def test_a_run_killed_before_its_first_epoch_can_resume_or_restart(tiny, monkeypatch, capsys):
     pytest.importorskip("torch")
     from archc.training import torch_loop
@@ -121,6 +123,7 @@ def test_torch_checkpoints_are_verified(tiny, tmp_path):
            "train" in info.value.message
 
 
+@pytest.mark.slow   # a JAX training run
 def test_jax_checkpoints_are_verified(tmp_path):
     pytest.importorskip("orbax.checkpoint")
     import orbax.checkpoint as ocp

@@ -80,6 +80,7 @@ def se():
     return archc.analyze("se_sqnxt")
 
 
+@pytest.mark.slow   # a browser
 def test_page_loads_with_every_layer_offline(browser, se, tmp_path):
     page, problems, requests = open_page(browser, render_html(se), tmp_path)
     try:
@@ -151,6 +152,7 @@ LAYOUT_JS = """() => {
 }"""
 
 
+@pytest.mark.slow   # a browser
 @pytest.mark.parametrize("name", ["se_sqnxt", "ghostlike"])
 def test_layout_fits_1400_by_1000(browser, tmp_path, name):
     """At 1400x1000 the table's name, op, output, params and MACs columns show without
@@ -180,6 +182,7 @@ def test_layout_fits_1400_by_1000(browser, tmp_path, name):
         page.close()
 
 
+@pytest.mark.slow   # a browser
 def test_expanding_and_collapsing_a_block(browser, se, tmp_path):
     page, problems, _ = open_page(browser, render_html(se), tmp_path)
     try:
@@ -201,6 +204,7 @@ def test_expanding_and_collapsing_a_block(browser, se, tmp_path):
         page.close()
 
 
+@pytest.mark.slow   # a browser
 def test_expand_all_draws_every_layer_and_edge(browser, se, tmp_path):
     page, problems, _ = open_page(browser, render_html(se), tmp_path)
     try:
@@ -214,6 +218,7 @@ def test_expand_all_draws_every_layer_and_edge(browser, se, tmp_path):
         page.close()
 
 
+@pytest.mark.slow   # a browser
 def test_search_filters_rows_and_reveals_layers(browser, se, tmp_path):
     page, problems, _ = open_page(browser, render_html(se), tmp_path)
     try:
@@ -233,6 +238,7 @@ def test_search_filters_rows_and_reveals_layers(browser, se, tmp_path):
         page.close()
 
 
+@pytest.mark.slow   # a browser
 def test_bitops_columns(browser, tmp_path):
     from archc.compiler.bitops import bitops
     from archc.compiler.quant import load_quant
@@ -282,6 +288,7 @@ def test_dot_has_every_layer_and_scope(se):
     assert svg.count('class="cluster"') == len([s for s in net.scopes if s])
 
 
+@pytest.mark.slow   # CLI runs rendering with Graphviz
 def test_cli_view_and_dot(tmp_path):
     out = tmp_path / "g.html"
     proc = subprocess.run([sys.executable, "-m", "archc", "view", "sqnxt", "-D", "width=0.5",

@@ -11,7 +11,7 @@ with a checkout of it:
 (COMMIT names the port's commit when the path is an exported tree, not a git checkout.)
 
 It builds `unet.UNet(n_channels=3, n_classes=2, bilinear=...)`, counts as
-tools/measure_torchvision_c.py does (MACs at 256x256, batch 1), loads the port's
+tools/measure_torchvision.py does (MACs at 256x256, batch 1), loads the port's
 state_dict into archc's `unet -D variant="padded"` (renamed, strict) and records the
 largest difference of the two outputs on a random input.
 """
