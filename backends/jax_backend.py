@@ -37,6 +37,26 @@ _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules pertu
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
 HELPERS = {
+    "multihead_attention": '''
+def multihead_attention(q, k, v, heads, patch=1):
+    """softmax(q k^T / sqrt(d_k)) v per head between the positions of NHWC maps. Heads are
+    consecutive channel blocks; k and v hold g heads, each serving heads / g query heads;
+    with patch p a position attends only to those at its offset inside p x p patches."""
+    p, dk = patch, q.shape[-1] // heads
+    g = k.shape[-1] // dk
+
+    def tokens(t, groups, per):   # N x H x W x C -> N x p*p x groups x per x H*W/p^2 x d
+        n, h, w, c = t.shape
+        d = c // (groups * per)
+        t = t.reshape(n, h // p, p, w // p, p, groups, per, d).transpose(0, 2, 4, 5, 6, 1, 3, 7)
+        return t.reshape(n, p * p, groups, per, (h // p) * (w // p), d)
+
+    attn = (tokens(q, g, heads // g) * dk ** -0.5) @ jnp.swapaxes(tokens(k, g, 1), -1, -2)
+    out = jax.nn.softmax(attn, axis=-1) @ tokens(v, g, 1)
+    n, h, w, _ = q.shape
+    out = out.reshape(n, p, p, heads, h // p, w // p, -1).transpose(0, 4, 1, 5, 2, 3, 6)
+    return out.reshape(n, h, w, -1)
+''',
     "BatchNorm": '''
 class BatchNorm(nnx.Module):
     """Batch normalisation over the last axis with PyTorch's semantics."""
@@ -345,6 +365,7 @@ LOWER = {
     "concat": lambda c: Lowered(None, f"jnp.concatenate([{', '.join(c.xs())}], axis=-1)"),
     "add": lambda c: Lowered(None, " + ".join(c.xs())),
     "mul": _fn("{0} * {1}"),
+    "attention": _fn("multihead_attention({0}, {1}, {2}, {heads}, {patch})", "heads", "patch"),
 }
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
            (None, None), ("jax.", "import jax"),

@@ -193,6 +193,39 @@ def _channel_shuffle(c):
     return c.node("Reshape", [x, c.const("shape", [0, ch, h, w])])
 
 
+def _attention(c):
+    """The torch helper's arithmetic (multihead_attention) as nodes: each input to
+    N x p*p x g x per x tokens x d (Reshape, Transpose, Reshape), the scaled query times the
+    key's transpose (MatMul broadcasts the g key/value heads over their per query heads),
+    Softmax over the keys, MatMul by the value, and back to N x C x H x W."""
+    heads, p = c.a("heads"), c.a("patch")
+    (cq, h, w), (ck, _, _) = c.in_shapes[:2]
+    dk = cq // heads
+    g = ck // dk
+
+    def tokens(i, part, per, perm_last=False):
+        ch, th, tw = c.in_shapes[i]
+        d = ch // (g * per)
+        x = c.node("Reshape", [c.x4(i), c.const(f"{part}_split",
+                                                 [0, g, per, d, th // p, p, tw // p, p])],
+                   part=f"{part}_split")
+        x = c.node("Transpose", [x], part=f"{part}_order",
+                   perm=[0, 5, 7, 1, 2, 3, 4, 6] if perm_last else [0, 5, 7, 1, 2, 4, 6, 3])
+        n = (th // p) * (tw // p)
+        return c.node("Reshape", [x, c.const(f"{part}_tokens", [0, p * p, g, per] +
+                                             ([d, n] if perm_last else [n, d]))],
+                      part=f"{part}_tokens")
+
+    q = c.node("Mul", [tokens(0, "q", heads // g), c.const("scale", dk ** -0.5)], part="q_scaled")
+    attn = c.node("MatMul", [q, tokens(1, "k", 1, perm_last=True)], part="scores")
+    attn = c.node("Softmax", [attn], part="softmax", axis=-1)
+    out = c.node("MatMul", [attn, tokens(2, "v", 1)], part="mix")
+    out = c.node("Reshape", [out, c.const("split", [0, p, p, heads, h // p, w // p, c.shape[0] // heads])],
+                 part="split")
+    out = c.node("Transpose", [out], part="order", perm=[0, 3, 6, 4, 1, 5, 2])
+    return c.node("Reshape", [out, c.const("shape", [0, c.shape[0], h, w])])
+
+
 def _crop(c):
     (_, h, w), (oh, ow) = c.in_shapes[0], c.a("size")
     top, left = (h - oh) // 2, (w - ow) // 2      # ops.Crop: the centre window
@@ -268,6 +301,7 @@ LOWER = {
     "adaptive_maxpool": _adaptive_pool("MaxPool", "ReduceMax"),
     # stochastic depth is the identity at inference, which is what an ONNX graph computes
     "drop_path": lambda c: c.node("Identity", [c.x()]),
+    "attention": _attention,
 }
 
 BACKEND = L.BackendBase(name="onnx", lower=LOWER, reserved_attrs=torch_backend.RESERVED_ATTRS,

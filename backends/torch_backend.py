@@ -134,6 +134,26 @@ def _upsample(c):
 
 
 HELPERS = {
+    "multihead_attention": '''
+def multihead_attention(q, k, v, heads, patch=1):
+    """softmax(q k^T / sqrt(d_k)) v per head between the positions of NCHW maps. Heads are
+    consecutive channel blocks; k and v hold g heads, each serving heads / g query heads;
+    with patch p a position attends only to those at its offset inside p x p patches."""
+    p, dk = patch, q.shape[1] // heads
+    g = k.shape[1] // dk
+
+    def tokens(t, groups, per):   # N x C x H x W -> N x p*p x groups x per x H*W/p^2 x d
+        n, c, h, w = t.shape
+        d = c // (groups * per)
+        t = t.reshape(n, groups, per, d, h // p, p, w // p, p).permute(0, 5, 7, 1, 2, 4, 6, 3)
+        return t.reshape(n, p * p, groups, per, (h // p) * (w // p), d)
+
+    attn = (tokens(q, g, heads // g) * dk ** -0.5) @ tokens(k, g, 1).transpose(-1, -2)
+    out = attn.softmax(dim=-1) @ tokens(v, g, 1)
+    n, _, h, w = q.shape
+    out = out.reshape(n, p, p, heads, h // p, w // p, -1).permute(0, 3, 6, 4, 1, 5, 2)
+    return out.reshape(n, -1, h, w)
+''',
     "DropPath": '''
 class DropPath(nn.Module):
     """Stochastic depth (torchvision's StochasticDepth, mode "row"): in training, each
@@ -189,6 +209,8 @@ LOWER = {
     "concat": lambda c: Lowered(None, f"torch.cat([{', '.join(_xs4(c))}], dim=1)"),
     "add": lambda c: Lowered(None, " + ".join(_xs4(c))),
     "mul": lambda c: Lowered(None, " * ".join(_xs4(c))),
+    "attention": lambda c: Lowered(None, f"multihead_attention({_x4(c, 0)}, {_x4(c, 1)}, "
+                                         f"{_x4(c, 2)}, {c.f('heads')}, {c.f('patch')})"),
 }
 
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),

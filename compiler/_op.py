@@ -30,6 +30,9 @@ class BitRule:
                         half adds; its parameters stored at the bias precision
            elementwise  `muls` multiplies and `adds` adds per element-wise op
            pool         window reads minus one adds per output, `muls` multiplies per output
+           matmul       products of two activations (attention): a multiply per MAC at the
+                        inputs' precision, a dot product's terms minus one adds; its
+                        element-wise ops (scaling, softmax) half multiplies, half adds
            none         free (reshapes, slices, concatenation, dropout)
     folds  a normalisation folded into a directly preceding weighted layer (BN)
     label  the type column of seed 002's Table 1 ("Conv", "FC", "Pool" ...), else the op name
@@ -98,7 +101,7 @@ class Op:
     args: tuple = ()
     doc: str = ""
     category: str = "other"   # conv | linear | norm | activation | pool | dropout | shape |
-    #                           merge | resample
+    #                           merge | resample | attention
     stateful: bool = False    # a module (parameters, buffers or a train/eval mode), not a call
     bitops: BitRule = BitRule()
     quant: QuantRule = QuantRule()

@@ -124,6 +124,8 @@ def analyze(net: Network, bits: int = 32) -> Analysis:
         "buffers": buffers,
         "macs": sum(lc.macs for lc in layers),
         "flops": 2 * sum(lc.macs for lc in layers),
+        # of which products of two activations (attention), the rest conv and linear
+        "matmul_macs": sum(lc.macs for lc in layers if ops.get(lc.op).bitops.kind == "matmul"),
         "elementwise_ops": sum(lc.elementwise_ops for lc in layers),
         "activations": sum(lc.activations for lc in layers),
         "peak_activations": peak,

@@ -160,7 +160,21 @@ def _pool(c, op, ins, out, a, p, rules, bias):
     c.muls = op.bitops.muls * outputs
 
 
-RULES = {"weighted": _weighted, "norm": _norm, "elementwise": _elementwise, "pool": _pool}
+def _matmul(c, op, ins, out, a, p, rules, bias):
+    """Products of two activations (attention's q k^T and weights times v): one multiply
+    per MAC at the wider input's activation precision (no weight, nothing stored, no
+    sparsity), a dot product's terms minus one adds; the scaling and softmax are its
+    element-wise ops, half multiplies and half adds as for an unfolded normalisation."""
+    macs = op.macs(ins, out, a)
+    dots = op.scores(ins, a) + ops.numel(out)        # one per weight, one per output
+    n = op.elementwise_ops(ins, out, a)
+    c.mul_bits, c.add_bits = rules.mul_bits(max(c.in_bits)), p.acc_bits
+    c.muls = macs + n / 2
+    c.adds = macs - dots + n / 2
+
+
+RULES = {"weighted": _weighted, "norm": _norm, "elementwise": _elementwise, "pool": _pool,
+         "matmul": _matmul}
 
 
 def bitops(net: Network, rules: str | RuleSet = "table1", spec: QuantSpec | None = None,

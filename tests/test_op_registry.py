@@ -67,6 +67,9 @@ CASES = {
     "adaptive_avgpool": 'y = x -> adaptive_avgpool([3, 5])',
     "adaptive_maxpool": 'y = x -> adaptive_maxpool([3, 5])',
     "drop_path": 'y = x -> drop_path(0.2)',
+    # multi-query (one key/value head for 4 query heads) within 2 x 2 patches
+    "attention": 'y = attention(x -> conv(8, 1), x -> conv(2, 1), x -> conv(3, 1), 4, '
+                 'patch=2)',
 }
 
 

@@ -132,6 +132,7 @@ network AllOps(classes: int = 7) {
     w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[7, 9], mode="bilinear", align_corners=true)
           -> ws: slice(0, 16) -> cr: crop([5, 8])
     y = cat2: concat(u, v, w) -> dpth: drop_path(0.1)
+    y = att: attention(y, y -> kv: slice(0, 16), y -> slice(16, 32), 4)
     g = y -> gm: global_maxpool -> fa: linear(32) -> bn2: bn -> hsig: hsigmoid
     y = sc: mul(y, g)
     z = y -> ga: global_avgpool -> sg: sigmoid
