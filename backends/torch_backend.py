@@ -71,11 +71,19 @@ def _kw(c, *specs, forward: bool = False) -> str:
 
 
 # ---- one lowering per op -----------------------------------------------------------------------
+def _asymmetric(c) -> bool:
+    """The padding is (top, left, bottom, right) ("tf_same"): padded by pad4 before the layer."""
+    return len(c.value("padding")) == 4
+
+
 def _conv(c):
+    pad = () if _asymmetric(c) else (("padding", (0, 0), "padding"),)
     ctor = (f"nn.Conv2d({c.cin()}, {c.a('out')}, {c.pair('kernel')}"
-            + _kw(c, ("stride", (1, 1), "stride"), ("padding", (0, 0), "padding"),
+            + _kw(c, ("stride", (1, 1), "stride"), *pad,
                   ("dilation", (1, 1), "dilation"), ("groups", 1, "groups"),
                   ("bias", True, "bias")) + ")")
+    if _asymmetric(c):
+        return Lowered(ctor, f"{c.path}(pad4({_x4(c)}, {c.f('padding')}))")
     return Lowered(ctor, f"{c.path}({_x4(c)})")
 
 
@@ -97,6 +105,22 @@ def _lrn(c):
                          f"beta={c.f('beta')}, k={c.f('k')})")
 
 
+def _layer_norm(c):
+    """nn.LayerNorm over the channels of each position: on N x C x H x W the channels are
+    moved last and back (timm's LayerNorm2d); on N x C they are last already."""
+    ctor = (f"nn.LayerNorm({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                            ("affine", True, "elementwise_affine")) + ")")
+    if c.ranks[0] == 2:
+        return Lowered(ctor, f"{c.path}({c.x()})")
+    return Lowered(ctor, f"{c.path}({c.x()}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)")
+
+
+def _group_norm(c):
+    ctor = (f"nn.GroupNorm({c.a('groups')}, {c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                                             ("affine", True, "affine")) + ")")
+    return Lowered(ctor, f"{c.path}({_x4(c)})")
+
+
 def _dropout(c):
     return Lowered(f"nn.Dropout(p={c.a('p')})", f"{c.path}({c.x()})")
 
@@ -109,10 +133,29 @@ def _act(template: str, *specs):
 
 def _pool(fn: str, *extra):
     def lower(c):
+        if _asymmetric(c):
+            return _pool_padded(c, fn)
         kw = _kw(c, ("stride", c.value("kernel"), "stride"), ("padding", (0, 0), "padding"),
                  ("ceil_mode", False, "ceil_mode"), *extra, forward=True)
         return Lowered(None, f"F.{fn}({_x4(c)}, {c.pair('kernel', True)}{kw})")
     return lower
+
+
+def _pool_padded(c, fn: str):
+    """A pool with (top, left, bottom, right) padding: max pooling pads with -inf (padding
+    never wins); average pooling pads with zeros, which count_include_pad counts, and
+    otherwise divides the window sums by the count of real positions."""
+    pads = c.f("padding")
+    kw = f"{c.pair('kernel', True)}" + _kw(c, ("stride", c.value("kernel"), "stride"),
+                                          forward=True)
+    x = _x4(c)
+    if fn == "max_pool2d":
+        return Lowered(None, f"F.max_pool2d(pad4({x}, {pads}, float(\"-inf\")), {kw})")
+    mean = f"F.avg_pool2d(pad4({x}, {pads}), {kw})"
+    if c.value("count_include_pad"):
+        return Lowered(None, mean)
+    return Lowered(None, f"{mean} / F.avg_pool2d(pad4(torch.ones_like({x}[:, :1]), {pads}), "
+                         f"{kw})")
 
 
 def _conv_transpose(c):
@@ -154,6 +197,22 @@ def multihead_attention(q, k, v, heads, patch=1):
     out = out.reshape(n, p, p, heads, h // p, w // p, -1).permute(0, 3, 6, 4, 1, 5, 2)
     return out.reshape(n, -1, h, w)
 ''',
+    "pad4": '''
+def pad4(x, pads, value=0.0):
+    """F.pad with a (top, left, bottom, right) padding (TensorFlow's SAME, "tf_same")."""
+    return F.pad(x, (pads[1], pads[3], pads[0], pads[2]), value=value)
+''',
+    "LayerScale": '''
+class LayerScale(nn.Module):
+    """A learned per-channel multiplier gamma (layer scale), on N x C x ... values."""
+
+    def __init__(self, channels, init=1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x):
+        return x * self.gamma.view(-1, *([1] * (x.ndim - 2)))
+''',
     "DropPath": '''
 class DropPath(nn.Module):
     """Stochastic depth (torchvision's StochasticDepth, mode "row"): in training, each
@@ -189,6 +248,11 @@ LOWER = {
     "linear": _linear,
     "bn": _bn,
     "lrn": _lrn,
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "layer_scale": lambda c: Lowered(f"LayerScale({c.cin()}"
+                                     + ("" if c.is_default("init", 1e-6) else f", {c.a('init')}")
+                                     + ")", f"{c.path}({c.x()})"),
     "dropout": _dropout,
     "relu": _act("F.relu({x}"),
     "relu6": _act("F.relu6({x}"),
@@ -199,6 +263,7 @@ LOWER = {
     "swish": _act("F.silu({x}"),
     "hswish": _act("F.hardswish({x}"),
     "hsigmoid": _act("F.hardsigmoid({x}"),
+    "gelu": _act("F.gelu({x}", ("approximate", "none", "approximate")),
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d", ("count_include_pad", True, "count_include_pad")),
     "global_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, 1)"),
@@ -274,7 +339,10 @@ BACKEND = L.Backend(
              "bn": {"weight": ("weight", None), "bias": ("bias", None),
                     "running_mean": ("running_mean", None), "running_var": ("running_var", None)},
              # weight C_in x C_out/groups x kh x kw (torch's ConvTranspose2d layout)
-             "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)}},
+             "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)},
+             "layer_norm": {"weight": ("weight", None), "bias": ("bias", None)},
+             "group_norm": {"weight": ("weight", None), "bias": ("bias", None)},
+             "layer_scale": {"gamma": ("gamma", None)}},
     instantiate=_instantiate, title="PyTorch module", layout="NCHW", imports=IMPORTS)
 
 

@@ -45,6 +45,12 @@ CASES = {
     "swish": 'y = x -> swish',
     "hswish": 'y = x -> hswish',
     "hsigmoid": 'y = x -> hsigmoid',
+    "gelu": 'y = concat(x -> gelu, x -> gelu(approximate="tanh"))',
+    "layer_norm": 'y = concat(x -> layer_norm(eps=1e-6), '
+                  'x -> global_avgpool -> layer_norm(affine=false) -> upsample([8, 8]))',
+    "group_norm": 'y = concat(x -> group_norm(2, eps=1e-6), x -> group_norm(1, affine=false))',
+    "layer_scale": 'y = concat(x -> layer_scale(init=0.5), '
+                   'x -> global_avgpool -> flatten -> layer_scale -> upsample([8, 8]))',
     "maxpool": 'y = x -> maxpool(3, stride=2, padding=1, ceil_mode=true)',
     "avgpool": 'y = x -> avgpool(3, stride=2, padding=1, ceil_mode=true, '
                'count_include_pad=false)',

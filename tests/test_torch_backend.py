@@ -122,7 +122,8 @@ network AllOps(classes: int = 7) {
     s1 = sl1: slice(y, 0, 8)
     s2 = sl2: slice(y, 8, 32)
     s1 = s1 -> g1: conv(8, kernel=3, padding="same", groups=4) -> t1: tanh
-    s2 = s2 -> sw: swish -> hs: hswish -> id: identity
+    s2 = s2 -> sw: swish -> hs: hswish -> id: identity -> ln: layer_norm(eps=1e-6)
+          -> gn: group_norm(4) -> ge: gelu(approximate="tanh") -> ls: layer_scale(init=0.1)
     y = m: concat(s1, s2) -> d: dropout(0.25)
     u = y -> ct: conv_transpose(8, kernel=3, stride=2, padding=1, output_padding=[1, 0], groups=4,
                                 dilation=[1, 2], bias=false)
