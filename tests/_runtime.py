@@ -10,6 +10,7 @@ SMALL = {
     "mnasnet": {"resolution": 64},
     "fcn": {"resolution": 64, "aux": True}, "deeplabv3": {"resolution": 64, "aux": True},
     "lraspp": {"resolution": 64},
+    "mobilevit": {"resolution": 64}, "mobilenet_v4": {"resolution": 64},
     "unet": {"resolution": 188},          # the smallest input near 572 with Fig. 1's crops
 }
 

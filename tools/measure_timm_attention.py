@@ -16,8 +16,8 @@ explicit q @ k^T, softmax, @ v that fvcore and the counts below see):
 - output: the logits' shape.
 Where archc's library has the variant, its generated torch module gets timm's weights (copied
 tensor by tensor in state_dict order, a linear weight into a 1 x 1 conv's) and both compute
-one random batch in eval mode, BN statistics randomised first: max_rel_diff is
-max |archc - timm| / max |timm|. tests/test_library_attention.py compares archc's analysis
+one random batch in eval mode, BN statistics and layer scales randomised first:
+max_rel_diff is max |archc - timm| / max |timm| (max_abs_logit: max |timm|). tests/test_library_attention.py compares archc's analysis
 with these numbers; it needs neither timm nor this tool.
 """
 from __future__ import annotations
@@ -97,7 +97,7 @@ def copy_weights(src, dst) -> None:
     dst.load_state_dict(new)
 
 
-def function(name: str, stem: str, params: dict, model, resolution: int) -> float:
+def function(name: str, stem: str, params: dict, model, resolution: int) -> tuple:
     net = archc.load(stem, **params)
     ours = archc.build_module(stem, **params).eval()
     copy_weights(model, ours)
@@ -105,7 +105,7 @@ def function(name: str, stem: str, params: dict, model, resolution: int) -> floa
     with torch.no_grad():
         want, got = model(x), ours(x)
     assert net.input_shape == (3, resolution, resolution), (name, net.input_shape)
-    return float((got - want).abs().max() / want.abs().max())
+    return float((got - want).abs().max() / want.abs().max()), float(want.abs().max())
 
 
 def main() -> None:
@@ -127,7 +127,8 @@ def main() -> None:
         }
         randomise(model)
         try:
-            row["max_rel_diff"] = function(name, *archc_ref, model, resolution)
+            row["max_rel_diff"], row["max_abs_logit"] = function(name, *archc_ref, model,
+                                                                 resolution)
             row["archc"] = {"file": f"archs/{archc_ref[0]}.arch", "params_set": archc_ref[1]}
         except archc.ArchError as e:   # the library does not have this variant (yet)
             row["max_rel_diff"] = None
