@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+from archc.compiler import ArchError
 
 import archc
-from archc.compiler import ArchError
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "timm_attention_counts.json").read_text())
 MODELS = GOLDEN["models"]
@@ -66,14 +66,14 @@ def _net(body: str, size: int = 8):
 def test_attention_costs():
     # 4 heads of d_k = 3 against 2 key/value heads (d_v = 5) at a quarter of the positions
     net = _net("y = attention(x, x -> conv(6, 1, stride=2), x -> conv(10, 1, stride=2), 4)")
-    lc = [lc for lc in archc.analyze(net).layers if lc.op == "attention"][0]
+    lc = next(lc for lc in archc.analyze(net).layers if lc.op == "attention")
     assert lc.output == (20, 8, 8)
     scores = 4 * 64 * 16
     assert lc.macs == scores * (3 + 5)
     assert lc.params == 0
     # patches: each of the 4 offsets attends among its own 16 positions
     net = _net("y = attention(x, x, x, 3, patch=2)")
-    lc = [lc for lc in archc.analyze(net).layers if lc.op == "attention"][0]
+    lc = next(lc for lc in archc.analyze(net).layers if lc.op == "attention")
     assert lc.macs == 3 * 64 * 64 // 4 * (4 + 4)
     assert archc.analyze(net).totals["matmul_macs"] == lc.macs
 
@@ -81,7 +81,7 @@ def test_attention_costs():
 def test_attention_bitops_count_activation_products():
     from archc.compiler.bitops import bitops
     net = _net("y = attention(x, x, x, 3, patch=2)")
-    c = [c for c in bitops(net).layers if c.op == "attention"][0]
+    c = next(c for c in bitops(net).layers if c.op == "attention")
     scores, outputs = 3 * 64 * 16, 12 * 64
     n = 12 * 64 + 3 * scores
     assert c.muls == scores * 8 + n / 2
@@ -126,3 +126,28 @@ def test_attention_computes_softmax_qkt_v():
                 want[:, 2 * h:2 * h + 2, oi::2, oj::2] = (v_ @ a.transpose(1, 2)).reshape(
                     2, 2, 2, 2)
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_attention_with_downsampled_keys_agrees_across_backends():
+    """MobileNetV4's kv strides (keys at fewer positions than queries) with two key/value
+    heads: JAX and onnxruntime compute torch's output (tests/test_op_registry.py's case is
+    multi-query within patches)."""
+    pytest.importorskip("jax")
+    pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    from test_op_registry import (_as_nhwc, _close, _jax_out, _net as _case, _onnx_out,
+                                  _random_state, _torch_out)
+
+    from archc.backends import torch_backend as tb
+    net = _case("k = x -> conv(4, 3, stride=2, padding=1, groups=4)\n"
+                "    y = attention(x -> conv(8, 1), k -> conv(4, 1), k -> conv(6, 1), 4)")
+    torch.manual_seed(0)
+    tm = tb.compile_module(net)
+    state = _random_state(tm)
+    x = np.random.RandomState(1).randn(2, 4, 8, 8).astype(np.float32)
+    yt = _torch_out(tm, x)
+    assert yt.shape == (2, 12, 8, 8)
+    yj = _jax_out(net, state, x)
+    _close(yj, _as_nhwc(yt, yj.shape))
+    _close(_onnx_out(net, state, x), yt, tol=1e-4)

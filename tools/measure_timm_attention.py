@@ -39,11 +39,11 @@ try:
     import torchvision
 finally:
     torch.library.register_fake = _register_fake
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode
 
-import archc  # noqa: E402
+import archc
 
-# timm name -> (archc file, its parameters), or None where archc's library lacks the variant
+# timm name -> (archc file, its parameters)
 MODELS = {
     "mobilenetv4_conv_small": ("mobilenet_v4", {"variant": "conv_small"}),
     "mobilenetv4_conv_medium": ("mobilenet_v4", {"variant": "conv_medium"}),
