@@ -55,6 +55,8 @@ def _defines(values) -> dict:
 
 def _network(args):
     program = load_program(args.target)
+    for note in program.notes:
+        sys.stderr.write(f"note: {note}\n")
     overrides = _defines(args.define)
     try:
         return build(program, overrides)

@@ -167,10 +167,10 @@ def _ceil_extra(size, k, s, p, ceil_mode):
 def max_pool(x, kernel, stride, padding, ceil_mode=False):
     """PyTorch's max_pool2d on NHWC; padding (h, w) or (top, left, bottom, right)."""
     _, h, w, _ = x.shape
-    t, l, b, r = tuple(padding) * (2 if len(padding) == 2 else 1)
-    eh = _ceil_extra(h, kernel[0], stride[0], t, ceil_mode)
-    ew = _ceil_extra(w, kernel[1], stride[1], l, ceil_mode)
-    pads = ((0, 0), (t, b + eh), (l, r + ew), (0, 0))
+    top, left, bottom, right = tuple(padding) * (2 if len(padding) == 2 else 1)
+    eh = _ceil_extra(h, kernel[0], stride[0], top, ceil_mode)
+    ew = _ceil_extra(w, kernel[1], stride[1], left, ceil_mode)
+    pads = ((0, 0), (top, bottom + eh), (left, right + ew), (0, 0))
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, *kernel, 1), (1, *stride, 1), pads)
 ''',
     "avg_pool": '''
@@ -179,15 +179,15 @@ def avg_pool(x, kernel, stride, padding, ceil_mode=False, count_include_pad=True
     (count_include_pad) or to the input; the extra ceil-mode padding never counts. padding
     (h, w) or (top, left, bottom, right)."""
     _, h, w, _ = x.shape
-    t, l, b, r = tuple(padding) * (2 if len(padding) == 2 else 1)
-    eh = _ceil_extra(h, kernel[0], stride[0], t, ceil_mode)
-    ew = _ceil_extra(w, kernel[1], stride[1], l, ceil_mode)
-    pads = ((0, 0), (t, b + eh), (l, r + ew), (0, 0))
+    top, left, bottom, right = tuple(padding) * (2 if len(padding) == 2 else 1)
+    eh = _ceil_extra(h, kernel[0], stride[0], top, ceil_mode)
+    ew = _ceil_extra(w, kernel[1], stride[1], left, ceil_mode)
+    pads = ((0, 0), (top, bottom + eh), (left, right + ew), (0, 0))
     window, strides = (1, *kernel, 1), (1, *stride, 1)
     total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads)
     ones = jnp.ones((1, h, w, 1), x.dtype)
     if count_include_pad:
-        ones = jnp.pad(ones, ((0, 0), (t, b), (l, r), (0, 0)), constant_values=1.0)
+        ones = jnp.pad(ones, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=1.0)
         pads = ((0, 0), (0, eh), (0, ew), (0, 0))
     count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pads)
     return total / count
@@ -323,8 +323,8 @@ def _padding(c) -> str:
     if len(c.value("padding")) == 2:
         return c.pair("padding")
     if c.attrs["padding"].const:
-        t, l, b, r = c.value("padding")
-        return f"(({t}, {b}), ({l}, {r}))"
+        top, left, bottom, right = c.value("padding")
+        return f"(({top}, {bottom}), ({left}, {right}))"
     p = c.a("padding")
     return f"(({p}[0], {p}[2]), ({p}[1], {p}[3]))"
 

@@ -106,13 +106,9 @@ def _lrn(c):
 
 
 def _layer_norm(c):
-    """nn.LayerNorm over the channels of each position: on N x C x H x W the channels are
-    moved last and back (timm's LayerNorm2d); on N x C they are last already."""
-    ctor = (f"nn.LayerNorm({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
-                                            ("affine", True, "elementwise_affine")) + ")")
-    if c.ranks[0] == 2:
-        return Lowered(ctor, f"{c.path}({c.x()})")
-    return Lowered(ctor, f"{c.path}({c.x()}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)")
+    ctor = (f"LayerNorm2d({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                           ("affine", True, "elementwise_affine")) + ")")
+    return Lowered(ctor, f"{c.path}({c.x()})")
 
 
 def _group_norm(c):
@@ -201,6 +197,17 @@ def multihead_attention(q, k, v, heads, patch=1):
 def pad4(x, pads, value=0.0):
     """F.pad with a (top, left, bottom, right) padding (TensorFlow's SAME, "tf_same")."""
     return F.pad(x, (pads[1], pads[3], pads[0], pads[2]), value=value)
+''',
+    "LayerNorm2d": '''
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each position: of N x C x H x W (timm's LayerNorm2d),
+    or of N x C."""
+
+    def forward(self, x):
+        if x.ndim == 2:
+            return super().forward(x)
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                            self.eps).permute(0, 3, 1, 2)
 ''',
     "LayerScale": '''
 class LayerScale(nn.Module):

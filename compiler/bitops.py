@@ -142,12 +142,17 @@ def _norm(c, op, ins, out, a, p, rules, bias):
 
 
 def _elementwise(c, op, ins, out, a, p, rules, bias):
-    """Activations, residual adds, SE scaling: the rule's multiplies and adds per op."""
+    """Activations, residual adds, SE scaling, layer scale: the rule's multiplies and adds
+    per op; parameters (layer scale's gamma) stored at the bias precision."""
     n = op.elementwise_ops(ins, out, a)
     if op.bitops.muls:
         c.mul_bits, c.muls = rules.mul_bits(max(c.in_bits)), op.bitops.muls * n
     if op.bitops.adds and n:
         c.add_bits, c.adds = p.acc_bits, op.bitops.adds * n
+    stored = sum(op.params(ins, out, a).values())
+    if stored:
+        c.biases = stored
+        c.storage_bits = stored * rules.param_bits(p.bias_bits)
 
 
 def _pool(c, op, ins, out, a, p, rules, bias):
