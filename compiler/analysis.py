@@ -24,7 +24,7 @@ class LayerCost:
     params: int               # trainable parameters
     param_tensors: dict       # {"weight": n, "bias": n}
     buffers: int              # BN running statistics
-    macs: int                 # multiply-accumulates (conv, linear)
+    macs: int                 # multiply-accumulates (conv, linear, attention products)
     elementwise_ops: int      # every other arithmetic op
     activations: int          # elements of the output tensor
 

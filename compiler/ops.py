@@ -33,7 +33,7 @@ no other module keeps a list of op names (defaults in `Op`; an op states what di
 
 The registry's mechanics (`Op`, `Arg`, the rule records, `register`) are compiler/_op.py's;
 the ops are defined by family in compiler/_ops_layers.py (input, conv, linear,
-normalisation, activations), _ops_pool_shape.py (pooling, dropout, reshaping, merges) and
+normalisation, activations), _ops_pool_shape.py (pooling, dropout, reshaping, merges),
 _ops_resample.py (resampling, rearranging, stochastic depth) and _ops_attention.py
 (attention between activations), imported here in that order,
 which is the registry's. To add an op: write one class in the module of its family with
