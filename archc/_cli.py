@@ -56,6 +56,8 @@ def _defines(values) -> dict:
 def _network(args):
     program = load_program(args.target)
     args.sources = list(program.sources)  # the .arch file and its imports (check_output)
+    for note in program.notes:
+        sys.stderr.write(f"note: {note}\n")
     overrides = _defines(args.define)
     try:
         return build(program, overrides)

@@ -37,6 +37,26 @@ _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules pertu
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
 HELPERS = {
+    "multihead_attention": '''
+def multihead_attention(q, k, v, heads, patch=1):
+    """softmax(q k^T / sqrt(d_k)) v per head between the positions of NHWC maps. Heads are
+    consecutive channel blocks; k and v hold g heads, each serving heads / g query heads;
+    with patch p a position attends only to those at its offset inside p x p patches."""
+    p, dk = patch, q.shape[-1] // heads
+    g = k.shape[-1] // dk
+
+    def tokens(t, groups, per):   # N x H x W x C -> N x p*p x groups x per x H*W/p^2 x d
+        n, h, w, c = t.shape
+        d = c // (groups * per)
+        t = t.reshape(n, h // p, p, w // p, p, groups, per, d).transpose(0, 2, 4, 5, 6, 1, 3, 7)
+        return t.reshape(n, p * p, groups, per, (h // p) * (w // p), d)
+
+    attn = (tokens(q, g, heads // g) * dk ** -0.5) @ jnp.swapaxes(tokens(k, g, 1), -1, -2)
+    out = jax.nn.softmax(attn, axis=-1) @ tokens(v, g, 1)
+    n, h, w, _ = q.shape
+    out = out.reshape(n, p, p, heads, h // p, w // p, -1).transpose(0, 4, 1, 5, 2, 3, 6)
+    return out.reshape(n, h, w, -1)
+''',
     "BatchNorm": '''
 class BatchNorm(nnx.Module):
     """Batch normalisation over the last axis with PyTorch's semantics."""
@@ -66,6 +86,54 @@ class BatchNorm(nnx.Module):
         if self.affine:
             y = y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
         return y
+''',
+    "LayerNorm": '''
+class LayerNorm(nnx.Module):
+    """PyTorch's LayerNorm over the last (channel) axis: biased variance, eps inside the root."""
+
+    def __init__(self, num_features, *, eps=1e-5, affine=True):
+        self.eps, self.affine = eps, affine
+        if affine:
+            self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+            self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+    def __call__(self, x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        if self.affine:
+            y = y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
+        return y
+''',
+    "GroupNorm": '''
+class GroupNorm(nnx.Module):
+    """PyTorch's GroupNorm on NHWC: each group's channels normalised over them and H, W."""
+
+    def __init__(self, groups, num_features, *, eps=1e-5, affine=True):
+        self.groups, self.eps, self.affine = groups, eps, affine
+        if affine:
+            self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
+            self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
+
+    def __call__(self, x):
+        n, h, w, c = x.shape
+        g = x.reshape(n, h, w, self.groups, c // self.groups)
+        mean = jnp.mean(g, axis=(1, 2, 4), keepdims=True)
+        var = jnp.mean(jnp.square(g - mean), axis=(1, 2, 4), keepdims=True)
+        y = ((g - mean) * jax.lax.rsqrt(var + self.eps)).reshape(n, h, w, c)
+        if self.affine:
+            y = y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
+        return y
+''',
+    "LayerScale": '''
+class LayerScale(nnx.Module):
+    """A learned per-channel multiplier gamma (layer scale) on the last (channel) axis."""
+
+    def __init__(self, channels, init=1e-6):
+        self.gamma = nnx.Param(init * jnp.ones((channels,), jnp.float32))
+
+    def __call__(self, x):
+        return x * self.gamma[...].astype(x.dtype)
 ''',
     "Scope": '''
 class Scope(nnx.Module):
@@ -97,27 +165,29 @@ def _ceil_extra(size, k, s, p, ceil_mode):
 ''',
     "max_pool": '''
 def max_pool(x, kernel, stride, padding, ceil_mode=False):
-    """PyTorch's max_pool2d on NHWC."""
+    """PyTorch's max_pool2d on NHWC; padding (h, w) or (top, left, bottom, right)."""
     _, h, w, _ = x.shape
-    eh = _ceil_extra(h, kernel[0], stride[0], padding[0], ceil_mode)
-    ew = _ceil_extra(w, kernel[1], stride[1], padding[1], ceil_mode)
-    pads = ((0, 0), (padding[0], padding[0] + eh), (padding[1], padding[1] + ew), (0, 0))
+    top, left, bottom, right = tuple(padding) * (2 if len(padding) == 2 else 1)
+    eh = _ceil_extra(h, kernel[0], stride[0], top, ceil_mode)
+    ew = _ceil_extra(w, kernel[1], stride[1], left, ceil_mode)
+    pads = ((0, 0), (top, bottom + eh), (left, right + ew), (0, 0))
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, *kernel, 1), (1, *stride, 1), pads)
 ''',
     "avg_pool": '''
 def avg_pool(x, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
     """PyTorch's avg_pool2d on NHWC: the window is clipped to the padded input
-    (count_include_pad) or to the input; the extra ceil-mode padding never counts."""
+    (count_include_pad) or to the input; the extra ceil-mode padding never counts. padding
+    (h, w) or (top, left, bottom, right)."""
     _, h, w, _ = x.shape
-    eh = _ceil_extra(h, kernel[0], stride[0], padding[0], ceil_mode)
-    ew = _ceil_extra(w, kernel[1], stride[1], padding[1], ceil_mode)
-    pads = ((0, 0), (padding[0], padding[0] + eh), (padding[1], padding[1] + ew), (0, 0))
+    top, left, bottom, right = tuple(padding) * (2 if len(padding) == 2 else 1)
+    eh = _ceil_extra(h, kernel[0], stride[0], top, ceil_mode)
+    ew = _ceil_extra(w, kernel[1], stride[1], left, ceil_mode)
+    pads = ((0, 0), (top, bottom + eh), (left, right + ew), (0, 0))
     window, strides = (1, *kernel, 1), (1, *stride, 1)
     total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pads)
     ones = jnp.ones((1, h, w, 1), x.dtype)
     if count_include_pad:
-        ones = jnp.pad(ones, ((0, 0), (padding[0], padding[0]), (padding[1], padding[1]), (0, 0)),
-                       constant_values=1.0)
+        ones = jnp.pad(ones, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=1.0)
         pads = ((0, 0), (0, eh), (0, ew), (0, 0))
     count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pads)
     return total / count
@@ -247,12 +317,24 @@ def _opt(c, *specs) -> str:
     return out
 
 
+def _padding(c) -> str:
+    """nnx.Conv's padding: (h, w) on both sides, or (low, high) pairs from a (top, left,
+    bottom, right) padding ("tf_same")."""
+    if len(c.value("padding")) == 2:
+        return c.pair("padding")
+    if c.attrs["padding"].const:
+        top, left, bottom, right = c.value("padding")
+        return f"(({top}, {bottom}), ({left}, {right}))"
+    p = c.a("padding")
+    return f"(({p}[0], {p}[2]), ({p}[1], {p}[3]))"
+
+
 # ---- one lowering per op -----------------------------------------------------------------------
 def _conv(c):
     ctor = (f"nnx.Conv({c.cin()}, {c.a('out')}, {_tuple(c, 'kernel')}"
             + _opt(c, ("stride", (1, 1), "strides"), ("dilation", (1, 1), "kernel_dilation"),
                    ("groups", 1, "feature_group_count"))
-            + f", padding={c.pair('padding')}"
+            + f", padding={_padding(c)}"
             + ("" if c.is_default("bias", True) else f", use_bias={c.a('bias')}")
             + ", rngs=rngs)")
     return Lowered(ctor, f"{c.path}({c.x()})")
@@ -263,9 +345,13 @@ def _linear(c):
     return Lowered(f"nnx.Linear({c.cin()}, {c.a('out')}{bias}, rngs=rngs)", f"{c.path}({c.x()})")
 
 
+def _kwargs(c, *specs) -> str:
+    """`, name=value` for the attributes (name, default) that differ from the default."""
+    return "".join(f", {k}={c.a(k)}" for k, d in specs if not c.is_default(k, d))
+
+
 def _bn(c):
-    opt = "".join(f", {k}={c.a(k)}" for k, d in (("eps", 1e-5), ("momentum", 0.1),
-                                                 ("affine", True)) if not c.is_default(k, d))
+    opt = _kwargs(c, ("eps", 1e-5), ("momentum", 0.1), ("affine", True))
     return Lowered(f"BatchNorm({c.cin()}{opt})", f"{c.path}({c.x()})")
 
 
@@ -303,6 +389,13 @@ def _upsample(c):
     return Lowered(None, f"upsample({c.x()}, {how}={_tuple(c, how, True)}{more})")
 
 
+def _gelu(c):
+    """jax.nn.gelu's default is the tanh form; PyTorch's (and archc's) the exact one."""
+    v = c.attrs["approximate"]
+    tanh = str(c.value("approximate") == "tanh") if v.const else f'{c.f("approximate")} == "tanh"'
+    return Lowered(None, f"jax.nn.gelu({c.x()}, approximate={tanh})")
+
+
 def _drop_path(c):
     # torchvision's StochasticDepth ("row"): one keep/drop draw per sample
     return Lowered(f"nnx.Dropout({c.a('p')}, broadcast_dims=(1, 2, 3), rngs=rngs)",
@@ -324,6 +417,14 @@ LOWER = {
     "drop_path": _drop_path,
     "linear": _linear,
     "bn": _bn,
+    "layer_norm": lambda c: Lowered(
+        f"LayerNorm({c.cin()}{_kwargs(c, ('eps', 1e-5), ('affine', True))})",
+        f"{c.path}({c.x()})"),
+    "group_norm": lambda c: Lowered(f"GroupNorm({c.a('groups')}, {c.cin()}"
+                                    f"{_kwargs(c, ('eps', 1e-5), ('affine', True))})",
+                                    f"{c.path}({c.x()})"),
+    "layer_scale": lambda c: Lowered(f"LayerScale({c.cin()}{_kwargs(c, ('init', 1e-6))})",
+                                     f"{c.path}({c.x()})"),
     "dropout": lambda c: Lowered(f"nnx.Dropout({c.a('p')}, rngs=rngs)", f"{c.path}({c.x()})"),
     "relu": _fn("jax.nn.relu({0})"),
     "relu6": _fn("jax.nn.relu6({0})"),
@@ -334,6 +435,7 @@ LOWER = {
     "swish": _fn("jax.nn.silu({0})"),
     "hswish": _fn("jax.nn.hard_swish({0})"),
     "hsigmoid": _fn("jax.nn.hard_sigmoid({0})"),
+    "gelu": _gelu,
     "maxpool": _pool("max_pool"),
     "avgpool": _pool("avg_pool", "count_include_pad"),
     "global_avgpool": _fn("jnp.mean({0}, axis=(1, 2), keepdims=True)"),
@@ -345,6 +447,7 @@ LOWER = {
     "concat": lambda c: Lowered(None, f"jnp.concatenate([{', '.join(c.xs())}], axis=-1)"),
     "add": lambda c: Lowered(None, " + ".join(c.xs())),
     "mul": _fn("{0} * {1}"),
+    "attention": _fn("multihead_attention({0}, {1}, {2}, {heads}, {patch})", "heads", "patch"),
 }
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
            (None, None), ("jax.", "import jax"),
@@ -412,7 +515,10 @@ BACKEND = L.Backend(
              "bn": {"weight": ("scale", None), "bias": ("bias", None),
                     "running_mean": ("mean", None), "running_var": ("var", None)},
              # kernel kh x kw x C_out/groups x C_in: torch's weight transposed (2, 3, 1, 0)
-             "conv_transpose": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)}},
+             "conv_transpose": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)},
+             "layer_norm": {"weight": ("scale", None), "bias": ("bias", None)},
+             "group_norm": {"weight": ("scale", None), "bias": ("bias", None)},
+             "layer_scale": {"gamma": ("gamma", None)}},
     instantiate=_instantiate, title="Flax NNX module", layout="NHWC",
     modes=" Call .train() / .eval() to switch modes.", imports=IMPORTS)
 

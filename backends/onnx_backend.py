@@ -13,6 +13,7 @@ torch module's state_dict keys, so this backend's `weights` table is the torch b
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -31,8 +32,8 @@ def _opt(name):
 
 
 def _pads(c) -> list:
-    ph, pw = c.a("padding")
-    return [ph, pw, ph, pw]   # ONNX: begins (H, W), then ends
+    p = c.a("padding")   # (h, w), or (top, left, bottom, right) ("tf_same")
+    return list(p) if len(p) == 4 else [p[0], p[1], p[0], p[1]]   # ONNX: begins, then ends
 
 
 # ---- one lowering per op ----------------------------------------------------------------------
@@ -78,6 +79,70 @@ def _lrn(c):
     scaled = c.node("Mul", [mean, c.const("alpha", alpha)], part="scaled")
     shifted = c.node("Add", [scaled, c.const("k", k)], part="shifted")
     return c.node("Div", [x, c.node("Pow", [shifted, c.const("beta", beta)], part="power")])
+
+
+def _affine(c, y, ch: int, rank: int):
+    """y * weight + bias per channel (the norms' affine part), when the layer has them."""
+    scale, bias = c.weight("weight", (ch,)), c.weight("bias", (ch,))
+    if scale is None:
+        return y
+    if rank == 4:
+        scale = c.node("Reshape", [scale, c.const("channels", [ch, 1, 1])], part="scale")
+        bias = c.node("Reshape", [bias, c.const("channels", [ch, 1, 1])], part="shift")
+    return c.node("Add", [c.node("Mul", [y, scale], part="scaled"), bias])
+
+
+def _layer_norm(c):
+    """LayerNormalization over the last axis: on N x C x H x W the channels are moved last
+    and back (timm's LayerNorm2d)."""
+    ch, eps = c.shape[0], float(c.a("eps"))
+    scale = c.weight("weight", (ch,)) or c.const("scale", np.ones(ch, np.float32))
+    bias = c.weight("bias", (ch,)) or c.const("bias", np.zeros(ch, np.float32))
+    if c.rank() == 2:
+        return c.node("LayerNormalization", [c.x(), scale, bias], axis=-1, epsilon=eps)
+    x = c.node("Transpose", [c.x()], part="last", perm=[0, 2, 3, 1])
+    y = c.node("LayerNormalization", [x, scale, bias], part="norm", axis=-1, epsilon=eps)
+    return c.node("Transpose", [y], perm=[0, 3, 1, 2])
+
+
+def _group_norm(c):
+    """Opset 17 has no GroupNormalization: N x G x (C/G * H * W) through
+    InstanceNormalization (each group over its channels and positions), then the affine
+    part per channel."""
+    (ch, h, w), g, eps = c.shape, c.a("groups"), float(c.a("eps"))
+    x = c.node("Reshape", [c.x4(), c.const("groups", [0, g, -1])], part="groups")
+    x = c.node("InstanceNormalization", [x, c.const("ones", np.ones(g, np.float32)),
+                                         c.const("zeros", np.zeros(g, np.float32))],
+               part="norm", epsilon=eps)
+    if not c.a("affine"):
+        return c.node("Reshape", [x, c.const("shape", [0, ch, h, w])])
+    x = c.node("Reshape", [x, c.const("shape", [0, ch, h, w])], part="back")
+    return _affine(c, x, ch, 4)
+
+
+def _layer_scale(c):
+    ch = c.shape[0]
+    gamma = c.weight("gamma", (ch,))
+    if c.rank() == 4:
+        gamma = c.node("Reshape", [gamma, c.const("channels", [ch, 1, 1])], part="gamma")
+    return c.node("Mul", [c.x(), gamma])
+
+
+def _gelu(c):
+    """Opset 17 has no Gelu: 0.5 x (1 + erf(x / sqrt 2)), or with approximate="tanh"
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    x = c.x()
+    if c.a("approximate") == "tanh":
+        cube = c.node("Mul", [c.node("Mul", [x, x], part="square"), x], part="cube")
+        inner = c.node("Add", [x, c.node("Mul", [cube, c.const("k", 0.044715)], part="k")],
+                       part="inner")
+        t = c.node("Tanh", [c.node("Mul", [inner, c.const("s", math.sqrt(2 / math.pi))],
+                                   part="arg")], part="tanh")
+    else:
+        t = c.node("Erf", [c.node("Mul", [x, c.const("s", 1 / math.sqrt(2))], part="arg")],
+                   part="erf")
+    half = c.node("Mul", [x, c.const("half", 0.5)], part="half")
+    return c.node("Mul", [half, c.node("Add", [t, c.const("one", 1.0)], part="one")])
 
 
 def _dropout(c):   # identity at inference; kept as a node with its rate
@@ -193,6 +258,39 @@ def _channel_shuffle(c):
     return c.node("Reshape", [x, c.const("shape", [0, ch, h, w])])
 
 
+def _attention(c):
+    """The torch helper's arithmetic (multihead_attention) as nodes: each input to
+    N x p*p x g x per x tokens x d (Reshape, Transpose, Reshape), the scaled query times the
+    key's transpose (MatMul broadcasts the g key/value heads over their per query heads),
+    Softmax over the keys, MatMul by the value, and back to N x C x H x W."""
+    heads, p = c.a("heads"), c.a("patch")
+    (cq, h, w), (ck, _, _) = c.in_shapes[:2]
+    dk = cq // heads
+    g = ck // dk
+
+    def tokens(i, part, per, perm_last=False):
+        ch, th, tw = c.in_shapes[i]
+        d = ch // (g * per)
+        x = c.node("Reshape", [c.x4(i), c.const(f"{part}_split",
+                                                 [0, g, per, d, th // p, p, tw // p, p])],
+                   part=f"{part}_split")
+        x = c.node("Transpose", [x], part=f"{part}_order",
+                   perm=[0, 5, 7, 1, 2, 3, 4, 6] if perm_last else [0, 5, 7, 1, 2, 4, 6, 3])
+        n = (th // p) * (tw // p)
+        return c.node("Reshape", [x, c.const(f"{part}_tokens", [0, p * p, g, per] +
+                                             ([d, n] if perm_last else [n, d]))],
+                      part=f"{part}_tokens")
+
+    q = c.node("Mul", [tokens(0, "q", heads // g), c.const("scale", dk ** -0.5)], part="q_scaled")
+    attn = c.node("MatMul", [q, tokens(1, "k", 1, perm_last=True)], part="scores")
+    attn = c.node("Softmax", [attn], part="softmax", axis=-1)
+    out = c.node("MatMul", [attn, tokens(2, "v", 1)], part="mix")
+    out = c.node("Reshape", [out, c.const("split", [0, p, p, heads, h // p, w // p, c.shape[0] // heads])],
+                 part="split")
+    out = c.node("Transpose", [out], part="order", perm=[0, 3, 6, 4, 1, 5, 2])
+    return c.node("Reshape", [out, c.const("shape", [0, c.shape[0], h, w])])
+
+
 def _crop(c):
     (_, h, w), (oh, ow) = c.in_shapes[0], c.a("size")
     top, left = (h - oh) // 2, (w - ow) // 2      # ops.Crop: the centre window
@@ -237,6 +335,10 @@ LOWER = {
     "linear": _gemm,
     "bn": _batch_norm,
     "lrn": _lrn,
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "layer_scale": _layer_scale,
+    "gelu": _gelu,
     "dropout": _dropout,
     "relu": _act("Relu"),
     "relu6": _relu6,
@@ -268,6 +370,7 @@ LOWER = {
     "adaptive_maxpool": _adaptive_pool("MaxPool", "ReduceMax"),
     # stochastic depth is the identity at inference, which is what an ONNX graph computes
     "drop_path": lambda c: c.node("Identity", [c.x()]),
+    "attention": _attention,
 }
 
 BACKEND = L.BackendBase(name="onnx", lower=LOWER, reserved_attrs=torch_backend.RESERVED_ATTRS,

@@ -71,11 +71,19 @@ def _kw(c, *specs, forward: bool = False) -> str:
 
 
 # ---- one lowering per op -----------------------------------------------------------------------
+def _asymmetric(c) -> bool:
+    """The padding is (top, left, bottom, right) ("tf_same"): padded by pad4 before the layer."""
+    return len(c.value("padding")) == 4
+
+
 def _conv(c):
+    pad = () if _asymmetric(c) else (("padding", (0, 0), "padding"),)
     ctor = (f"nn.Conv2d({c.cin()}, {c.a('out')}, {c.pair('kernel')}"
-            + _kw(c, ("stride", (1, 1), "stride"), ("padding", (0, 0), "padding"),
+            + _kw(c, ("stride", (1, 1), "stride"), *pad,
                   ("dilation", (1, 1), "dilation"), ("groups", 1, "groups"),
                   ("bias", True, "bias")) + ")")
+    if _asymmetric(c):
+        return Lowered(ctor, f"{c.path}(pad4({_x4(c)}, {c.f('padding')}))")
     return Lowered(ctor, f"{c.path}({_x4(c)})")
 
 
@@ -97,6 +105,18 @@ def _lrn(c):
                          f"beta={c.f('beta')}, k={c.f('k')})")
 
 
+def _layer_norm(c):
+    ctor = (f"LayerNorm2d({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                           ("affine", True, "elementwise_affine")) + ")")
+    return Lowered(ctor, f"{c.path}({c.x()})")
+
+
+def _group_norm(c):
+    ctor = (f"nn.GroupNorm({c.a('groups')}, {c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
+                                                             ("affine", True, "affine")) + ")")
+    return Lowered(ctor, f"{c.path}({_x4(c)})")
+
+
 def _dropout(c):
     return Lowered(f"nn.Dropout(p={c.a('p')})", f"{c.path}({c.x()})")
 
@@ -109,10 +129,29 @@ def _act(template: str, *specs):
 
 def _pool(fn: str, *extra):
     def lower(c):
+        if _asymmetric(c):
+            return _pool_padded(c, fn)
         kw = _kw(c, ("stride", c.value("kernel"), "stride"), ("padding", (0, 0), "padding"),
                  ("ceil_mode", False, "ceil_mode"), *extra, forward=True)
         return Lowered(None, f"F.{fn}({_x4(c)}, {c.pair('kernel', True)}{kw})")
     return lower
+
+
+def _pool_padded(c, fn: str):
+    """A pool with (top, left, bottom, right) padding: max pooling pads with -inf (padding
+    never wins); average pooling pads with zeros, which count_include_pad counts, and
+    otherwise divides the window sums by the count of real positions."""
+    pads = c.f("padding")
+    kw = f"{c.pair('kernel', True)}" + _kw(c, ("stride", c.value("kernel"), "stride"),
+                                          forward=True)
+    x = _x4(c)
+    if fn == "max_pool2d":
+        return Lowered(None, f"F.max_pool2d(pad4({x}, {pads}, float(\"-inf\")), {kw})")
+    mean = f"F.avg_pool2d(pad4({x}, {pads}), {kw})"
+    if c.value("count_include_pad"):
+        return Lowered(None, mean)
+    return Lowered(None, f"{mean} / F.avg_pool2d(pad4(torch.ones_like({x}[:, :1]), {pads}), "
+                         f"{kw})")
 
 
 def _conv_transpose(c):
@@ -134,6 +173,53 @@ def _upsample(c):
 
 
 HELPERS = {
+    "multihead_attention": '''
+def multihead_attention(q, k, v, heads, patch=1):
+    """softmax(q k^T / sqrt(d_k)) v per head between the positions of NCHW maps. Heads are
+    consecutive channel blocks; k and v hold g heads, each serving heads / g query heads;
+    with patch p a position attends only to those at its offset inside p x p patches."""
+    p, dk = patch, q.shape[1] // heads
+    g = k.shape[1] // dk
+
+    def tokens(t, groups, per):   # N x C x H x W -> N x p*p x groups x per x H*W/p^2 x d
+        n, c, h, w = t.shape
+        d = c // (groups * per)
+        t = t.reshape(n, groups, per, d, h // p, p, w // p, p).permute(0, 5, 7, 1, 2, 4, 6, 3)
+        return t.reshape(n, p * p, groups, per, (h // p) * (w // p), d)
+
+    attn = (tokens(q, g, heads // g) * dk ** -0.5) @ tokens(k, g, 1).transpose(-1, -2)
+    out = attn.softmax(dim=-1) @ tokens(v, g, 1)
+    n, _, h, w = q.shape
+    out = out.reshape(n, p, p, heads, h // p, w // p, -1).permute(0, 3, 6, 4, 1, 5, 2)
+    return out.reshape(n, -1, h, w)
+''',
+    "pad4": '''
+def pad4(x, pads, value=0.0):
+    """F.pad with a (top, left, bottom, right) padding (TensorFlow's SAME, "tf_same")."""
+    return F.pad(x, (pads[1], pads[3], pads[0], pads[2]), value=value)
+''',
+    "LayerNorm2d": '''
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of each position: of N x C x H x W (timm's LayerNorm2d),
+    or of N x C."""
+
+    def forward(self, x):
+        if x.ndim == 2:
+            return super().forward(x)
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                            self.eps).permute(0, 3, 1, 2)
+''',
+    "LayerScale": '''
+class LayerScale(nn.Module):
+    """A learned per-channel multiplier gamma (layer scale), on N x C x ... values."""
+
+    def __init__(self, channels, init=1e-6):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x):
+        return x * self.gamma.view(-1, *([1] * (x.ndim - 2)))
+''',
     "DropPath": '''
 class DropPath(nn.Module):
     """Stochastic depth (torchvision's StochasticDepth, mode "row"): in training, each
@@ -169,6 +255,11 @@ LOWER = {
     "linear": _linear,
     "bn": _bn,
     "lrn": _lrn,
+    "layer_norm": _layer_norm,
+    "group_norm": _group_norm,
+    "layer_scale": lambda c: Lowered(f"LayerScale({c.cin()}"
+                                     + ("" if c.is_default("init", 1e-6) else f", {c.a('init')}")
+                                     + ")", f"{c.path}({c.x()})"),
     "dropout": _dropout,
     "relu": _act("F.relu({x}"),
     "relu6": _act("F.relu6({x}"),
@@ -179,6 +270,7 @@ LOWER = {
     "swish": _act("F.silu({x}"),
     "hswish": _act("F.hardswish({x}"),
     "hsigmoid": _act("F.hardsigmoid({x}"),
+    "gelu": _act("F.gelu({x}", ("approximate", "none", "approximate")),
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d", ("count_include_pad", True, "count_include_pad")),
     "global_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, 1)"),
@@ -189,6 +281,8 @@ LOWER = {
     "concat": lambda c: Lowered(None, f"torch.cat([{', '.join(_xs4(c))}], dim=1)"),
     "add": lambda c: Lowered(None, " + ".join(_xs4(c))),
     "mul": lambda c: Lowered(None, " * ".join(_xs4(c))),
+    "attention": lambda c: Lowered(None, f"multihead_attention({_x4(c, 0)}, {_x4(c, 1)}, "
+                                         f"{_x4(c, 2)}, {c.f('heads')}, {c.f('patch')})"),
 }
 
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
@@ -252,7 +346,10 @@ BACKEND = L.Backend(
              "bn": {"weight": ("weight", None), "bias": ("bias", None),
                     "running_mean": ("running_mean", None), "running_var": ("running_var", None)},
              # weight C_in x C_out/groups x kh x kw (torch's ConvTranspose2d layout)
-             "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)}},
+             "conv_transpose": {"weight": ("weight", None), "bias": ("bias", None)},
+             "layer_norm": {"weight": ("weight", None), "bias": ("bias", None)},
+             "group_norm": {"weight": ("weight", None), "bias": ("bias", None)},
+             "layer_scale": {"gamma": ("gamma", None)}},
     instantiate=_instantiate, title="PyTorch module", layout="NCHW", imports=IMPORTS)
 
 

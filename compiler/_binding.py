@@ -102,14 +102,14 @@ def convert(arg: ops.Arg, v, span: Span, fname: str):
             raise ArchError(f"{where} must be one of {', '.join(map(show, arg.choices))}", span)
         return v
     if kind in ("pair", "padding"):
-        if kind == "padding" and v == "same":
-            return "same"
+        if kind == "padding" and v in ("same", "tf_same"):
+            return v
         if isinstance(v, tuple):
             if len(v) != 2:
                 bad("an integer or a list [h, w]")
             return (as_int(v[0]), as_int(v[1]))
         if isinstance(v, str):
-            bad("an integer, [h, w]" + (' or "same"' if kind == "padding" else ""))
+            bad("an integer, [h, w]" + (', "same" or "tf_same"' if kind == "padding" else ""))
         x = as_int(v)
         return (x, x)
     raise AssertionError(kind)  # pragma: no cover

@@ -54,10 +54,10 @@ class Calls:
     def _call(self, e: S.Call, env, names):
         self._tick(e.span)
         f = e.func
+        if f in self.blocks:   # a block may shadow a built-in (compiler/_loader.py notes it)
+            return self._block_call(self.blocks[f], e, env, names)
         if f in ops.REGISTRY or f in TENSOR_FUNCTIONS:
             return self._layer_call(e, env, names)
-        if f in self.blocks:
-            return self._block_call(self.blocks[f], e, env, names)
         if f in BUILTINS:
             if e.label is not None:
                 raise ArchError(f"'{f}' computes a value, not a layer; it cannot be labelled", e.span)

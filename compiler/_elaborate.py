@@ -193,6 +193,22 @@ class Elaborator(Calls):
             if not -len(obj) <= idx < len(obj):
                 raise ArchError(f"index {idx} is out of range for a list of {len(obj)}", e.index.span)
             return obj[idx]
+        if isinstance(e, S.Slice):
+            obj = self.eval(e.obj, env, names)
+            if not isinstance(obj, tuple):
+                raise ArchError(f"cannot slice a {type_name(obj)}", e.obj.span,
+                                hint="slices take a part of a list: a[1:], a[:2], a[1:3]")
+            bounds = []
+            for b in (e.start, e.stop):
+                v = None if b is None else self.eval(b, env, names)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                    raise ArchError(f"slice bound must be an int, got {type_name(v)}", b.span,
+                                    hint="a[start:stop]: whole numbers, negative from the end; "
+                                         "leave one out for the list's start or end")
+                bounds.append(v)
+            items = obj[bounds[0]:bounds[1]]
+            self._charge(e.span, cost(items))
+            return items
         if isinstance(e, S.Attr):
             obj = self.eval(e.obj, env, names)
             if isinstance(obj, Tensor) and e.name in ("channels", "height", "width"):

@@ -80,11 +80,15 @@ def decode_source(data: bytes, display: str) -> str:
 class Program:
     """A main file and everything it imports: its definitions, ready to elaborate."""
 
-    def __init__(self, main: S.Module, modules: list, blocks: dict, sources: dict):
+    def __init__(self, main: S.Module, modules: list, blocks: dict, sources: dict,
+                 notes: list | None = None):
         self.main = main
         self.modules = modules
         self.blocks = blocks
         self.sources = sources
+        # "file:line:col: ..." for the user, one per block that shadows a built-in (a block
+        # defined in a file takes precedence, so that adding built-ins never breaks a file)
+        self.notes = list(notes or ())
 
     @property
     def network_def(self) -> S.Definition:
@@ -133,6 +137,7 @@ def load_program(target: str | os.PathLike | None = None, *, source: str | None 
     sources: dict[str, str] = {}
     modules: list[S.Module] = []
     blocks: dict[str, S.Definition] = {}
+    notes: list[str] = []
     seen: set[str] = set()
 
     def load(path: Path | None, text: str, display: str, span: Span | None) -> S.Module:
@@ -159,12 +164,13 @@ def load_program(target: str | os.PathLike | None = None, *, source: str | None 
         for d in mod.definitions:
             if d.kind != "block":
                 continue
-            if d.name in ops.REGISTRY or d.name in BUILTINS or d.name in TENSOR_FUNCTIONS:
-                raise ArchError(f"block '{d.name}' has the name of a built-in layer or function",
-                                d.span, hint="choose another name")
             if d.name in blocks:
                 raise ArchError(f"block '{d.name}' is already defined at {blocks[d.name].span}", d.span)
             blocks[d.name] = d
+            if d.name in ops.REGISTRY or d.name in BUILTINS or d.name in TENSOR_FUNCTIONS:
+                notes.append(f"{d.span.file}:{d.span.line}:{d.span.column}: block '{d.name}' "
+                             f"has the name of a built-in layer or function; in this program "
+                             f"'{d.name}(...)' calls the block")
         return mod
 
     try:
@@ -178,7 +184,7 @@ def load_program(target: str | os.PathLike | None = None, *, source: str | None 
         if err.span and err.source is None:
             err.source = sources.get(err.span.file)
         raise
-    return Program(main, modules, blocks, sources)
+    return Program(main, modules, blocks, sources, notes)
 
 
 def _find_import(imp: S.Import, base: Path) -> Path:
@@ -319,6 +325,7 @@ def build(program: Program, overrides: dict | None = None, caller: str = "archc"
             err.source = program.sources.get(err.span.file)
         raise err from None
     net.params = {k: plain(v) for k, v in net.params.items()}
+    net.notes = tuple(program.notes)
     for scope in net.scopes.values():
         scope.args = {k: plain(v) for k, v in scope.args.items()}
     net.doc = program.doc()

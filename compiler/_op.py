@@ -30,6 +30,9 @@ class BitRule:
                         half adds; its parameters stored at the bias precision
            elementwise  `muls` multiplies and `adds` adds per element-wise op
            pool         window reads minus one adds per output, `muls` multiplies per output
+           matmul       products of two activations (attention): a multiply per MAC at the
+                        inputs' precision, a dot product's terms minus one adds; its
+                        element-wise ops (scaling, softmax) half multiplies, half adds
            none         free (reshapes, slices, concatenation, dropout)
     folds  a normalisation folded into a directly preceding weighted layer (BN)
     label  the type column of seed 002's Table 1 ("Conv", "FC", "Pool" ...), else the op name
@@ -71,7 +74,8 @@ class QuantRule:
 class Arg:
     """One argument of an op.
 
-    kind: tensor | tensors (variadic) | int | float | bool | string | pair | padding | ints
+    kind: tensor | tensors (variadic) | int | float | bool | string | pair | ints |
+          padding (a pair, "same" or "tf_same")
     """
 
     name: str
@@ -98,7 +102,7 @@ class Op:
     args: tuple = ()
     doc: str = ""
     category: str = "other"   # conv | linear | norm | activation | pool | dropout | shape |
-    #                           merge | resample
+    #                           merge | resample | attention
     stateful: bool = False    # a module (parameters, buffers or a train/eval mode), not a call
     bitops: BitRule = BitRule()
     quant: QuantRule = QuantRule()
@@ -164,10 +168,12 @@ def get(name: str) -> Op:
 
 
 # ---- helpers --------------------------------------------------------------------
-def window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """PyTorch's output length for a conv or pooling window along one axis."""
+def window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool,
+               p_end: int | None = None) -> int:
+    """PyTorch's output length for a conv or pooling window along one axis; padding p
+    before the input and p_end (default p) after it."""
     eff = d * (k - 1) + 1
-    num = size + 2 * p - eff
+    num = size + p + (p if p_end is None else p_end) - eff
     if num < 0:
         return 0
     if ceil_mode:
@@ -179,14 +185,57 @@ def window_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> in
     return out
 
 
+def pads4(p: tuple) -> tuple:
+    """A normalised padding, (h, w) on both sides or (top, left, bottom, right), as
+    (top, left, bottom, right)."""
+    return tuple(p) if len(p) == 4 else (p[0], p[1], p[0], p[1])
+
+
+def tf_same(size: tuple, k: tuple, s: tuple, d: tuple) -> tuple:
+    """TensorFlow's "SAME" padding for an input of `size` (h, w): output ceil(in / stride),
+    the total padding max((out - 1) * s + (k - 1) * d + 1 - in, 0) per axis, its half (rounded
+    down) before and the rest after: (top, left, bottom, right), also when symmetric (the
+    generated code then has one form whatever the input size)."""
+    before, after = [], []
+    for n, kk, ss, dd in zip(size, k, s, d):
+        total = max((-(-n // ss) - 1) * ss + (kk - 1) * dd + 1 - n, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return (*before, *after)
+
+
+def resolve_padding(a: dict, inputs: list, dilation=(1, 1)) -> tuple:
+    """The normalised padding of a window op (conv, pools) given n, [h, w], "same"
+    (d * (k - 1) / 2 on each side, odd windows) or "tf_same" (TensorFlow's, `tf_same`)."""
+    p = a["padding"]
+    if p == "same":
+        pad = []
+        for k, d in zip(a["kernel"], dilation):
+            if (d * (k - 1)) % 2:
+                raise OpError(f"padding \"same\" needs an odd kernel, got {k}", arg="padding",
+                              hint="give the padding explicitly, e.g. padding=[0, 1], or use "
+                                   "\"tf_same\" (TensorFlow's, more padding after than before)")
+            pad.append(d * (k - 1) // 2)
+        return tuple(pad)
+    if p == "tf_same":
+        if a.get("ceil_mode"):
+            raise OpError("padding \"tf_same\" already gives TensorFlow's output size "
+                          "ceil(in / stride); it does not combine with ceil_mode",
+                          arg="padding", hint="leave ceil_mode false")
+        return tf_same(inputs[0][1:], a["kernel"], a["stride"], dilation)
+    return p
+
+
 def spatial(op: str, inp: Shape, k, s, p, d=(1, 1), ceil_mode=False) -> tuple:
     _, h, w = inp
-    ho = window_out(h, k[0], s[0], p[0], d[0], ceil_mode)
-    wo = window_out(w, k[1], s[1], p[1], d[1], ceil_mode)
+    top, left, bottom, right = pads4(p)
+    ho = window_out(h, k[0], s[0], top, d[0], ceil_mode, bottom)
+    wo = window_out(w, k[1], s[1], left, d[1], ceil_mode, right)
     if ho <= 0 or wo <= 0:
+        shown = f"{p[0]}x{p[1]}" if len(p) == 2 else f"{list(p)} (top, left, bottom, right)"
         raise OpError(
             f"{op} output would be {max(ho, 0)}x{max(wo, 0)} (H x W): input {h}x{w}, "
-            f"kernel {k[0]}x{k[1]}, stride {s[0]}x{s[1]}, padding {p[0]}x{p[1]}",
+            f"kernel {k[0]}x{k[1]}, stride {s[0]}x{s[1]}, padding {shown}",
             hint="the spatial size must stay positive; use a smaller kernel or stride, "
                  "more padding, or a larger input")
     return ho, wo

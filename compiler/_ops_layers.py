@@ -6,7 +6,8 @@ Part of the op registry: compiler/ops.py imports this module, so these classes a
 """
 from __future__ import annotations
 
-from ._op import Arg, BitRule, Op, OpError, QuantRule, fmt, numel, register, spatial
+from ._op import (Arg, BitRule, Op, OpError, QuantRule, fmt, numel, register, resolve_padding,
+                  spatial)
 
 
 # ---- input ------------------------------------------------------------------------
@@ -36,21 +37,16 @@ class Conv(Op):
     folds_bn = True
     init = "always"
     doc = ("2-D convolution. kernel, stride and dilation take n or [h, w]; padding takes n, "
-           "[h, w] or \"same\" (dilation*(k-1)/2 per side, odd kernels).")
+           "[h, w], \"same\" (dilation*(k-1)/2 per side, odd kernels) or \"tf_same\" "
+           "(TensorFlow's SAME: output ceil(in/stride), any odd padding's extra row and "
+           "column after).")
     args = (Arg("x", "tensor"), Arg("out", "int", minimum=1), Arg("kernel", "pair", minimum=1),
             Arg("stride", "pair", 1, minimum=1), Arg("padding", "padding", 0, minimum=0),
             Arg("dilation", "pair", 1, minimum=1), Arg("groups", "int", 1, minimum=1),
             Arg("bias", "bool", True))
 
     def normalize(self, a, inputs):
-        if a["padding"] == "same":
-            pad = []
-            for k, d in zip(a["kernel"], a["dilation"]):
-                if (d * (k - 1)) % 2:
-                    raise OpError(f"padding \"same\" needs an odd kernel, got {k}", arg="padding",
-                                  hint="give the padding explicitly, e.g. padding=[0, 1]")
-                pad.append(d * (k - 1) // 2)
-            a["padding"] = tuple(pad)
+        a["padding"] = resolve_padding(a, inputs, a["dilation"])
         return a
 
     def shape(self, inputs, a):
@@ -155,6 +151,75 @@ class LRN(Op):
         return (a["size"] + 3) * numel(out)  # window sum of squares, scale, power, divide
 
 
+@register
+class LayerNorm(Op):
+    name = "layer_norm"
+    category = "norm"
+    stateful = True
+    bitops = BitRule("norm", label="LN")
+    quant = QuantRule(unit="chain")
+    rank = None      # over the channels of each position: N x C x H x W, or N x C (tokens)
+    doc = ("Layer normalisation over the channels at each position (timm's LayerNorm2d; on a "
+           "C x 1 x 1 value, over its channels: the last axis of tokens).")
+    args = (Arg("x", "tensor"), Arg("eps", "float", 1e-5, minimum=0.0),
+            Arg("affine", "bool", True))
+
+    def params(self, inputs, out, a):
+        c = inputs[0][0]
+        return {"weight": c, "bias": c} if a["affine"] else {}
+
+    def elementwise_ops(self, inputs, out, a):
+        # mean (add), centre (subtract), variance (multiply, add), scale by 1/std (multiply);
+        # the affine scale and shift
+        return (5 + (2 if a["affine"] else 0)) * numel(out)
+
+
+@register
+class GroupNorm(Op):
+    name = "group_norm"
+    category = "norm"
+    stateful = True
+    bitops = BitRule("norm", label="GN")
+    quant = QuantRule(unit="chain")
+    doc = ("Group normalisation: the channels in `groups` groups, each normalised over its "
+           "channels and positions (groups=1: over C, H and W).")
+    args = (Arg("x", "tensor"), Arg("groups", "int", minimum=1),
+            Arg("eps", "float", 1e-5, minimum=0.0), Arg("affine", "bool", True))
+
+    def shape(self, inputs, a):
+        c = inputs[0][0]
+        if c % a["groups"]:
+            raise OpError(f"group_norm: channels {c} are not divisible by groups={a['groups']}",
+                          arg="groups", hint="choose groups that divide the channel count")
+        return inputs[0]
+
+    def params(self, inputs, out, a):
+        c = inputs[0][0]
+        return {"weight": c, "bias": c} if a["affine"] else {}
+
+    def elementwise_ops(self, inputs, out, a):
+        return (5 + (2 if a["affine"] else 0)) * numel(out)   # as layer_norm
+
+
+@register
+class LayerScale(Op):
+    name = "layer_scale"
+    category = "norm"
+    stateful = True
+    bitops = BitRule("elementwise", muls=1, label="LayerScale")
+    quant = QuantRule(unit="chain")
+    rank = None
+    doc = ("A learned per-channel multiplier (layer scale: ConvNeXt's gamma), initialised to "
+           "`init`; its multiplies are element-wise ops, not MACs.")
+    args = (Arg("x", "tensor"), Arg("init", "float", 1e-6))
+
+    def params(self, inputs, out, a):
+        return {"gamma": inputs[0][0]}
+
+    def elementwise_ops(self, inputs, out, a):
+        return numel(out)
+
+
 # ---- activations --------------------------------------------------------------------
 class _Activation(Op):
     category = "activation"
@@ -189,3 +254,6 @@ _activation("tanh", "tanh(x)", 2, 1)
 _activation("swish", "x * sigmoid(x) (SiLU)", 3, 1)
 _activation("hswish", "x * relu6(x + 3) / 6 (MobileNetV3)", 2, 1)
 _activation("hsigmoid", "relu6(x + 3) / 6 (MobileNetV3)", 1, 1, quant=_NONNEG, gate=True)
+_activation("gelu", "x * Phi(x), Phi the normal CDF; approximate=\"tanh\": "
+            "0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))", 4, 2,
+            (Arg("approximate", "string", "none", choices=("none", "tanh")),))

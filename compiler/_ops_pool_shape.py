@@ -5,7 +5,8 @@ Part of the op registry: compiler/ops.py imports this module, so these classes a
 """
 from __future__ import annotations
 
-from ._op import Arg, BitRule, Op, OpError, QuantRule, fmt, numel, register, spatial
+from ._op import (Arg, BitRule, Op, OpError, QuantRule, fmt, numel, register, resolve_padding,
+                  spatial)
 
 
 # ---- pooling ---------------------------------------------------------------------------
@@ -16,6 +17,10 @@ class _Pool(Op):
     def normalize(self, a, inputs):
         if a["stride"] is None:
             a["stride"] = a["kernel"]
+        if a["padding"] == "tf_same":   # TensorFlow's: may pad more than PyTorch allows
+            a["padding"] = resolve_padding(a, inputs)
+            return a
+        a["padding"] = resolve_padding(a, inputs)
         for (k, p) in zip(a["kernel"], a["padding"]):
             if p > k // 2:
                 raise OpError(f"{self.name}: padding {p} is more than half the kernel {k}",
@@ -36,9 +41,10 @@ class _Pool(Op):
 class MaxPool(_Pool):
     name = "maxpool"
     bitops = BitRule("pool", label="Pool")
-    doc = "Max pooling; stride defaults to the kernel; ceil_mode as in PyTorch."
+    doc = ("Max pooling; stride defaults to the kernel; ceil_mode as in PyTorch; padding as "
+           "conv's (\"tf_same\": padded positions never win).")
     args = (Arg("x", "tensor"), Arg("kernel", "pair", minimum=1),
-            Arg("stride", "pair", None, minimum=1), Arg("padding", "pair", 0, minimum=0),
+            Arg("stride", "pair", None, minimum=1), Arg("padding", "padding", 0, minimum=0),
             Arg("ceil_mode", "bool", False))
 
 
@@ -47,9 +53,10 @@ class AvgPool(_Pool):
     name = "avgpool"
     bitops = BitRule("pool", muls=1, label="Pool")  # one divide per output
     quant = QuantRule(grid="requant", sign="keep")
-    doc = "Average pooling; stride defaults to the kernel; ceil_mode as in PyTorch."
+    doc = ("Average pooling; stride defaults to the kernel; ceil_mode as in PyTorch; padding "
+           "as conv's (count_include_pad counts padded positions, TensorFlow's SAME does not).")
     args = (Arg("x", "tensor"), Arg("kernel", "pair", minimum=1),
-            Arg("stride", "pair", None, minimum=1), Arg("padding", "pair", 0, minimum=0),
+            Arg("stride", "pair", None, minimum=1), Arg("padding", "padding", 0, minimum=0),
             Arg("ceil_mode", "bool", False), Arg("count_include_pad", "bool", True))
 
 

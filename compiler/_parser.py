@@ -215,6 +215,9 @@ class _ToAst(Transformer):
     def index(self, meta, ch):
         return S.Index(self._sp(meta), ch[0], ch[1])
 
+    def slice(self, meta, ch):
+        return S.Slice(self._sp(meta), ch[0], ch[1], ch[2])
+
     def attr(self, meta, ch):
         return S.Attr(self._sp(meta), ch[0], str(ch[1]))
 

@@ -39,6 +39,14 @@ class Index(Node):
 
 
 @dataclass(frozen=True)
+class Slice(Node):
+    """obj[start:stop] on a list; a bound left out is None."""
+    obj: "Expr"
+    start: "Expr | None"
+    stop: "Expr | None"
+
+
+@dataclass(frozen=True)
 class Attr(Node):
     obj: "Expr"
     name: str

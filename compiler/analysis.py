@@ -24,7 +24,7 @@ class LayerCost:
     params: int               # trainable parameters
     param_tensors: dict       # {"weight": n, "bias": n}
     buffers: int              # BN running statistics
-    macs: int                 # multiply-accumulates (conv, linear)
+    macs: int                 # multiply-accumulates (conv, linear, attention products)
     elementwise_ops: int      # every other arithmetic op
     activations: int          # elements of the output tensor
 
@@ -124,6 +124,8 @@ def analyze(net: Network, bits: int = 32) -> Analysis:
         "buffers": buffers,
         "macs": sum(lc.macs for lc in layers),
         "flops": 2 * sum(lc.macs for lc in layers),
+        # of which products of two activations (attention), the rest conv and linear
+        "matmul_macs": sum(lc.macs for lc in layers if ops.get(lc.op).bitops.kind == "matmul"),
         "elementwise_ops": sum(lc.elementwise_ops for lc in layers),
         "activations": sum(lc.activations for lc in layers),
         "peak_activations": peak,

@@ -142,12 +142,17 @@ def _norm(c, op, ins, out, a, p, rules, bias):
 
 
 def _elementwise(c, op, ins, out, a, p, rules, bias):
-    """Activations, residual adds, SE scaling: the rule's multiplies and adds per op."""
+    """Activations, residual adds, SE scaling, layer scale: the rule's multiplies and adds
+    per op; parameters (layer scale's gamma) stored at the bias precision."""
     n = op.elementwise_ops(ins, out, a)
     if op.bitops.muls:
         c.mul_bits, c.muls = rules.mul_bits(max(c.in_bits)), op.bitops.muls * n
     if op.bitops.adds and n:
         c.add_bits, c.adds = p.acc_bits, op.bitops.adds * n
+    stored = sum(op.params(ins, out, a).values())
+    if stored:
+        c.biases = stored
+        c.storage_bits = stored * rules.param_bits(p.bias_bits)
 
 
 def _pool(c, op, ins, out, a, p, rules, bias):
@@ -160,7 +165,21 @@ def _pool(c, op, ins, out, a, p, rules, bias):
     c.muls = op.bitops.muls * outputs
 
 
-RULES = {"weighted": _weighted, "norm": _norm, "elementwise": _elementwise, "pool": _pool}
+def _matmul(c, op, ins, out, a, p, rules, bias):
+    """Products of two activations (attention's q k^T and weights times v): one multiply
+    per MAC at the wider input's activation precision (no weight, nothing stored, no
+    sparsity), a dot product's terms minus one adds; the scaling and softmax are its
+    element-wise ops, half multiplies and half adds as for an unfolded normalisation."""
+    macs = op.macs(ins, out, a)
+    dots = op.scores(ins, a) + ops.numel(out)        # one per weight, one per output
+    n = op.elementwise_ops(ins, out, a)
+    c.mul_bits, c.add_bits = rules.mul_bits(max(c.in_bits)), p.acc_bits
+    c.muls = macs + n / 2
+    c.adds = macs - dots + n / 2
+
+
+RULES = {"weighted": _weighted, "norm": _norm, "elementwise": _elementwise, "pool": _pool,
+         "matmul": _matmul}
 
 
 def bitops(net: Network, rules: str | RuleSet = "table1", spec: QuantSpec | None = None,

@@ -71,6 +71,8 @@ class Network:
     # ((name, node), ...) when the network returns outputs(name=tensor, ...); `output` is
     # then the first of them. Empty when it returns one tensor.
     outputs: tuple = ()
+    # notes for the user ("file:line:col: ..."), e.g. a block that shadows a built-in
+    notes: tuple = ()
 
     def output_list(self) -> list:
         """[(name, node)] of every output, in order; the name is None for a network that

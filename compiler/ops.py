@@ -9,8 +9,11 @@ classes; no other module restates a shape rule or a cost formula.
 Shapes are (C, H, W) tuples of ints, batch dimension excluded.
 
 Cost conventions (docs/costs.md explains them with examples):
-- `macs`: multiply-accumulates of convolutions and linear layers only
-  (conv: kh*kw*(C_in/groups)*C_out*H_out*W_out; linear: in*out). FLOPs = 2*MACs.
+- `macs`: multiply-accumulates of convolutions and linear layers
+  (conv: kh*kw*(C_in/groups)*C_out*H_out*W_out; linear: in*out) and of the matrix
+  products between two activations (attention: q k^T and the weights times v, counted as
+  fvcore counts matmuls; the analysis also totals them apart as `matmul_macs`).
+  FLOPs = 2*MACs.
 - `elementwise_ops`: every other arithmetic op, one per element it touches (bias adds,
   BN scale+shift, activations, pooling window reads, residual adds, SE scaling).
 - `params`: trainable weights (conv/linear weight and bias, BN gamma and beta).
@@ -30,8 +33,9 @@ no other module keeps a list of op names (defaults in `Op`; an op states what di
 
 The registry's mechanics (`Op`, `Arg`, the rule records, `register`) are compiler/_op.py's;
 the ops are defined by family in compiler/_ops_layers.py (input, conv, linear,
-normalisation, activations), _ops_pool_shape.py (pooling, dropout, reshaping, merges) and
-_ops_resample.py (resampling, rearranging, stochastic depth), imported here in that order,
+normalisation, activations), _ops_pool_shape.py (pooling, dropout, reshaping, merges),
+_ops_resample.py (resampling, rearranging, stochastic depth) and _ops_attention.py
+(attention between activations), imported here in that order,
 which is the registry's. To add an op: write one class in the module of its family with
 `@register`; the language, analysis and JSON output pick it up. Backends then need one
 lowering entry each (docs/adding-an-op.md; they raise a clear error naming the op until
@@ -43,7 +47,7 @@ from ._op import (REGISTRY, REQUIRED, Arg, BitRule, Op, OpError, QuantRule, Shap
                   numel, register)
 
 # the ops, family by family: importing a module registers its ops, in this order
-from . import _ops_layers, _ops_pool_shape, _ops_resample  # noqa: F401
+from . import _ops_layers, _ops_pool_shape, _ops_resample, _ops_attention  # noqa: F401
 
 ACTIVATIONS = tuple(n for n, op in REGISTRY.items() if op.category == "activation")
 

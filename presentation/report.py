@@ -102,7 +102,9 @@ def _totals_lines(a: Analysis) -> list[str]:
     mb = t["size_bytes"] / 1e6
     return [
         f"params {t['params']:,} (+ {t['buffers']:,} BN buffers)",
-        f"MACs {t['macs']:,}  (FLOPs = 2*MACs = {t['flops']:,})",
+        (f"MACs {t['macs']:,}  (FLOPs = 2*MACs = {t['flops']:,})"
+         + (f"; conv + linear {t['macs'] - t['matmul_macs']:,}, attention matmuls "
+            f"{t['matmul_macs']:,}" if t["matmul_macs"] else "")),
         f"element-wise ops {t['elementwise_ops']:,}",
         f"activations {t['activations']:,} elements; peak live {t['peak_activations']:,} "
         f"(at {t['peak_activations_at']})",

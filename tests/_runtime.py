@@ -9,9 +9,10 @@ import pytest
 SMALL = {
     "shufflenet_v2": {"resolution": 64}, "efficientnet": {"resolution": 64},
     "densenet": {"resolution": 32}, "regnet": {"resolution": 64},
-    "mnasnet": {"resolution": 64},
+    "mnasnet": {"resolution": 64}, "convnext": {"resolution": 64},
     "fcn": {"resolution": 64, "aux": True}, "deeplabv3": {"resolution": 64, "aux": True},
     "lraspp": {"resolution": 64},
+    "mobilevit": {"resolution": 64}, "mobilenet_v4": {"resolution": 64},
     "unet": {"resolution": 188},          # the smallest input near 572 with Fig. 1's crops
 }
 

@@ -15,7 +15,8 @@ from archc._cli import main
 SCHEMA_LAYER = {"name", "op", "inputs", "output", "kernel", "stride", "padding", "groups", "params",
                 "param_tensors", "buffers", "macs", "flops", "elementwise_ops", "activations",
                 "attrs", "source"}
-SCHEMA_TOTALS = {"params", "buffers", "macs", "flops", "elementwise_ops", "activations",
+SCHEMA_TOTALS = {"params", "buffers", "macs", "flops", "matmul_macs", "elementwise_ops",
+                 "activations",
                  "peak_activations", "peak_activations_at", "layers", "precision_bits",
                  "size_bytes", "size_bytes_with_buffers"}
 

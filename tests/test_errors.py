@@ -576,3 +576,31 @@ def test_crop_larger_than_the_input(diag):
     stmt = "y = crop(x, [16, 40])"
     check(_op_error(diag, stmt), "t.arch:3:17",
           "crop: 16x40 is larger than the input's 32x32 (H x W)", "    " + stmt, caret="[16, 40]")
+
+
+# ---- the normalisation ops, gelu, tf_same padding, slices ------------------------------
+def test_group_norm_groups_must_divide_the_channels(diag):
+    err = diag(HEAD + "    y = x -> group_norm(2)\n    return y\n}\n")
+    check(err, "t.arch:3:25", "group_norm: channels 3 are not divisible by groups=2",
+          "    y = x -> group_norm(2)", caret="2",
+          hint="choose groups that divide the channel count")
+
+
+def test_gelu_approximate_names_its_choices(diag):
+    err = diag(HEAD + '    y = x -> gelu(approximate="fast")\n    return y\n}\n')
+    check(err, "t.arch:3:19", "gelu(): argument 'approximate' must be one of \"none\", \"tanh\"",
+          '    y = x -> gelu(approximate="fast")', caret='approximate="fast"')
+
+
+def test_same_padding_with_an_even_kernel_suggests_tf_same(diag):
+    err = diag(HEAD + '    y = x -> conv(8, kernel=2, padding="same")\n    return y\n}\n')
+    check(err, "t.arch:3:32", 'padding "same" needs an odd kernel, got 2',
+          '    y = x -> conv(8, kernel=2, padding="same")', caret='padding="same"', hint=ANY)
+    assert '"tf_same"' in err
+
+
+def test_slice_bound_of_the_wrong_type(diag):
+    err = diag(HEAD + '    ws = [8, 16]\n    y = conv(x, ws[0:"1"][0], kernel=1)\n'
+               '    return y\n}\n')
+    check(err, "t.arch:4:22", "slice bound must be an int, got string",
+          '    y = conv(x, ws[0:"1"][0], kernel=1)', caret='"1"', hint=ANY)

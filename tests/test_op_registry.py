@@ -45,6 +45,12 @@ CASES = {
     "swish": 'y = x -> swish',
     "hswish": 'y = x -> hswish',
     "hsigmoid": 'y = x -> hsigmoid',
+    "gelu": 'y = concat(x -> gelu, x -> gelu(approximate="tanh"))',
+    "layer_norm": 'y = concat(x -> layer_norm(eps=1e-6), '
+                  'x -> global_avgpool -> layer_norm(affine=false) -> upsample([8, 8]))',
+    "group_norm": 'y = concat(x -> group_norm(2, eps=1e-6), x -> group_norm(1, affine=false))',
+    "layer_scale": 'y = concat(x -> layer_scale(init=0.5), '
+                   'x -> global_avgpool -> flatten -> layer_scale -> upsample([8, 8]))',
     "maxpool": 'y = x -> maxpool(3, stride=2, padding=1, ceil_mode=true)',
     "avgpool": 'y = x -> avgpool(3, stride=2, padding=1, ceil_mode=true, '
                'count_include_pad=false)',
@@ -67,6 +73,9 @@ CASES = {
     "adaptive_avgpool": 'y = x -> adaptive_avgpool([3, 5])',
     "adaptive_maxpool": 'y = x -> adaptive_maxpool([3, 5])',
     "drop_path": 'y = x -> drop_path(0.2)',
+    # multi-query (one key/value head for 4 query heads) within 2 x 2 patches
+    "attention": 'y = attention(x -> conv(8, 1), x -> conv(2, 1), x -> conv(3, 1), 4, '
+                 'patch=2)',
 }
 
 

@@ -126,7 +126,8 @@ network AllOps(classes: int = 7) {
     s1 = sl1: slice(y, 0, 8)
     s2 = sl2: slice(y, 8, 32)
     s1 = s1 -> g1: conv(8, kernel=3, padding="same", groups=4) -> t1: tanh
-    s2 = s2 -> sw: swish -> hs: hswish -> id: identity
+    s2 = s2 -> sw: swish -> hs: hswish -> id: identity -> ln: layer_norm(eps=1e-6)
+          -> gn: group_norm(4) -> ge: gelu(approximate="tanh") -> ls: layer_scale(init=0.1)
     y = m: concat(s1, s2) -> d: dropout(0.25)
     u = y -> ct: conv_transpose(8, kernel=3, stride=2, padding=1, output_padding=[1, 0], groups=4,
                                 dilation=[1, 2], bias=false)
@@ -136,6 +137,7 @@ network AllOps(classes: int = 7) {
     w = y -> amp: adaptive_maxpool([3, 5]) -> uc: upsample(size=[7, 9], mode="bilinear", align_corners=true)
           -> ws: slice(0, 16) -> cr: crop([5, 8])
     y = cat2: concat(u, v, w) -> dpth: drop_path(0.1)
+    y = att: attention(y, y -> kv: slice(0, 16), y -> slice(16, 32), 4)
     g = y -> gm: global_maxpool -> fa: linear(32) -> bn2: bn -> hsig: hsigmoid
     y = sc: mul(y, g)
     z = y -> ga: global_avgpool -> sg: sigmoid

@@ -28,7 +28,7 @@ def _default(a: ops.Arg) -> str:
 
 
 def _kind(a: ops.Arg) -> str:
-    kind = {"pair": "int or [h, w]", "padding": 'int, [h, w] or "same"',
+    kind = {"pair": "int or [h, w]", "padding": 'int, [h, w], "same" or "tf_same"',
             "tensors": "tensors"}.get(a.kind, a.kind)
     if a.choices:
         kind += " (" + " \\| ".join(show(c) for c in a.choices) + ")"

@@ -19,6 +19,7 @@ KEYS = ("params", "buffers", "macs", "elementwise_ops", "activations", "peak_act
 
 # named variants of the SqueezeNext family (seeds 000 and 001), besides every file's defaults
 VARIANTS = {
+    "convnext@tiny": ("convnext", {"variant": "tiny"}),
     "sqnxt@v1-2x": ("sqnxt", {"stages": [6, 6, 8, 1], "width": 2.0}),
     "sqnxt@v5-1x": ("sqnxt", {"stages": [2, 4, 14, 1]}),
     "sqnxt@v5-2x": ("sqnxt", {"stages": [2, 4, 14, 1], "width": 2.0}),
