@@ -114,23 +114,44 @@ class Calls:
                                       names, b.spans, b.exprs)
 
     def _outputs(self, e, args, kwargs):
-        """outputs(name=tensor, ...): the named outputs a network returns."""
+        """outputs(name=tensor, ...) or outputs([[name, tensor], ...]): the named outputs a
+        network returns."""
         if len(self.stack) != 1:
             raise ArchError("outputs(...) may only appear in a network body", e.span,
                             hint="a block returns a tensor or a list of tensors")
         if e.label is not None:
             raise ArchError("outputs(...) names a network's outputs; it cannot be labelled",
                             e.span)
-        if args:
-            raise ArchError("outputs() takes the outputs as name=tensor", args[0].span,
-                            hint="return outputs(logits=x, aux=a)")
-        if not kwargs:
-            raise ArchError("outputs() needs at least one name=tensor", e.span)
-        for a in kwargs.values():
+        hint = 'return outputs(logits=x, aux=a), or outputs(pairs) with pairs = [["p2", x], ...]'
+        if args:   # outputs(pairs): a list of [name, tensor] pairs (built in a loop)
+            if len(args) > 1 or kwargs:
+                raise ArchError("outputs() takes name=tensor keywords or one list of "
+                                "[name, tensor] pairs, not both", args[-1].span, hint=hint)
+            pairs, span = args[0].value, args[0].span
+            if not isinstance(pairs, tuple) or not all(
+                    isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                    for p in pairs):
+                raise ArchError(f"outputs(): expected a list of [name, tensor] pairs, got "
+                                f"{type_name(pairs)} {show(pairs)}", span, hint=hint)
+            named = [(name, Arg(t, span, None)) for name, t in pairs]
+            seen = set()
+            for name, _ in named:
+                if not name.isidentifier():
+                    raise ArchError(f"outputs(): output name {show(name)} is not a valid name",
+                                    span, hint="names are letters, digits and '_', not "
+                                               "starting with a digit")
+                if name in seen:
+                    raise ArchError(f"outputs(): output '{name}' is named twice", span)
+                seen.add(name)
+        else:
+            named = list(kwargs.items())
+        if not named:
+            raise ArchError("outputs() needs at least one output", e.span, hint=hint)
+        for _, a in named:
             if not isinstance(a.value, Tensor):
                 raise ArchError(f"outputs(): an output must be a tensor, got "
                                 f"{type_name(a.value)} {show(a.value)}", a.span)
-        return Outputs(tuple((k, a.value) for k, a in kwargs.items()))
+        return Outputs(tuple((k, a.value) for k, a in named))
 
     def _split(self, e, args, kwargs, env, names: Names):
         bound = bind_simple("split", ("x", "sizes"), args, kwargs, e.span)
