@@ -1,50 +1,16 @@
-"""MobileNetV4 and MobileViT against timm (tests/data/timm_attention_counts.json, measured
-by tools/measure_timm_attention.py in a scratch environment with timm): every variant's
-parameters, buffers, conv + linear MACs, attention matmul MACs and output shape at timm's
-default resolution, and the function the tool checked (timm's weights in archc's generated
-torch module). The attention op's arithmetic is checked here against a direct computation;
-JAX and ONNX against torch by tests/test_op_registry.py and the backends' bundled-network
-tests."""
+"""MobileNetV4 and MobileViT, and the attention op they are written with. Their counts
+against timm's (parameters, buffers, conv + linear and attention matmul MACs, outputs, and
+the function with timm's weights) are tests/test_timm_oracle.py's, from
+tests/data/timm_counts.json. The attention op's arithmetic is checked here against a direct
+computation; JAX and ONNX against torch by tests/test_op_registry.py and the backends'
+bundled-network tests."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 from archc.compiler import ArchError
 
 import archc
-
-GOLDEN = json.loads((Path(__file__).parent / "data" / "timm_attention_counts.json").read_text())
-MODELS = GOLDEN["models"]
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_counts_equal_timms(name):
-    want = MODELS[name]
-    assert isinstance(want["archc"], dict), f"{name}: {want['archc']}"
-    net = archc.load(want["archc"]["file"].split("/")[-1][:-5], **want["archc"]["params_set"])
-    t = archc.analyze(net).totals
-    assert net.input_shape == (3, want["resolution"], want["resolution"])
-    assert t["params"] == want["params"]
-    assert t["buffers"] == want["buffers"]
-    assert t["macs"] - t["matmul_macs"] == want["macs_conv_linear"]
-    assert t["matmul_macs"] == want["macs_matmul"]
-    out = net.node(net.output_list()[0][1])["shape"]
-    assert list(out[:1]) == want["output"] and out[1:] == (1, 1)
-    # the tool copied timm's weights into the generated torch module: the same logits
-    assert want["max_rel_diff"] <= 1e-5
-
-
-def test_issue_numbers_are_the_measured_ones():
-    """The counts timm 1.0.31 gave under fvcore (conv + linear / matmul)."""
-    issue = {"mobilevit_xxs": (1272024, 329179648, 78184448),
-             "mobilevit_s": (5578632, 1823196160, 177635328),
-             "mobilenetv4_conv_small": (3774024, 186005568, 0)}
-    for name, (params, lin, mm) in issue.items():
-        m = MODELS[name]
-        assert (m["params"], m["macs_conv_linear"], m["macs_matmul"]) == (params, lin, mm)
-
 
 def test_resolution_and_bad_variant():
     net = archc.load("mobilevit", variant="s", resolution=128)

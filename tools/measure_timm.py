@@ -19,10 +19,15 @@ input size) it records
                         dot-product attention; FLOPs / 2), as fvcore counts matmuls
   outputs               the output shapes, batch dimension excluded
   function              timm's weights copied into archc's generated torch module (the keys
-                        mapped by the family's `key` function below, each tensor reshaped to
-                        archc's shape when the element counts agree, e.g. a Linear on channels
-                        -last as a 1x1 conv): max |archc - timm| / max |timm| over the outputs
-                        for a random input, which must be <= TOLERANCE
+                        mapped by the family's `key` function below, or where it has none
+                        tensor by tensor in state_dict order; each tensor reshaped to archc's
+                        shape when the element counts agree, e.g. a Linear on channels-last as
+                        a 1x1 conv), BN statistics and layer scales randomised first so that
+                        they count: max |archc - timm| / max |timm| over the outputs for a
+                        random input, which must be <= TOLERANCE
+
+Attention is timm's non-fused form (timm.layers.set_fused_attn(False)): the explicit
+q @ k^T, softmax, @ v whose products fvcore and the counter above see as matmuls.
 
 The file's format ("models" maps a timm name to its row; every row names the archc network
 and parameters that build it) lets any family add rows: add an entry to FAMILIES.
@@ -61,11 +66,16 @@ def _convnext_key(key: str) -> str:
     return key
 
 
-# family -> (archc network, {timm name: archc parameters}, key map)
+# family -> (archc network, {timm name: archc parameters}, key map or None: in order)
 FAMILIES = {
     "convnext": ("convnext", {f"convnext_{v}": {"variant": v}
                               for v in ("atto", "femto", "pico", "nano", "tiny")},
                  _convnext_key),
+    "mobilenet_v4": ("mobilenet_v4", {f"mobilenetv4_{v}": {"variant": v}
+                                      for v in ("conv_small", "conv_medium", "hybrid_medium")},
+                     None),
+    "mobilevit": ("mobilevit", {f"mobilevit_{v}": {"variant": v} for v in ("xxs", "xs", "s")},
+                  None),
 }
 MODELS = {name: (net, params, key) for net, variants, key in FAMILIES.values()
           for name, params in variants.items()}
@@ -157,6 +167,37 @@ def _outputs(y) -> list:
     return ys
 
 
+def _randomise(model, seed: int = 0) -> None:
+    """BN statistics and layer scales (which start at 1e-5 or 1e-6) made to count."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+        for name, p in model.named_parameters():
+            if p.dim() == 1 and name.endswith("gamma"):
+                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
+
+
+def _pairs(mine: dict, theirs: dict, key, name: str) -> list:
+    """(archc key, timm key) of every tensor but BN's step counters: by the key map, or in
+    state_dict order."""
+    theirs = [k for k in theirs if not k.endswith("num_batches_tracked")]
+    mine = [k for k in mine if not k.endswith("num_batches_tracked")]
+    if key is None:
+        if len(mine) != len(theirs):
+            raise SystemExit(f"{name}: {len(theirs)} timm tensors but {len(mine)} archc tensors")
+        return list(zip(mine, theirs))
+    pairs = [(k, key(k)) for k in mine]
+    unused = set(theirs) - {t for _, t in pairs}
+    if unused:
+        raise SystemExit(f"{name}: timm tensors not copied: {sorted(unused)[:5]}")
+    return pairs
+
+
 def measure(name: str, timm) -> dict:
     import torch
 
@@ -172,22 +213,24 @@ def measure(name: str, timm) -> dict:
     row = {"archc": {"network": net_name, "params": params},
            "input": list(size),
            "params": sum(p.numel() for p in model.parameters()),
-           "buffers": sum(b.numel() for b in model.buffers()),
+           "buffers": sum(b.numel() for n, b in model.named_buffers()
+                          if not n.endswith("num_batches_tracked")),
            "macs": _macs(model, x),
            "outputs": [list(y.shape[1:]) for y in ys]}
     # function: timm's weights in archc's generated module
+    _randomise(model)
+    with torch.no_grad():
+        ys = _outputs(model(x))
     net = archc.load(net_name, **params, resolution=size[1])
     mine = torch_backend.compile_module(net).eval()
-    theirs = model.state_dict()
-    state = {}
-    for k, v in mine.state_dict().items():
-        t = theirs[key(k)]
+    theirs, ours = model.state_dict(), mine.state_dict()
+    state = dict(ours)   # BN's step counters stay archc's own
+    for k, tk in _pairs(ours, theirs, key, name):
+        t, v = theirs[tk], ours[k]
         if t.numel() != v.numel():
-            raise SystemExit(f"{name}: {k} has {v.numel()} values, timm's {key(k)} {t.numel()}")
-        state[k] = t.reshape(v.shape)
-    unused = set(theirs) - {key(k) for k in mine.state_dict()}
-    if unused:
-        raise SystemExit(f"{name}: timm tensors not copied: {sorted(unused)[:5]}")
+            raise SystemExit(f"{name}: {k} {tuple(v.shape)} does not fit timm's {tk} "
+                             f"{tuple(t.shape)}")
+        state[k] = t.reshape(v.shape).clone()
     mine.load_state_dict(state)
     with torch.no_grad():
         got = _outputs(mine(x))
@@ -200,6 +243,7 @@ def measure(name: str, timm) -> dict:
 def main(argv) -> int:
     import torch
     timm, note = _import_timm()
+    timm.layers.set_fused_attn(False)
     names = argv or list(MODELS)
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
     doc.update({"about": "timm's counts measured by tools/measure_timm.py (its docstring defines "
