@@ -4,6 +4,9 @@
     write_model(net, path, ...)                  the same, serialised, written atomically
     module_tree(net)                             initializer paths (= the torch module's)
 
+The model around the graph (where its weights come from, the size check before anything is
+allocated, its docs and metadata) is backends/_onnx_model.py's.
+
 Opset 17 (IR version 8): every op used here exists in it (HardSwish since opset 14), and
 onnxruntime and the common embedded runtimes read it; `OPSET` is the one place it is stated.
 A lowering gets a `GraphCtx` (backends/_onnx_graph.py) and adds the layer's node; names,
@@ -12,7 +15,6 @@ torch module's state_dict keys, so this backend's `weights` table is the torch b
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -285,8 +287,8 @@ def _attention(c):
     attn = c.node("MatMul", [q, tokens(1, "k", 1, perm_last=True)], part="scores")
     attn = c.node("Softmax", [attn], part="softmax", axis=-1)
     out = c.node("MatMul", [attn, tokens(2, "v", 1)], part="mix")
-    out = c.node("Reshape", [out, c.const("split", [0, p, p, heads, h // p, w // p, c.shape[0] // heads])],
-                 part="split")
+    split = [0, p, p, heads, h // p, w // p, c.shape[0] // heads]
+    out = c.node("Reshape", [out, c.const("split", split)], part="split")
     out = c.node("Transpose", [out], part="order", perm=[0, 3, 6, 4, 1, 5, 2])
     return c.node("Reshape", [out, c.const("shape", [0, c.shape[0], h, w])])
 
@@ -383,93 +385,6 @@ def module_tree(net: Network):
     return L.module_tree(net, BACKEND)
 
 
-def initial_weights(net: Network, init: str | None = None, seed: int = 0) -> dict:
-    """The torch module's initial state_dict as numpy arrays: PyTorch's defaults or the
-    network's `init` scheme (or `init`), drawn after torch.manual_seed(seed)."""
-    try:
-        import torch
-    except ImportError:
-        raise ArchError("the ONNX backend takes its initial weights from the torch module, and "
-                        "torch is not installed", hint="give trained weights (--weights "
-                        "model.safetensors), or pip install 'archc[torch]'") from None
-    from . import weights
-    torch.manual_seed(seed)
-    return weights.state_dict_numpy(torch_backend.compile_module(net, init=init))
-
-
-def _tensors(net: Network, weights, init: str | None) -> tuple:
-    """({torch key: array}, where they came from) for build_model's `weights` argument."""
-    if weights is None:
-        scheme = L.init_scheme(net, init)
-        return initial_weights(net, init), f"torch initialisation ({scheme}), seed 0"
-    if init is not None:
-        raise ArchError("--init chooses how weights are initialised; with --weights nothing is",
-                        hint="give one of --weights and --init")
-    if isinstance(weights, dict):
-        from archc._checks import finite_tensors
-        finite_tensors(weights, "weights")
-        return weights, "given"
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ArchError(f"weights must be a safetensors file's path or a dict of arrays, not "
-                        f"{type(weights).__name__}")
-    from . import weights as W
-    return W.load(weights), os.path.basename(os.fspath(weights))
-
-
-def _doc(costs: dict, net: Network):
-    """layer -> its node's doc string: op, output shape and the analysis' costs."""
-    def doc(layer: str) -> str:
-        lc = costs[layer]
-        span = net.node(layer).get("span")
-        where = f" {os.path.basename(span.file)}:{span.line}." if span else ""
-        c, h, w = lc.output
-        return (f"{lc.op}: output {c} x {h} x {w} (C x H x W); params {lc.params}, buffers "
-                f"{lc.buffers}, MACs {lc.macs}, element-wise ops {lc.elementwise_ops}, "
-                f"activations {lc.activations}.{where}")
-    return doc
-
-
-def _metadata(net: Network, analysis, source: str, folded: dict) -> dict:
-    from archc.presentation.report import to_json_dict
-    report = to_json_dict(analysis)
-    keep = ("name", "op", "output", "params", "buffers", "macs", "flops", "elementwise_ops",
-            "activations")
-    layers = [{k: lc[k] for k in keep} for lc in report["layers"]]
-    return {"archc.network": net.name, "archc.source": os.path.basename(net.file),
-            "archc.parameters": json.dumps(report["parameters"]),
-            "archc.weights": source, "archc.opset": str(OPSET),
-            "archc.bn_folded": json.dumps(folded),
-            "archc.totals": json.dumps(report["totals"]),
-            "archc.layers": json.dumps(layers, separators=(",", ":")),
-            "archc.shapes": "output and layers: [H, W, C] as in `archc analyze --format json`"}
-
-
-def _value_info(helper, TensorProto, name: str, shape: tuple, rank: int):
-    c, h, w = shape
-    dims = ["N", c, h, w] if rank == 4 else ["N", c]
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
-
-
-ONNX_MAX_BYTES = 2 << 30   # protobuf's limit: an ONNX file without external data
-COPIES = 4                 # float32 copies made on the way: module, arrays, initialisers, file
-
-
-def _check_size(net: Network, params: int) -> None:
-    """Refuse, before anything is allocated, a network whose float32 weights do not fit one
-    ONNX file, or whose export would not fit in the memory available."""
-    from archc._checks import available_memory
-    size = params * 4
-    if size > ONNX_MAX_BYTES:
-        raise ArchError(f"{net.name} has {params:,} parameters ({size / 2**30:.1f} GiB as "
-                        "float32): more than the 2 GiB an ONNX file holds",
-                        hint="choose smaller network parameters")
-    avail = available_memory()
-    if avail is not None and size * COPIES > avail:
-        raise ArchError(f"{net.name} has {params:,} parameters: exporting it needs about "
-                        f"{size * COPIES:,} bytes of memory, more than the {avail:,} available",
-                        hint="choose smaller network parameters, or free memory")
-
-
 def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | None = None):
     """The ONNX model of `net` (an onnx.ModelProto), deterministic.
 
@@ -485,14 +400,15 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
     from archc import __version__
 
     from ._onnx_graph import build_graph
+    from ._onnx_model import check_size, doc, metadata, tensors_of, value_info
     L.check_lowerable(net, BACKEND)
     analysis = analyze(net)
-    _check_size(net, analysis.totals["params"])
-    tensors, source = _tensors(net, weights, init)
+    check_size(net, analysis.totals["params"])
+    tensors, source = tensors_of(net, weights, init)
     costs = {lc.name: lc for lc in analysis.layers}
     ranks = torch_backend.ranks(net)
     nodes, inits, values, folded = build_graph(net, BACKEND, tensors, fold_bn, ranks,
-                                               _doc(costs, net))
+                                               doc(costs, net))
     outputs = []          # (graph output name, layer)
     for key, node in net.output_list():
         if key is None or key == values[node]:
@@ -502,11 +418,11 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
                                       doc_string=f"output '{key}': layer '{node}'"))
         outputs.append((key, node))
     out_names = {name for name, _ in outputs}
-    info = [_value_info(helper, TensorProto, values[n], net.node(n)["shape"], ranks[n])
+    info = [value_info(helper, TensorProto, values[n], net.node(n)["shape"], ranks[n])
             for n in net.layers() if n not in folded and values[n] not in out_names]
     graph = helper.make_graph(
-        nodes, net.name, [_value_info(helper, TensorProto, net.input, net.input_shape, 4)],
-        [_value_info(helper, TensorProto, name, net.node(n)["shape"], ranks[n])
+        nodes, net.name, [value_info(helper, TensorProto, net.input, net.input_shape, 4)],
+        [value_info(helper, TensorProto, name, net.node(n)["shape"], ranks[n])
          for name, n in outputs],
         initializer=inits, value_info=info,
         doc_string=f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")
@@ -514,7 +430,7 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
     model = helper.make_model(graph, opset_imports=opsets, producer_name="archc",
                               producer_version=__version__, doc_string=net.doc or net.name,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    helper.set_model_props(model, _metadata(net, analysis, source, folded))
+    helper.set_model_props(model, metadata(net, analysis, source, folded, OPSET))
     return model
 
 
