@@ -60,13 +60,24 @@ def _network(args):
         sys.stderr.write(f"note: {note}\n")
     overrides = _defines(args.define)
     try:
-        return build(program, overrides)
+        net = build(program, overrides)
     except ArchError as err:
         if err.span and err.span.file == "<-D>":
             for text in args.define or []:
                 if text.split("=", 1)[0].strip() == _define_name(err):
                     err.source = define_text(text)
         raise
+    args.trained = net
+    if getattr(args, "deploy", False):
+        from archc.compiler.reparam import deploy
+        return deploy(net)
+    return net
+
+
+def _deployed_weights(args) -> dict:
+    """--deploy --weights: the training form's weights carried into the deployed network."""
+    from archc.backends import reparam_weights, weights
+    return reparam_weights.deploy_state_dict(args.trained, weights.load(args.weights))[1]
 
 
 def check_output(args, path, flag: str = "-o") -> None:
@@ -133,11 +144,20 @@ def cmd_check(args) -> int:
 
 def cmd_build(args) -> int:
     from archc import _backend
-    if args.backend == "onnx" or args.weights or args.fold_bn:
+    if args.backend == "onnx" or (args.weights and not args.deploy) or args.fold_bn:
         return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
     check_output(args, args.output)
+    if args.weights:   # --deploy: the deployed weights beside the module
+        if not args.output:
+            raise ArchError("--deploy --weights writes a module and its weights: give -o FILE",
+                            hint="-o net.py (the weights go to net.safetensors)")
+        from archc.backends import weights
+        path = os.path.splitext(args.output)[0] + ".safetensors"
+        check_output(args, path, "the weights output")
+        weights.save(path, _deployed_weights(args))
+        _wrote(args, f"{path} (the deployed weights, torch layout)")
     if args.output:
         src = backend.write_source(net, args.output, init=args.init)
         _wrote(args, f"{args.output} ({src.count(chr(10))} lines, {net.name}, {args.backend})")
@@ -154,7 +174,8 @@ def _build_onnx(args) -> int:
     from archc.backends import onnx_backend
     net = _network(args)
     check_output(args, args.output)
-    model = onnx_backend.write_model(net, args.output, weights=args.weights,
+    tensors = _deployed_weights(args) if args.deploy and args.weights else args.weights
+    model = onnx_backend.write_model(net, args.output, weights=tensors,
                                      fold_bn=args.fold_bn, init=args.init)
     _wrote(args, f"{args.output} ({model.ByteSize() / 1e3:,.0f} kB, {net.name}, onnx, "
                  f"{'weights from ' + args.weights if args.weights else 'initial weights'})")
@@ -276,6 +297,13 @@ def add_target(sp) -> None:
                     help="set a network parameter; values use the language's literal syntax")
 
 
+def add_deploy(sp) -> None:
+    """--deploy (analyze, build, view)."""
+    sp.add_argument("--deploy", action="store_true",
+                    help="the deployed form: each sum of linear branches of one input merged "
+                         "into one conv, each BN after a conv folded (docs/reparam.md)")
+
+
 def cost_options(sp) -> None:
     """--bits, --bitops, --quant, --baseline (analyze, view, sweep)."""
     sp.add_argument("--bits", type=int, default=32, help="parameter precision for the size total")
@@ -301,6 +329,7 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
     cost_options(a)
+    add_deploy(a)
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("check", help="parse, elaborate and shape-check only")
@@ -319,9 +348,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")
     b.add_argument("--weights", metavar="FILE", help="onnx: trained weights, a safetensors file "
-                   "in the torch layout (archc train's model.safetensors)")
+                   "in the torch layout (archc train's model.safetensors); with --deploy, the "
+                   "training form's, converted (torch, jax: written beside -o as .safetensors)")
     b.add_argument("--fold-bn", action="store_true",
                    help="onnx: fold BatchNormalization into the conv or linear layer before it")
+    add_deploy(b)
     b.set_defaults(func=cmd_build)
 
     t = sub.add_parser("train", help="train on CIFAR-10-style data (JAX by default, or torch)",

@@ -78,7 +78,7 @@ def _branch(net: Network, node: str, add: str):
     return Branch(None, None), node
 
 
-def _merge(net: Network, add: str, taken: set) -> Fusion | None:
+def _merge(net: Network, add: str, taken: set, used: set) -> Fusion | None:
     d = net.node(add)
     if len(d["inputs"]) < 2:
         return None
@@ -104,8 +104,10 @@ def _merge(net: Network, add: str, taken: set) -> Fusion | None:
     kernel = (max([a["kernel"][0] for a in convs] or [1]), max([a["kernel"][1] for a in convs] or [1]))
     scope = d.get("scope", "")
     name = f"{scope}.reparam_conv" if scope else "reparam_conv"
-    if name in net.graph:
+    if name in net.graph or name in used:
         name = f"{add}_conv"
+    while name in net.graph or name in used:
+        name += "_"
     return Fusion(name, add, src, tuple(b for b, _ in pairs), cout, kernel, strides.pop(),
                   groups.pop())
 
@@ -115,7 +117,7 @@ def fusions(net: Network) -> list:
     out, taken = [], set()
     for n in net.layers():
         if net.node(n)["op"] == "add":
-            f = _merge(net, n, taken)
+            f = _merge(net, n, taken, {g.name for g in out})
             if f is not None:
                 out.append(f)
                 taken |= {x for b in f.branches for x in (b.conv, b.bn) if x}
@@ -163,7 +165,8 @@ def deploy(net: Network) -> Network:
         if n in at:
             f = at[n]
             src = net.node(f.source)
-            new = dict(op="conv", inputs=(f.source,), in_shapes=(src["shape"],),
+            source = renamed.get(f.source, f.source)
+            new = dict(op="conv", inputs=(source,), in_shapes=(src["shape"],),
                        shape=d["shape"], span=d["span"], scope=d.get("scope", ""), exprs={},
                        attrs=dict(out=f.out, kernel=f.kernel, stride=f.stride,
                                   padding=((f.kernel[0] - 1) // 2, (f.kernel[1] - 1) // 2),
@@ -173,7 +176,7 @@ def deploy(net: Network) -> Network:
                 new.update(span=conv["span"], scope=conv.get("scope", ""),
                            exprs={k: v for k, v in conv.get("exprs", {}).items() if k != "bias"})
             g.add_node(f.name, **new)
-            g.add_edge(f.source, f.name)
+            g.add_edge(source, f.name)
             continue
         if n in removed:
             continue
