@@ -22,11 +22,11 @@ from . import torch_backend
 from .weights import _entries
 
 
-def _get(tensors: dict, key: str, layer: str) -> np.ndarray:
+def _get(tensors: dict, key: str, layer: str, dtype=np.float64) -> np.ndarray:
     if key not in tensors:
         raise ArchError(f"weights for layer '{layer}' are missing: no '{key}'",
                         hint="give the training form's weights (as `archc train` writes them)")
-    return np.asarray(tensors[key], dtype=np.float64)
+    return np.asarray(tensors[key], dtype=dtype)
 
 
 def _branch(net: Network, tree, tensors: dict, f, b) -> tuple:
@@ -64,7 +64,7 @@ def deploy_state_dict(net: Network, tensors: dict) -> tuple:
     and its torch-layout tensors (as `archc train` and the torch module's state_dict name
     them). The deployed module computes the training form's eval-mode function."""
     dnet = deploy(net)
-    tree, dtree = torch_backend.module_tree(net), torch_backend.module_tree(dnet)
+    tree = torch_backend.module_tree(net)
     fused = {f.name: f for f in fusions(net)}
     dtype = next((np.asarray(v).dtype for v in tensors.values()
                   if np.issubdtype(np.asarray(v).dtype, np.floating)), np.float32)
@@ -78,12 +78,7 @@ def deploy_state_dict(net: Network, tensors: dict) -> tuple:
                 out[key] = sum(w for w, _ in parts).astype(dtype)
                 out[f"{tpath}.bias"] = sum(b for _, b in parts).astype(dtype)
             continue
-        src = f"{tree.path(name)}.{tname}"
-        if src not in tensors:
-            raise ArchError(f"weights for layer '{name}' are missing: no '{src}'",
-                            hint="give the training form's weights (as `archc train` writes "
-                                 "them)")
-        out[key] = np.asarray(tensors[src])
+        out[key] = _get(tensors, f"{tree.path(name)}.{tname}", name, None)
         if dnet.node(name)["op"] == "bn" and tname == "running_var":
             nbt = f"{tree.path(name)}.num_batches_tracked"
             out[f"{tpath}.num_batches_tracked"] = np.asarray(tensors.get(nbt, np.zeros((), np.int64)))

@@ -5,8 +5,8 @@ No marking is needed in the .arch file: the compiler recognises what is linear a
 
 - A *merge*: an `add` whose every input is a linear branch of one tensor X -- a conv (no
   dilation, odd kernel, centred padding (k - 1) / 2) optionally followed by a BN, a BN of X
-  (identity BN), or X itself -- with one stride and one group count among the convs, each
-  branch used by the add alone. It becomes one conv with a bias: the largest kernel, every
+  (identity BN), or X itself -- with at least one conv, one stride and one group count among
+  the convs, each branch used by the add alone. It becomes one conv with a bias: the largest kernel, every
   smaller kernel padded into it (1 x 1 into 3 x 3), identity branches as a centred identity
   kernel (grouped and depthwise included), every BN folded into its branch, the branches
   summed. RepVGG's 3x3 + 1x1 + identity, MobileOne's k over-parameterised branches.
@@ -88,10 +88,10 @@ def _merge(net: Network, add: str, taken: set, used: set) -> Fusion | None:
         return None
     (src,) = sources
     convs = [net.node(b.conv)["attrs"] for b, _ in pairs if b.conv]
-    if not all(_centred(a) for a in convs):
+    if not convs or not all(_centred(a) for a in convs):   # BNs and X alone: no conv to make
         return None
-    strides = {a["stride"] for a in convs} or {(1, 1)}
-    groups = {a["groups"] for a in convs} or {1}
+    strides = {a["stride"] for a in convs}
+    groups = {a["groups"] for a in convs}
     if len(strides) != 1 or len(groups) != 1:
         return None
     cin, cout = net.node(src)["shape"][0], d["shape"][0]
@@ -101,7 +101,7 @@ def _merge(net: Network, add: str, taken: set, used: set) -> Fusion | None:
     names = {n for b, _ in pairs for n in (b.conv, b.bn) if n}
     if names & taken:
         return None
-    kernel = (max([a["kernel"][0] for a in convs] or [1]), max([a["kernel"][1] for a in convs] or [1]))
+    kernel = (max(a["kernel"][0] for a in convs), max(a["kernel"][1] for a in convs))
     scope = d.get("scope", "")
     name = f"{scope}.reparam_conv" if scope else "reparam_conv"
     if name in net.graph or name in used:

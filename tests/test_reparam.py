@@ -126,6 +126,13 @@ def test_grouped_identity_and_raw_input_branches_merge_and_keep_the_function():
     assert _rel(_forward(_module(dnet, dtensors), x), want) <= TOL
 
 
+def test_sums_without_a_conv_stay():
+    net = archc.load_source("network N() {\n x = input(4, 8, 8) -> conv(4, kernel=1)\n"
+                            " return add(bn(x), x) -> relu\n}\n")
+    assert reparam.fusions(net) == []
+    assert archc.analyze(archc.deploy(net)).totals == archc.analyze(net).totals
+
+
 def test_residual_sums_of_different_inputs_stay():
     net = archc.load("resnet", depth=18)
     dnet = archc.deploy(net)
@@ -154,6 +161,9 @@ def test_cli_deploy_analyze_and_build_with_weights(tmp_path, capsys):
     x = np.random.default_rng(4).normal(size=(1, 3, 32, 32)).astype(np.float32)
     got = _forward(_module(dnet, W.load(tmp_path / "rep.safetensors")), x)
     assert _rel(got, _forward(_module(net, tensors), x)) <= TOL
+    assert main(["view", *argv, "-o", str(tmp_path / "rep.html")]) == 0
+    html = (tmp_path / "rep.html").read_text()
+    assert "reparam_conv" in html and "conv_1x1" not in html
     # without -o there is nowhere to put the weights: a user error, exit 2
     assert main(["build", *argv, "--weights", str(tmp_path / "train.safetensors")]) == 2
     assert "give -o FILE" in capsys.readouterr().err
