@@ -13,6 +13,7 @@ import sys
 import threading
 import traceback
 
+from archc._cli_deploy import add_deploy, deployed, deployed_weights, write_deployed_weights
 from archc.compiler import ArchError, analyze, bundled_networks, load_program, parse_define
 from archc.compiler._loader import build, define_text
 from archc.compiler.errors import did_you_mean
@@ -67,17 +68,7 @@ def _network(args):
                 if text.split("=", 1)[0].strip() == _define_name(err):
                     err.source = define_text(text)
         raise
-    args.trained = net
-    if getattr(args, "deploy", False):
-        from archc.compiler.reparam import deploy
-        return deploy(net)
-    return net
-
-
-def _deployed_weights(args) -> dict:
-    """--deploy --weights: the training form's weights carried into the deployed network."""
-    from archc.backends import reparam_weights, weights
-    return reparam_weights.deploy_state_dict(args.trained, weights.load(args.weights))[1]
+    return deployed(args, net)
 
 
 def check_output(args, path, flag: str = "-o") -> None:
@@ -150,14 +141,7 @@ def cmd_build(args) -> int:
     net = _network(args)
     check_output(args, args.output)
     if args.weights:   # --deploy: the deployed weights beside the module
-        if not args.output:
-            raise ArchError("--deploy --weights writes a module and its weights: give -o FILE",
-                            hint="-o net.py (the weights go to net.safetensors)")
-        from archc.backends import weights
-        path = os.path.splitext(args.output)[0] + ".safetensors"
-        check_output(args, path, "the weights output")
-        weights.save(path, _deployed_weights(args))
-        _wrote(args, f"{path} (the deployed weights, torch layout)")
+        write_deployed_weights(args, check_output, _wrote)
     if args.output:
         src = backend.write_source(net, args.output, init=args.init)
         _wrote(args, f"{args.output} ({src.count(chr(10))} lines, {net.name}, {args.backend})")
@@ -174,7 +158,7 @@ def _build_onnx(args) -> int:
     from archc.backends import onnx_backend
     net = _network(args)
     check_output(args, args.output)
-    tensors = _deployed_weights(args) if args.deploy and args.weights else args.weights
+    tensors = deployed_weights(args) if args.deploy and args.weights else args.weights
     model = onnx_backend.write_model(net, args.output, weights=tensors,
                                      fold_bn=args.fold_bn, init=args.init)
     _wrote(args, f"{args.output} ({model.ByteSize() / 1e3:,.0f} kB, {net.name}, onnx, "
@@ -295,13 +279,6 @@ def add_target(sp) -> None:
     sp.add_argument("target", metavar="FILE|NAME", help="an .arch file, or a bundled network name")
     sp.add_argument("-D", dest="define", action="append", metavar="name=value",
                     help="set a network parameter; values use the language's literal syntax")
-
-
-def add_deploy(sp) -> None:
-    """--deploy (analyze, build, view)."""
-    sp.add_argument("--deploy", action="store_true",
-                    help="the deployed form: each sum of linear branches of one input merged "
-                         "into one conv, each BN after a conv folded (docs/reparam.md)")
 
 
 def cost_options(sp) -> None:

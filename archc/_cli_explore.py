@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from archc._cli import (_define_name, _defines, _network, add_deploy, add_target, check_output,
-                        cost_options)
+from archc._cli import _define_name, _defines, _network, add_target, check_output, cost_options
+from archc._cli_deploy import add_deploy
 from archc.compiler._loader import define_text
 from archc._files import write_atomic
 from archc.compiler import ArchError, analyze, load_program
