@@ -11,7 +11,8 @@ No marking is needed in the .arch file: the compiler recognises what is linear a
   kernel (grouped and depthwise included), every BN folded into its branch, the branches
   summed. RepVGG's 3x3 + 1x1 + identity, MobileOne's k over-parameterised branches.
 - A *fold*: any other conv followed by a BN that is its only consumer (and whose only input
-  it is) becomes that conv with a bias (BN folding).
+  it is) becomes that conv with a bias (BN folding); the BN's place is taken by an `identity`
+  (free), so that the blocks keep their structure.
 
 `fusions(net)` lists them (backends/reparam_weights.py carries weights through the same
 list); `deploy(net)` applies them. Pure graph work: no torch or jax here.
@@ -153,8 +154,11 @@ def deploy(net: Network) -> Network:
     """The deployed form of `net`: every fusion applied (the input is not changed). A network
     with nothing to fuse comes back equal to itself."""
     fs = fusions(net)
+    merges = [f for f in fs if len(f.branches) > 1]
+    folded = {f.name for f in fs if len(f.branches) == 1}
+    passed = {f.replaces for f in fs if len(f.branches) == 1}
     removed, renamed, at = set(), {}, {}
-    for f in fs:
+    for f in merges:
         for b in f.branches:
             removed |= {x for x in (b.conv, b.bn) if x}
         removed.add(f.replaces)
@@ -164,24 +168,23 @@ def deploy(net: Network) -> Network:
     for n, d in net.graph.nodes(data=True):
         if n in at:
             f = at[n]
-            src = net.node(f.source)
             source = renamed.get(f.source, f.source)
-            new = dict(op="conv", inputs=(source,), in_shapes=(src["shape"],),
-                       shape=d["shape"], span=d["span"], scope=d.get("scope", ""), exprs={},
-                       attrs=dict(out=f.out, kernel=f.kernel, stride=f.stride,
-                                  padding=((f.kernel[0] - 1) // 2, (f.kernel[1] - 1) // 2),
-                                  dilation=(1, 1), groups=f.groups, bias=True))
-            if len(f.branches) == 1:    # a fold: the conv keeps its place, name and scope
-                conv = net.node(f.name)
-                new.update(span=conv["span"], scope=conv.get("scope", ""),
-                           exprs={k: v for k, v in conv.get("exprs", {}).items() if k != "bias"})
-            g.add_node(f.name, **new)
+            g.add_node(f.name, op="conv", inputs=(source,),
+                       in_shapes=(net.node(f.source)["shape"],), shape=d["shape"],
+                       span=d["span"], scope=d.get("scope", ""), exprs={},
+                       attrs={"out": f.out, "kernel": f.kernel, "stride": f.stride,
+                              "padding": ((f.kernel[0] - 1) // 2, (f.kernel[1] - 1) // 2),
+                              "dilation": (1, 1), "groups": f.groups, "bias": True})
             g.add_edge(source, f.name)
             continue
         if n in removed:
             continue
-        data = dict(d)
-        data["inputs"] = tuple(renamed.get(i, i) for i in d["inputs"])
+        data = dict(d, inputs=tuple(renamed.get(i, i) for i in d["inputs"]))
+        if n in folded:     # a fold: the conv takes the BN's bias, the BN passes through
+            data["attrs"] = {**d["attrs"], "bias": True}
+            data["exprs"] = {k: v for k, v in d.get("exprs", {}).items() if k != "bias"}
+        elif n in passed:
+            data.update(op="identity", attrs={}, exprs={})
         g.add_node(n, **data)
         for i in data["inputs"]:
             g.add_edge(i, n)

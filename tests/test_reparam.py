@@ -126,6 +126,19 @@ def test_grouped_identity_and_raw_input_branches_merge_and_keep_the_function():
     assert _rel(_forward(_module(dnet, dtensors), x), want) <= TOL
 
 
+@pytest.mark.parametrize("name,params", [("sqnxt", {}), ("mobilenet_v2", {"resolution": 32})])
+def test_folding_keeps_other_networks_function(name, params):
+    """Any network deploys: its BNs after convs fold (their places pass through), blocks with
+    an optional member (conv_norm_act's activation) included."""
+    net = archc.load(name, **params)
+    tensors = _random_weights(net)
+    dnet, dtensors = archc.deploy(net, weights=tensors)
+    assert not any(dnet.node(n)["op"] == "bn" for n in dnet.layers())
+    x = np.random.default_rng(5).normal(size=(2, *net.input_shape)).astype(np.float32)
+    want = _forward(_module(net, tensors), x)
+    assert _rel(_forward(_module(dnet, dtensors), x), want) <= TOL
+
+
 def test_sums_without_a_conv_stay():
     net = archc.load_source("network N() {\n x = input(4, 8, 8) -> conv(4, kernel=1)\n"
                             " return add(bn(x), x) -> relu\n}\n")
