@@ -174,6 +174,11 @@ def test_cli_deploy_analyze_and_build_with_weights(tmp_path, capsys):
     x = np.random.default_rng(4).normal(size=(1, 3, 32, 32)).astype(np.float32)
     got = _forward(_module(dnet, W.load(tmp_path / "rep.safetensors")), x)
     assert _rel(got, _forward(_module(net, tensors), x)) <= TOL
+    ort = pytest.importorskip("onnxruntime")
+    assert main(["build", *argv, "--backend", "onnx", "--weights",
+                 str(tmp_path / "train.safetensors"), "-o", str(tmp_path / "rep.onnx"), "-q"]) == 0
+    session = ort.InferenceSession(str(tmp_path / "rep.onnx"), providers=["CPUExecutionProvider"])
+    assert _rel(session.run(None, {dnet.input: x})[0], got) <= TOL
     assert main(["view", *argv, "-o", str(tmp_path / "rep.html")]) == 0
     html = (tmp_path / "rep.html").read_text()
     assert "reparam_conv" in html and "conv_1x1" not in html
