@@ -12,6 +12,8 @@ The public API is this module; everything else is implementation.
 """
 from __future__ import annotations
 
+import os
+
 from archc.compiler import Analysis, ArchError, LayerCost, Network, Program, bundled_networks
 from archc.compiler import analyze as _analyze
 from archc.compiler import load_program
@@ -61,6 +63,27 @@ def load_source(text: str, /, filename=_UNSET, **params) -> Network:
     """Compile .arch source text (named `filename` in messages) with parameter values."""
     program = load_program(source=text, filename=_given(filename, "<string>"))
     return _network("load_source", program, params, {"filename": filename})
+
+
+def deploy(target, /, weights=_UNSET, **params):
+    """The deployed form of a Network, file or bundled name with `params`: each sum of linear
+    branches of one input (RepVGG's, MobileOne's) merged into one conv with a bias, each BN
+    after a conv folded into it (docs/reparam.md; the CLI's --deploy).
+
+    weights: the training form's weights, a safetensors file or {key: array} in the torch
+    layout; given, returns (deployed Network, its torch-layout {key: array}), which the
+    deployed module computes the training form's eval-mode function with."""
+    from archc.compiler.reparam import deploy as _deploy
+    net = _network("deploy", target, params, {"weights": weights})
+    if weights is _UNSET:
+        return _deploy(net)
+    from archc.backends import reparam_weights
+    from archc.backends import weights as W
+    tensors = W.load(weights) if isinstance(weights, (str, os.PathLike)) else weights
+    if not isinstance(tensors, dict):
+        raise ArchError("archc.deploy(): keyword argument 'weights' must be a safetensors path "
+                        f"or a dict of arrays, not {type(weights).__name__}")
+    return reparam_weights.deploy_state_dict(net, tensors)
 
 
 def analyze(target, /, bits=_UNSET, **params) -> Analysis:
@@ -189,5 +212,5 @@ def __getattr__(name):
 
 
 __all__ = ["Analysis", "ArchError", "LayerCost", "Network", "Recipe", "analyze", "build_module",
-           "build_onnx", "build_source", "bundled_networks", "load", "load_source", "render",
+           "build_onnx", "build_source", "bundled_networks", "deploy", "load", "load_source", "render",
            "to_json_dict", "train", "weights", "__version__"]

@@ -13,6 +13,7 @@ import sys
 import threading
 import traceback
 
+from archc._cli_deploy import add_deploy, deployed, deployed_weights, write_deployed_weights
 from archc.compiler import ArchError, analyze, bundled_networks, load_program, parse_define
 from archc.compiler._loader import build, define_text
 from archc.compiler.errors import did_you_mean
@@ -60,13 +61,14 @@ def _network(args):
         sys.stderr.write(f"note: {note}\n")
     overrides = _defines(args.define)
     try:
-        return build(program, overrides)
+        net = build(program, overrides)
     except ArchError as err:
         if err.span and err.span.file == "<-D>":
             for text in args.define or []:
                 if text.split("=", 1)[0].strip() == _define_name(err):
                     err.source = define_text(text)
         raise
+    return deployed(args, net)
 
 
 def check_output(args, path, flag: str = "-o") -> None:
@@ -133,11 +135,13 @@ def cmd_check(args) -> int:
 
 def cmd_build(args) -> int:
     from archc import _backend
-    if args.backend == "onnx" or args.weights or args.fold_bn:
+    if args.backend == "onnx" or (args.weights and not args.deploy) or args.fold_bn:
         return _build_onnx(args)
     backend = _backend(args.backend)
     net = _network(args)
     check_output(args, args.output)
+    if args.weights:   # --deploy: the deployed weights beside the module
+        write_deployed_weights(args, check_output, _wrote)
     if args.output:
         src = backend.write_source(net, args.output, init=args.init)
         _wrote(args, f"{args.output} ({src.count(chr(10))} lines, {net.name}, {args.backend})")
@@ -154,7 +158,8 @@ def _build_onnx(args) -> int:
     from archc.backends import onnx_backend
     net = _network(args)
     check_output(args, args.output)
-    model = onnx_backend.write_model(net, args.output, weights=args.weights,
+    tensors = deployed_weights(args) if args.deploy and args.weights else args.weights
+    model = onnx_backend.write_model(net, args.output, weights=tensors,
                                      fold_bn=args.fold_bn, init=args.init)
     _wrote(args, f"{args.output} ({model.ByteSize() / 1e3:,.0f} kB, {net.name}, onnx, "
                  f"{'weights from ' + args.weights if args.weights else 'initial weights'})")
@@ -301,6 +306,7 @@ def make_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-fold", action="store_true", help="one row per layer; do not fold repeats")
     a.add_argument("--only", metavar="OPS", help="table rows for these ops only, e.g. conv,linear")
     cost_options(a)
+    add_deploy(a)
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("check", help="parse, elaborate and shape-check only")
@@ -319,9 +325,11 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--init", metavar="SCHEME",
                    help="weight initialisation, overriding the network's `init` parameter")
     b.add_argument("--weights", metavar="FILE", help="onnx: trained weights, a safetensors file "
-                   "in the torch layout (archc train's model.safetensors)")
+                   "in the torch layout (archc train's model.safetensors); with --deploy, the "
+                   "training form's, converted (torch, jax: written beside -o as .safetensors)")
     b.add_argument("--fold-bn", action="store_true",
                    help="onnx: fold BatchNormalization into the conv or linear layer before it")
+    add_deploy(b)
     b.set_defaults(func=cmd_build)
 
     t = sub.add_parser("train", help="train on CIFAR-10-style data (JAX by default, or torch)",

@@ -11,6 +11,7 @@ import os
 import sys
 
 from archc._cli import _define_name, _defines, _network, add_target, check_output, cost_options
+from archc._cli_deploy import add_deploy
 from archc.compiler._loader import define_text
 from archc._files import write_atomic
 from archc.compiler import ArchError, analyze, load_program
@@ -149,6 +150,7 @@ def add_commands(sub) -> None:
     v.add_argument("-o", dest="output", metavar="OUT.html",
                    help="write here (default: the network's file name with .html)")
     cost_options(v)
+    add_deploy(v)
     v.set_defaults(func=cmd_view)
 
     s = sub.add_parser("sweep", help="costs of every combination of a grid of parameters",

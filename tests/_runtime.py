@@ -13,6 +13,7 @@ SMALL = {
     "fcn": {"resolution": 64, "aux": True}, "deeplabv3": {"resolution": 64, "aux": True},
     "lraspp": {"resolution": 64},
     "mobilevit": {"resolution": 64}, "mobilenet_v4": {"resolution": 64},
+    "repvgg": {"resolution": 64}, "mobileone": {"resolution": 64},
     "unet": {"resolution": 188},          # the smallest input near 572 with Fig. 1's crops
 }
 

@@ -20,6 +20,9 @@ KEYS = ("params", "buffers", "macs", "elementwise_ops", "activations", "peak_act
 # named variants of the SqueezeNext family (seeds 000 and 001), besides every file's defaults
 VARIANTS = {
     "convnext@tiny": ("convnext", {"variant": "tiny"}),
+    "mobileone@s1": ("mobileone", {"variant": "s1"}),
+    "repvgg@a1": ("repvgg", {"variant": "a1"}),
+    "repvgg@b0": ("repvgg", {"variant": "b0"}),
     "sqnxt@v1-2x": ("sqnxt", {"stages": [6, 6, 8, 1], "width": 2.0}),
     "sqnxt@v5-1x": ("sqnxt", {"stages": [2, 4, 14, 1]}),
     "sqnxt@v5-2x": ("sqnxt", {"stages": [2, 4, 14, 1], "width": 2.0}),
