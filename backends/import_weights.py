@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from archc.compiler import ArchError, Network
 
 from . import torch_backend
@@ -109,19 +108,22 @@ def match(net: Network, state_dict: dict) -> dict:
     The checkpoint's order as given first; if it does not fit, with each module's own
     tensors after its sub-modules' (torch registers a module's own parameters first, e.g.
     timm's ConvNeXt block its layer-scale gamma, which archc holds in a layer of its own after
-    the block's other layers); the error is the first order's."""
+    the block's other layers); then each of these with archc's top-level modules that do not
+    fit where they are matched after the others (torchvision registers GoogLeNet's and
+    Inception v3's auxiliary heads last, archc where they branch off). The error is the
+    first attempt's."""
     theirs = [(k, v) for k, v in state_dict.items() if not _is_counter(k, v)]
     ours = archc_tensors(net)
-    try:
-        return _match(net, ours, theirs)
-    except ArchError as first:
-        moved = _own_tensors_last(theirs)
-        if [k for k, _ in moved] == [k for k, _ in theirs]:
-            raise
-        try:
-            return _match(net, ours, moved)
-        except ArchError:
-            raise first from None
+    moved = _own_tensors_last(theirs)
+    orders = [theirs] + ([moved] if [k for k, _ in moved] != [k for k, _ in theirs] else [])
+    first = None
+    for defer in (False, True):
+        for order in orders:
+            try:
+                return _match(net, ours, order, defer)
+            except ArchError as err:
+                first = first or err
+    raise first
 
 
 def _own_tensors_last(theirs: list) -> list:
@@ -140,9 +142,10 @@ def _own_tensors_last(theirs: list) -> list:
     return [kv for _, kv in sorted(enumerate(theirs), key=order)]
 
 
-def _match(net: Network, ours: list, theirs: list) -> dict:
+def _match(net: Network, ours: list, theirs: list, defer: bool = False) -> dict:
     from archc._checks import finite_tensors
     want = [(k, s, layer) for k, s, layer in ours if not k.endswith("num_batches_tracked")]
+    deferred: set = set()
     out: dict = {k: np.zeros((), np.int64) for k, _, _ in ours if k.endswith("num_batches_tracked")}
     i = j = 0
     while i < len(want):
@@ -168,6 +171,12 @@ def _match(net: Network, ours: list, theirs: list) -> dict:
                 out[k] = arr[at:at + s[0]]
                 at += s[0]
             i, j = i + parts, j + 1
+            continue
+        top = key.split(".")[0]
+        group = [w for w in want[i:] if w[0].split(".")[0] == top]
+        if defer and top not in deferred and "." in key and len(group) < len(want) - i:
+            deferred.add(top)    # the module's tensors are matched after the others
+            want = want[:i] + [w for w in want[i:] if w[0].split(".")[0] != top] + group
             continue
         raise ArchError(f"the checkpoint's '{tkey}' ({_shape(arr.shape)}) does not fit layer "
                         f"'{layer}' of {net.name}: its '{key.rpartition('.')[2]}' is "
