@@ -109,15 +109,17 @@ def match(net: Network, state_dict: dict) -> dict:
     tensors after its sub-modules' (torch registers a module's own parameters first, e.g.
     timm's ConvNeXt block its layer-scale gamma, which archc holds in a layer of its own after
     the block's other layers); then each of these with archc's top-level modules that do not
-    fit where they are matched after the others (torchvision registers GoogLeNet's and
-    Inception v3's auxiliary heads last, archc where they branch off). The error is the
-    first attempt's."""
+    fit where they are matched after the others (torchvision registers GoogLeNet's
+    auxiliary heads last, archc where they branch off); then with the checkpoint's modules
+    that do not fit where they are moved after the rest of the module that holds them
+    (timm's Xception registers a block's skip convolution first, archc last). The error is
+    the first attempt's."""
     theirs = [(k, v) for k, v in state_dict.items() if not _is_counter(k, v)]
     ours = archc_tensors(net)
     moved = _own_tensors_last(theirs)
     orders = [theirs] + ([moved] if [k for k, _ in moved] != [k for k, _ in theirs] else [])
     first = None
-    for defer in (False, True):
+    for defer in (None, "archc", "checkpoint"):
         for order in orders:
             try:
                 return _match(net, ours, order, defer)
@@ -142,7 +144,7 @@ def _own_tensors_last(theirs: list) -> list:
     return [kv for _, kv in sorted(enumerate(theirs), key=order)]
 
 
-def _match(net: Network, ours: list, theirs: list, defer: bool = False) -> dict:
+def _match(net: Network, ours: list, theirs: list, defer: str | None = None) -> dict:
     from archc._checks import finite_tensors
     want = [(k, s, layer) for k, s, layer in ours if not k.endswith("num_batches_tracked")]
     deferred: set = set()
@@ -174,9 +176,15 @@ def _match(net: Network, ours: list, theirs: list, defer: bool = False) -> dict:
             continue
         top = key.split(".")[0]
         group = [w for w in want[i:] if w[0].split(".")[0] == top]
-        if defer and top not in deferred and "." in key and len(group) < len(want) - i:
+        if (defer == "archc" and top not in deferred and "." in key
+                and len(group) < len(want) - i):
             deferred.add(top)    # the module's tensors are matched after the others
             want = want[:i] + [w for w in want[i:] if w[0].split(".")[0] != top] + group
+            continue
+        module = tkey.rpartition(".")[0]
+        if defer == "checkpoint" and module and module not in deferred:
+            deferred.add(module)   # after the rest of the module that holds it
+            theirs = theirs[:j] + _after_parent(theirs[j:], module)
             continue
         raise ArchError(f"the checkpoint's '{tkey}' ({_shape(arr.shape)}) does not fit layer "
                         f"'{layer}' of {net.name}: its '{key.rpartition('.')[2]}' is "
@@ -191,6 +199,16 @@ def _match(net: Network, ours: list, theirs: list, defer: bool = False) -> dict:
            for k, v in out.items()}
     finite_tensors(out, "the checkpoint")
     return {k: out[k] for k, _, _ in ours}
+
+
+def _after_parent(theirs: list, module: str) -> list:
+    """`theirs` with the tensors of `module` moved after the last of its parent module's."""
+    inside = [t for t in theirs if t[0].startswith(module + ".")]
+    rest = [t for t in theirs if not t[0].startswith(module + ".")]
+    parent = module.rpartition(".")[0]
+    at = max((n + 1 for n, (k, _) in enumerate(rest) if k.startswith(parent + ".")),
+             default=0) if parent else len(rest)
+    return rest[:at] + inside + rest[at:]
 
 
 def _same(a, b) -> bool:

@@ -125,6 +125,30 @@ def test_a_layer_scale_registered_first_is_matched(tiny):
     _same(archc.weights.import_state_dict(net, moved), state)
 
 
+NESTED = """block two(x: tensor) {
+    a = x -> a: conv(4, kernel=1, bias=false)
+    b = x -> b: conv(5, kernel=1, bias=false)
+    return cat: concat([a, b])
+}
+
+network Nested() {
+    x = input(3, 8, 8)
+    y = blk: two(x)
+    return y -> pool: global_avgpool -> flatten: flatten -> fc: linear(2)
+}
+"""
+
+
+def test_a_module_registered_first_in_its_parent_is_matched():
+    """timm's Xception registers a block's skip convolution before its main path; archc
+    holds it after: the checkpoint's module moves after the rest of its parent."""
+    net = archc.load_source(NESTED)
+    state = archc.build_module(net).state_dict()
+    theirs = {"m.skip.weight": state["blk.b.weight"], "m.a.weight": state["blk.a.weight"],
+              "head.weight": state["fc.weight"], "head.bias": state["fc.bias"]}
+    _same(archc.weights.import_state_dict(net, theirs), state)
+
+
 def test_another_network_is_a_clear_error(tiny):
     net, _, _ = tiny
     other = archc.build_module("resnet", depth=18, classes=10, resolution=32).state_dict()
