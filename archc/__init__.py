@@ -169,7 +169,7 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
           train_per_class=_UNSET, test_per_class=_UNSET, progress=_UNSET, cache=_UNSET,
           log=_UNSET, val_split=_UNSET, coarse_labels=_UNSET, devices=_UNSET,
           coordinator=_UNSET, num_processes=_UNSET, process_id=_UNSET, stream=_UNSET,
-          loader_workers=_UNSET, **params) -> dict:
+          loader_workers=_UNSET, init_from=_UNSET, **params) -> dict:
     """Train a Network (or file/bundled name with `params`) on the data set at `data`.
 
     recipe: a Recipe (default: the papers' CIFAR-10 recipe) or a dict of its fields.
@@ -185,13 +185,16 @@ def train(target, data, /, recipe=_UNSET, *, backend=_UNSET, out=_UNSET, resume=
     jax.distributed (docs/training.md, "More than one device"); stream="auto" (default),
     "on" or "off": read an image folder with Grain as training goes (automatic when it does
     not fit in memory), loader_workers=N decoding processes.
+    init_from: start from the weights in this safetensors file (torch layout: a run's
+    model.safetensors, or archc.weights.import_state_dict's result saved with
+    archc.weights.save) instead of the initialisation.
     The keywords other than recipe are the fields of archc.training.options.TrainOptions."""
     own = {"recipe": recipe, "backend": backend, "out": out, "resume": resume,
            "train_per_class": train_per_class, "test_per_class": test_per_class,
            "progress": progress, "cache": cache, "log": log, "val_split": val_split,
            "coarse_labels": coarse_labels, "devices": devices, "coordinator": coordinator,
            "num_processes": num_processes, "process_id": process_id, "stream": stream,
-           "loader_workers": loader_workers}
+           "loader_workers": loader_workers, "init_from": init_from}
     from archc.training import api
     from archc.training.options import spelled
     options = api.TrainOptions(**{k: v for k, v in own.items()

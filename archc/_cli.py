@@ -265,7 +265,8 @@ def cmd_train(args) -> int:
     # --resume the run's own subset
     given = {k: getattr(args, k) for k in ("train_per_class", "test_per_class", "val_split",
                                            "devices", "coordinator", "num_processes",
-                                           "process_id", "stream", "loader_workers")
+                                           "process_id", "stream", "loader_workers",
+                                           "init_from")
              if getattr(args, k) is not None}
     options = api.TrainOptions(backend=args.backend, out=_train_out(args), resume=args.resume,
                                progress=not args.no_progress, cache=not args.no_cache,
@@ -385,6 +386,10 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/<name>-<backend>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
+    t.add_argument("--init-from", metavar="FILE",
+                   help="start from these weights instead of the initialisation: a safetensors "
+                        "file in the torch layout (a run's model.safetensors, or `archc weights "
+                        "import`'s output)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-cache", action="store_true", help="decode the data without the .npy cache")
     cache_option(t)
@@ -395,6 +400,8 @@ def make_parser() -> argparse.ArgumentParser:
     from archc._cli_explore import add_commands  # view, sweep, inspect
     add_commands(sub)
     from archc._cli_compress import add_commands  # Zeng et al.'s compression pipeline
+    add_commands(sub)
+    from archc._cli_weights import add_commands  # weights import
     add_commands(sub)
     return p
 

@@ -172,3 +172,7 @@ def load(path) -> dict:
     a sound header, dtypes numpy reads, every float finite."""
     from archc._checks import tensors
     return tensors(path, f"weights from '{os.fspath(path)}'")
+
+
+# a state dict of another implementation (timm, torchvision, PyTorch code) in archc's layout
+from .import_weights import import_state_dict, read_checkpoint  # noqa: E402,F401

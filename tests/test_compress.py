@@ -6,16 +6,15 @@ analysis of the spec, resume, and clear errors (exit 2, nothing written)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
+from archc.compiler.quant import load_quant
 from archc.compression import masks as M
 from archc.compression.fakequant import FakeQuant
 from archc.compression.fold import fold_network, fold_weights, folded_bns
 from archc.compression.plan import make_plan
 from archc.compression.state import fill, flatten, layer_paths, load_flat
-from archc.compiler.quant import load_quant
 
 import archc
 from archc._cli import main
@@ -24,19 +23,8 @@ jax = pytest.importorskip("jax")   # the compress modules import it lazily
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
-# A residual add and an SE block in 8x8 images: every special case of the seed's sec. 3.5.
-TINY = """import "std/se.arch"
-
-network Tiny(classes: int = 2) {
-    x = input(3, 8, 8)
-    x = x -> c1: conv(8, kernel=3, padding=1) -> b1: bn -> r1: relu
-    y = x -> c2: conv(8, kernel=3, padding=1, bias=false) -> b2: bn -> r2: relu
-    y = se: se(y, ratio=4)
-    x = add: add(x, y) -> r3: relu
-    x = x -> c3: conv(16, kernel=1, stride=2) -> b3: bn -> r4: relu
-    return x -> pool: global_avgpool -> flatten: flatten -> fc: linear(classes)
-}
-"""
+from _tiny_net import TINY
+from _tiny_net import write_images as _write_images
 
 
 def _module(net, tap=None):
@@ -231,19 +219,6 @@ def test_masked_optimizer_never_moves_pruned_weights():
 
 
 # ---- the whole pipeline, once, on tiny data ----------------------------------------------------
-def _write_images(root, rng):
-    from PIL import Image
-    for split, n in (("train", 48), ("test", 24)):
-        for c, name in enumerate(("blue", "red")):
-            d = os.path.join(root, split, name)
-            os.makedirs(d)
-            for i in range(n):
-                img = rng.integers(0, 256, (8, 8, 3)).astype(np.float32) * 0.6
-                img[..., 0 if c else 2] += 60
-                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
-                    os.path.join(d, f"{i:04d}.png"))
-
-
 SMALL = ["--mini-per-class", "6", "--fractions", "0.3,0.6", "--finetune-epochs", "2",
          "--qat-epochs", "1", "--calibration-images", "24", "--bins", "1024", "--no-progress"]
 OPTIONS = [*SMALL, "--max-drop", "50"]

@@ -102,6 +102,12 @@ def _train(net, data, recipe, o: TrainOptions) -> dict:
     elif isinstance(recipe, dict):
         recipe = Recipe.from_dict(recipe)
     common = {"resume": o.resume, "progress": o.progress, "log": o.log}
+    if o.init_from is not None:
+        from archc._files import check_not_input
+        check_not_input(os.path.join(out, "model.safetensors"),
+                        [(option("init_from"), o.init_from)], option("out"))
+        common["init"] = init_weights(net, o.init_from)
+        o.log(f"starting from the weights in {o.init_from}")
     scale = {}
     if o.backend == "jax":
         if o.loader_workers is not None and o.loader_workers < 0:
@@ -115,6 +121,38 @@ def _train(net, data, recipe, o: TrainOptions) -> dict:
     images = load_images(data, cache=o.cache, log=o.log, coarse=bool(o.coarse_labels))
     images = images.holdout(val_split, seed=recipe.seed).subset(*per_class, seed=recipe.seed)
     return loop.train(net, images, recipe, out, **common, **scale)
+
+
+def init_weights(net, path) -> dict:
+    """The torch-layout weights of `path` (a safetensors file, checked: archc._checks) for
+    `net`: one for every tensor of its layers, no other (their shapes are checked as the
+    loop's module takes them; here already where torch is installed)."""
+    import numpy as np
+    from archc.backends import weights
+
+    from archc._checks import no_extra_tensors
+    given = option("init_from", path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArchError(f"{option('init_from')} must be the path of a safetensors file, not "
+                        f"{type(path).__name__}")
+    tensors = weights.load(path)
+    keys = weights.torch_keys(net)
+    missing = sorted(keys - set(tensors))
+    hint = ("import a checkpoint of another implementation first: archc weights import "
+            "NET CHECKPOINT -o model.safetensors")
+    if missing:
+        raise ArchError(f"{given}: no weights for {len(missing)} tensor(s) of {net.name}, "
+                        f"e.g. '{missing[0]}'", hint=hint)
+    no_extra_tensors(tensors, keys, net.name, given)
+    if missing_modules(("torch",)):
+        return tensors   # the JAX loop checks each shape as its module takes the weights
+    from archc.backends.import_weights import archc_tensors
+    for key, shape, layer in archc_tensors(net):
+        have = tuple(np.shape(tensors[key]))
+        if have != shape and not key.endswith("num_batches_tracked"):
+            raise ArchError(f"{given}: '{key}' is {have}, layer '{layer}' of {net.name} "
+                            f"needs {shape}", hint=hint)
+    return tensors
 
 
 def _streamed(net, data, o: TrainOptions, per_class, val_split):

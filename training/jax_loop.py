@@ -102,6 +102,7 @@ class Trainer:
     Hooks for finetuning (compression), all optional:
       tx         the optax transformation to use instead of `optimizer(recipe, spe)`
       start      {"params", "stats"} pure dicts to start from instead of the initialisation
+      init       torch-layout {key: array} weights to start from (--init-from)
       tap        build the module in tap mode with this fn(layer_name, value) -> value
       transform  fn(params, x) -> (params, x), applied to the parameters and the normalised
                  input before every forward pass (train and eval)
@@ -114,7 +115,8 @@ class Trainer:
     """
 
     def __init__(self, net: Network, recipe: Recipe, spe: int, n_test: int, *, scan=False,
-                 tx=None, start: dict | None = None, tap=None, transform=None,
+                 tx=None, start: dict | None = None, init: dict | None = None, tap=None,
+                 transform=None,
                  place: Placement | None = None, device_augment: bool = True,
                  norm: Normalization = CIFAR10):
         import jax
@@ -133,6 +135,8 @@ class Trainer:
         model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
         if scan:   # runs of identical blocks as one lax.scan (backends/_jax_scan.py)
             jax_backend.set_scan(model, True)
+        if init is not None:   # shapes checked against the module as they load
+            weights.load_into_jax(model, net, init)
         model.train()
         self.g_train, params, stats, rest = nnx.split(model, nnx.Param, nnx.BatchStat, ...)
         model.eval()

@@ -28,6 +28,7 @@ class TrainOptions:
     backend: str = "jax"                 # "jax" or "torch"
     out: str | None = None               # the run folder; None: runs/<name>-<backend>
     resume: bool = False                 # continue the run in `out` from its last checkpoint
+    init_from: str | None = None         # start from these weights (safetensors, torch layout)
     # the data set
     train_per_class: int | None = None   # a class-balanced random subset of N images a class
     test_per_class: int | None = None

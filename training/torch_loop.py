@@ -21,12 +21,13 @@ import re
 
 import numpy as np
 
-from archc.compiler import Network
+from archc.compiler import ArchError, Network
 
 from archc.backends import torch_backend, weights
 from . import first_output, guard
 from .data import ImageData
 from .norm import CIFAR10, Normalization, training_stats
+from .options import option
 from .recipe import Recipe, lr_table, steps_per_epoch
 from .run_dir import (COMPILE_NOTE, KEEP_CHECKPOINTS, Loop, RunDir, check_checkpoint, check_classes,
                       corrupt_checkpoint, finish, fingerprint, no_checkpoint, run_epochs)
@@ -62,14 +63,22 @@ class TorchLoop(Loop):
 
     def __init__(self, net: Network, data: ImageData, recipe: Recipe, spe: int,
                  ckpt_dir: str | None = None, device=None, channels_last: bool = True,
-                 compile_mode: str | None = None, norm: Normalization = CIFAR10):
+                 compile_mode: str | None = None, norm: Normalization = CIFAR10,
+                 init: dict | None = None):
         import torch
         self.torch, self.recipe, self.spe, self.ckpt_dir = torch, recipe, spe, ckpt_dir
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch.manual_seed(recipe.seed)  # initialisation
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = torch_backend.compile_module(net).to(self.device).to(
-            memory_format=self.memory_format)
+        self.model = torch_backend.compile_module(net)
+        if init is not None:   # --init-from: torch-layout weights, checked (api.init_weights)
+            try:
+                self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                                            init.items()}, strict=True)
+            except RuntimeError as err:
+                raise ArchError(f"{option('init_from')}: the weights do not fit {net.name}: "
+                                + str(err).split(":", 1)[-1].strip()[:300]) from None
+        self.model = self.model.to(self.device).to(memory_format=self.memory_format)
         self.forward = self.model
         if compile_mode:
             self.first_step_note = COMPILE_NOTE
@@ -223,13 +232,13 @@ def checkpoints(folder: str) -> list[tuple[int, str]]:
 
 
 def train(net: Network, data: ImageData, recipe: Recipe, out: str, resume: bool = False,
-          progress: bool = True, log=print, device=None) -> dict:
+          progress: bool = True, log=print, device=None, init: dict | None = None) -> dict:
     """Train `net` on `data` with `recipe` in PyTorch; write the run folder `out`."""
     check_classes(net, data)
     fp = fingerprint(net, data, recipe, "torch")
     run = RunDir(out, fp, resume, norm=lambda: training_stats(data))
     spe = steps_per_epoch(recipe, len(data.train_y))
-    loop = TorchLoop(net, data, recipe, spe, run.checkpoints, device, norm=run.norm)
+    loop = TorchLoop(net, data, recipe, spe, run.checkpoints, device, norm=run.norm, init=init)
     history, start = [], 0
     if run.resume:
         meta = loop.restore(fp)
