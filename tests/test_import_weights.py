@@ -254,7 +254,7 @@ def _networks_with_a_twin() -> set:
     that compare them (torchvision's equivalence test, timm's golden counts)."""
     from test_torchvision_equivalence import MAPS
     found = {case.split("@")[0] for case in MAPS}
-    for name in ("timm_counts.json", "timm_attention_counts.json"):
+    for name in ("timm_counts.json",):
         for row in json.loads((DATA / name).read_text())["models"].values():
             ref = row["archc"]
             found.add(ref["network"] if "network" in ref else Path(ref["file"]).stem)

@@ -21,7 +21,8 @@ def test_every_variant_is_measured():
     """Every variant of the networks written after timm's models is in the file."""
     variants = {"convnext": ("atto", "femto", "pico", "nano", "tiny"),
                 "mobilenetv4": ("conv_small", "conv_medium", "hybrid_medium"),
-                "mobilevit": ("xxs", "xs", "s")}
+                "mobilevit": ("xxs", "xs", "s"), "repvgg": ("a0", "a1", "b0"),
+                "mobileone": ("s0", "s1")}
     assert set(MODELS) == {f"{family}_{v}" for family, vs in variants.items() for v in vs}
     assert DATA["timm"].startswith("1.")
 
@@ -63,3 +64,18 @@ def test_timm_weights_gave_timms_function(name):
     f = MODELS[name]["function"]
     assert f["tolerance"] <= 1e-5
     assert f["ok"] and 0 <= f["max_rel_diff"] <= f["tolerance"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if "deploy" in MODELS[n]))
+def test_deployed_form_equals_timms_reparameterized_model(name):
+    """archc.deploy's single-branch network against timm's reparameterize_model."""
+    row = MODELS[name]
+    want = row["deploy"]
+    totals = archc.analyze(archc.deploy(row["archc"]["network"], **row["archc"]["params"])).totals
+    assert (totals["params"], totals["buffers"]) == (want["params"], want["buffers"])
+    assert totals["macs"] == want["macs"]["conv_linear"] + want["macs"]["matmul"]
+
+
+def test_the_reparameterized_families_are_measured_deployed():
+    assert {n for n in MODELS if "deploy" in MODELS[n]} == {
+        "repvgg_a0", "repvgg_a1", "repvgg_b0", "mobileone_s0", "mobileone_s1"}

@@ -18,6 +18,8 @@ input size) it records
   macs.matmul           of matrix products between activations (bmm, baddbmm, scaled
                         dot-product attention; FLOPs / 2), as fvcore counts matmuls
   outputs               the output shapes, batch dimension excluded
+  deploy                RepVGG and MobileOne: params, buffers and MACs of the deployed form
+                        (timm.utils.model.reparameterize_model)
   function              timm's weights copied into archc's generated torch module (the keys
                         mapped by the family's `key` function below, or where it has none
                         tensor by tensor in state_dict order; each tensor reshaped to archc's
@@ -66,6 +68,15 @@ def _convnext_key(key: str) -> str:
     return key
 
 
+def _reparam_key(key: str) -> str:
+    """archc's state_dict key of repvgg.arch / mobileone.arch -> timm's: stages from 0,
+    MobileOne's k branches as a list, the classifier in the head."""
+    key = re.sub(r"^stages(\d+)\.block(\d+)\.",
+                 lambda m: f"stages.{int(m[1]) - 1}.{m[2]}.", key)
+    key = re.sub(r"\.conv_kxk(\d+)\.", r".conv_kxk.\1.", key)
+    return re.sub(r"^fc\.", "head.fc.", key)
+
+
 # family -> (archc network, {timm name: archc parameters}, key map or None: in order)
 FAMILIES = {
     "convnext": ("convnext", {f"convnext_{v}": {"variant": v}
@@ -76,6 +87,10 @@ FAMILIES = {
                      None),
     "mobilevit": ("mobilevit", {f"mobilevit_{v}": {"variant": v} for v in ("xxs", "xs", "s")},
                   None),
+    "repvgg": ("repvgg", {f"repvgg_{v}": {"variant": v} for v in ("a0", "a1", "b0")},
+               _reparam_key),
+    "mobileone": ("mobileone", {f"mobileone_{v}": {"variant": v} for v in ("s0", "s1")},
+                  _reparam_key),
 }
 MODELS = {name: (net, params, key) for net, variants, key in FAMILIES.values()
           for name, params in variants.items()}
@@ -237,6 +252,13 @@ def measure(name: str, timm) -> dict:
     diff = max(float((g.reshape(y.shape) - y).abs().max() / y.abs().max())
                for g, y in zip(got, ys))
     row["function"] = {"max_rel_diff": diff, "tolerance": TOLERANCE, "ok": diff <= TOLERANCE}
+    if MODELS[name][2] is _reparam_key:   # and the deployed form, timm's own transform
+        from timm.utils.model import reparameterize_model
+        deployed = reparameterize_model(model)
+        row["deploy"] = {"params": sum(p.numel() for p in deployed.parameters()),
+                         "buffers": sum(b.numel() for n, b in deployed.named_buffers()
+                                        if not n.endswith("num_batches_tracked")),
+                         "macs": _macs(deployed, x)}
     return row
 
 
