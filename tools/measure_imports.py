@@ -87,6 +87,8 @@ CASES = [
     (TIMM, "mobilevit_xxs", {}, "mobilevit", {"variant": "xxs"}, 256),
     (TIMM, "mobilenetv4_conv_small", {}, "mobilenet_v4", {"variant": "conv_small"}, 224),
     (TIMM, "mobilenetv4_hybrid_medium", {}, "mobilenet_v4", {"variant": "hybrid_medium"}, 256),
+    (TIMM, "repvgg_a0", {}, "repvgg", {"variant": "a0"}, 96),
+    (TIMM, "mobileone_s0", {}, "mobileone", {"variant": "s0"}, 96),
 ]
 # Not measured: timm's mobilenetv3_large_100 has the shapes of torchvision's MobileNetV3 (its
 # weights import) but BN eps 1e-5 where torchvision and archc have 1e-3, so outputs differ.
