@@ -17,6 +17,8 @@ Helpers (pooling, BN, LRN, flatten ...) are emitted only when the network uses t
 """
 from __future__ import annotations
 
+import textwrap
+
 from archc.compiler import Network
 
 from . import lowering as L
@@ -37,6 +39,14 @@ _pytree__state _pytree__unflatten _setattr eval iter_children iter_modules pertu
 set_attributes sow train set_view view update split merge state graph tap_prefix order
 """.split())
 HELPERS = {
+    "Conv": '''
+def Conv(*args, **kwargs):   # nnx.Conv, its values drawn by init_weights
+    return nnx.Conv(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
+''',
+    "Linear": '''
+def Linear(*args, **kwargs):   # nnx.Linear, its values drawn by init_weights
+    return nnx.Linear(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
+''',
     "BatchNorm": '''
 class BatchNorm(nnx.Module):
     """Batch normalisation over the last axis with PyTorch's semantics."""
@@ -44,10 +54,10 @@ class BatchNorm(nnx.Module):
     def __init__(self, num_features, *, eps=1e-5, momentum=0.1, affine=True):
         self.eps, self.momentum, self.affine = eps, momentum, affine
         if affine:
-            self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-            self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+            self.scale = nnx.Param(np.ones(num_features, np.float32))
+            self.bias = nnx.Param(np.zeros(num_features, np.float32))
+        self.mean = nnx.BatchStat(np.zeros(num_features, np.float32))
+        self.var = nnx.BatchStat(np.ones(num_features, np.float32))
         self.use_running_average = False
 
     def __call__(self, x):
@@ -140,8 +150,8 @@ class ConvTranspose(nnx.Module):
         self.strides, self.padding, self.output_padding = strides, padding, output_padding
         self.kernel_dilation, self.groups = kernel_dilation, feature_group_count
         shape = (*kernel_size, out_features // feature_group_count, in_features)
-        self.kernel = nnx.Param(jnp.zeros(shape, jnp.float32))
-        bias = jnp.zeros((out_features,), jnp.float32)
+        self.kernel = nnx.Param(placeholder(None, shape))
+        bias = placeholder(None, (out_features,))
         self.bias = nnx.Param(bias) if use_bias else nnx.data(None)
 
     def __call__(self, x):
@@ -249,7 +259,7 @@ def _opt(c, *specs) -> str:
 
 # ---- one lowering per op -----------------------------------------------------------------------
 def _conv(c):
-    ctor = (f"nnx.Conv({c.cin()}, {c.a('out')}, {_tuple(c, 'kernel')}"
+    ctor = (f"Conv({c.cin()}, {c.a('out')}, {_tuple(c, 'kernel')}"
             + _opt(c, ("stride", (1, 1), "strides"), ("dilation", (1, 1), "kernel_dilation"),
                    ("groups", 1, "feature_group_count"))
             + f", padding={c.pair('padding')}"
@@ -260,7 +270,7 @@ def _conv(c):
 
 def _linear(c):
     bias = "" if c.is_default("bias", True) else f", use_bias={c.a('bias')}"
-    return Lowered(f"nnx.Linear({c.cin()}, {c.a('out')}{bias}, rngs=rngs)", f"{c.path}({c.x()})")
+    return Lowered(f"Linear({c.cin()}, {c.a('out')}{bias}, rngs=rngs)", f"{c.path}({c.x()})")
 
 
 def _bn(c):
@@ -348,37 +358,69 @@ LOWER = {
 }
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
            (None, None), ("jax.", "import jax"),
-           ("jnp.", "import jax.numpy as jnp"), (None, "from flax import nnx"))
-RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS)
+           ("jnp.", "import jax.numpy as jnp"), (None, "import numpy as np"),
+           (None, "from flax import nnx"))
+# what every file's initialisation code (_init_code) defines beside init_weights
+INIT_GLOBALS = frozenset({"placeholder"})
+RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS) | INIT_GLOBALS
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
 # the classes init_weights initialises, by op (the ops whose registry entry has an init kind)
 INIT_CLASSES = {"conv": "nnx.Conv", "conv_transpose": "ConvTranspose", "linear": "nnx.Linear"}
 
 
 def _init_code(scheme: str, used: set):
+    """init_weights: the scheme's values drawn with numpy from one key of rngs.params(), so
+    no XLA program is compiled (eager jax.random compiles one per shape: 40 s for
+    se_sqnxt); traced (nnx.jit, nnx.eval_shape) the same numpy code runs as a pure_callback."""
     kinds = L.init_classes(INIT_CLASSES, used)
     if scheme == "default":
-        return ["init_weights(self, rngs)"], f'''
-def init_weights(module, rngs):
-    """PyTorch's default initialisation for every conv and linear layer: weights and biases
-    uniform in +-1/sqrt(fan_in)."""
-    for _, layer in nnx.iter_modules(module):
-        if isinstance(layer, ({kinds})):
-            bound = 1.0 / math.sqrt(max(math.prod(layer.kernel.shape[:-1]), 1))
-            for p in (layer.kernel, layer.bias):
+        doc = ("PyTorch's default initialisation for every conv and linear layer: weights and "
+               "biases uniform in +-1/sqrt(fan_in)")
+        draw = """bound = np.float32(1 / math.sqrt(max(math.prod(m.kernel.shape[:-1]), 1)))
+            for p in (m.kernel, m.bias):
                 if p is not None:
-                    p[...] = jax.random.uniform(rngs.params(), p.shape, p.dtype, -bound, bound)
-'''
-    dist, fan, scale = L.INIT_SCHEMES[scheme]
+                    values.append((rng.random(p.shape, np.float32) * 2 - 1) * bound)"""
+    else:
+        dist, fan, scale = L.INIT_SCHEMES[scheme]
+        doc = (f"{scheme} weights (variance {scale} / {fan}, flax's fans of a kernel "
+               "(..., in, out)) and zero biases for every conv and linear layer")
+        fans = {"fan_in": "fan_in", "fan_out": "fan_out",
+                "fan_avg": "(fan_in + fan_out) / 2"}[fan]
+        value = ("(rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var)"
+                 if dist == "uniform" else
+                 "rng.standard_normal(shape, np.float32) * math.sqrt(var)")
+        draw = f"""*receptive, fan_in, fan_out = shape = m.kernel.shape
+            var = {scale} / max(1.0, {fans} * math.prod(receptive))
+            values.append({value})
+            if m.bias is not None:
+                values.append(np.zeros(m.bias.shape, np.float32))"""
+    doc = "\n".join(textwrap.wrap(
+        f"{doc}, drawn with numpy from one key of rngs.params() (eager jax.random would "
+        "compile an XLA program per shape); traced (nnx.jit, nnx.eval_shape), the same draw "
+        "runs as a jax.pure_callback.", 88, subsequent_indent="    "))
     return ["init_weights(self, rngs)"], f'''
+def placeholder(key, shape, dtype=np.float32):
+    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
 def init_weights(module, rngs):
-    """{scheme} weights and zero biases for every conv and linear layer."""
-    kernel_init = nnx.initializers.variance_scaling({scale}, "{fan}", "{dist}")
-    for _, layer in nnx.iter_modules(module):
-        if isinstance(layer, ({kinds})):
-            layer.kernel[...] = kernel_init(rngs.params(), layer.kernel.shape)
-            if layer.bias is not None:
-                layer.bias[...] = jnp.zeros_like(layer.bias[...])
+    """{doc}"""
+    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, ({kinds}))]
+    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
+
+    def draw(key):
+        rng, values = np.random.default_rng(np.asarray(key)), []
+        for m in layers:
+            {draw}
+        return values
+    key = jax.random.key_data(rngs.params())
+    traced = isinstance(key, jax.core.Tracer)
+    shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
+    for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
+        p.set_value(value)
+    if not traced:
+        nnx.update(module, jax.device_put(nnx.state(module)))
 '''
 
 
@@ -392,12 +434,12 @@ def _instance(cls: str, args: list) -> str:
 
 
 def _instantiate(src: str, net: Network, cls: str, seed: int, scheme: str):
-    """The generated class built with its initial values drawn on the host (numpy) and put
-    on the device once: well under a second, where tracing or compiling the generated
-    initialisation takes a minute (backends/_jax_init.py)."""
-    from . import _jax_init
+    """The generated class built as a user of the file builds it: its own init_weights
+    draws the values on the host (well under a second, no XLA program compiled). Parameters
+    come from seed `seed`, dropout streams from `seed + 1`."""
+    from flax import nnx
     ns = L.exec_source(src, net, "jax")
-    return _jax_init.instantiate(ns, cls, L.INIT_SCHEMES[scheme], seed)
+    return ns[cls](rngs=nnx.Rngs(params=seed, dropout=seed + 1))
 
 
 BACKEND = L.Backend(
