@@ -406,7 +406,8 @@ def placeholder(key, shape, dtype=np.float32):
 
 def init_weights(module, rngs):
     """{doc}"""
-    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, ({kinds}))]
+    kinds = ({kinds})
+    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, kinds)]
     params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
 
     def draw(key):

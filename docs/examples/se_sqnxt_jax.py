@@ -77,7 +77,8 @@ def init_weights(module, rngs):
     and zero biases for every conv and linear layer, drawn with numpy from one key of
     rngs.params() (eager jax.random would compile an XLA program per shape); traced
     (nnx.jit, nnx.eval_shape), the same draw runs as a jax.pure_callback."""
-    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, (nnx.Conv, nnx.Linear))]
+    kinds = (nnx.Conv, nnx.Linear)
+    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, kinds)]
     params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
 
     def draw(key):
