@@ -31,7 +31,7 @@ def file_text(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
     init_lines, init_extra = backend.init_code(scheme, used)
     body: list = []
     for cp in plan.classes:
-        body += ["", ""] + _class(backend, net, cp, tap)
+        body += ["", ""] + _class(backend, net, cp, tap, init_lines)
     body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap)
     helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE)
     used, text = [], "\n".join(body) + init_extra
@@ -197,7 +197,7 @@ def _forward_body(lines: list, indent: str, ret) -> list:
     return out + wrap("return ", returned, indent)
 
 
-def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
+def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> list:
     ind = "        "
     doc = _block_doc(net, cp.definition)
     src = [f"class {cp.name}({backend.module_base}):"]
@@ -212,6 +212,9 @@ def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
         src.append(f"{ind}super().__init__()")
     body = _init_body(backend, cp.init, ind, tap)
     body += [f"{ind}self.{name} = {name}" for name, fwd in cp.hoisted if fwd]
+    if backend.rngs and not all(isinstance(e, (Assign, Store)) for e in cp.init):
+        # JAX layers start with placeholders: a block built on its own draws its values
+        body += [ind + line for line in init_lines]
     if not body and not backend.super_init:
         body = [f"{ind}pass"]
     src += body

@@ -407,7 +407,8 @@ def placeholder(key, shape, dtype=np.float32):
 def init_weights(module, rngs):
     """{doc}"""
     kinds = ({kinds})
-    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, kinds)]
+    layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
+              if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
     params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
 
     def draw(key):

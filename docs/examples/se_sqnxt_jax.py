@@ -78,7 +78,8 @@ def init_weights(module, rngs):
     rngs.params() (eager jax.random would compile an XLA program per shape); traced
     (nnx.jit, nnx.eval_shape), the same draw runs as a jax.pure_callback."""
     kinds = (nnx.Conv, nnx.Linear)
-    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, kinds)]
+    layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
+              if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
     params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
 
     def draw(key):
@@ -109,6 +110,7 @@ class ConvBn(nnx.Module):
         self.conv = Conv(in_channels, out, kernel, strides=stride, padding=padding, use_bias=bias,
                          rngs=rngs)
         self.bn = BatchNorm(out)
+        init_weights(self, rngs)
 
     def __call__(self, x):
         y = self.conv(x)
@@ -123,6 +125,7 @@ class Se(nnx.Module):
         hidden = max(int(in_channels / ratio), 1)
         self.fc1 = Conv(in_channels, hidden, (1, 1), padding=0, rngs=rngs)
         self.fc2 = Conv(hidden, in_channels, (1, 1), padding=0, rngs=rngs)
+        init_weights(self, rngs)
 
     def __call__(self, x):
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -139,7 +142,7 @@ class SqnxtBlock(nnx.Module):
     std/sqnxt.arch:15.
     """
 
-    def __init__(self, in_channels, out, stride=1, se_ratio=0.0, *, rngs: nnx.Rngs):
+    def __init__(self, in_channels, out, stride=1, *, se_ratio, rngs: nnx.Rngs):
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
         c1 = int(in_channels * r)
         c2 = int(in_channels * r * 0.5)
@@ -153,6 +156,7 @@ class SqnxtBlock(nnx.Module):
             self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True, rngs=rngs)
         else:
             self.shortcut = None
+        init_weights(self, rngs)
 
     def __call__(self, x):
         y = self.conv1(x)

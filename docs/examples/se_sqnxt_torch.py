@@ -58,7 +58,7 @@ class SqnxtBlock(nn.Module):
     std/sqnxt.arch:15.
     """
 
-    def __init__(self, in_channels, out, stride=1, se_ratio=0.0):
+    def __init__(self, in_channels, out, stride=1, *, se_ratio):
         super().__init__()
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
         c1 = int(in_channels * r)
