@@ -13,9 +13,10 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from archc.compiler import Network
+from archc.compiler import _syntax as S
 
 from . import _pyexpr
-from ._body import Assign, Guard, Store
+from ._body import Assign, Guard, Store, contains_tensor
 from ._wrap import WIDTH, wrap, wrap_def
 
 if TYPE_CHECKING:
@@ -87,9 +88,11 @@ def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
                                 f"Weight initialisation: {scheme}.{backend.modes}", width=88)
 
 
-def _block_doc(net: Network, definition: str) -> list:
+def _block_doc(net: Network, definition: str, cp=None) -> list:
     """Docstring lines: the first phrase of the comment above the block (or of the file's
-    leading comment, for its first block), and where the block is defined."""
+    leading comment, for its first block), where the block is defined, and the values of
+    the block's parameters that the class does not take (the comment may describe what
+    other values do; the class builds what these do)."""
     d = net.definitions[definition]
     lines = net.sources.get(d.file, "").splitlines()
     above = lines[: d.span.line - 1]
@@ -108,7 +111,28 @@ def _block_doc(net: Network, definition: str) -> list:
     first = _first_phrase(text)
     where = f"`{definition}`, {_library_relative(d.file)}:{d.span.line}"
     text = doc_text(f"{first}: {where}." if first else f"{where}.")
+    fixed = _fixed_values(net, d, cp) if cp is not None else []
+    if fixed:
+        text += " " + doc_text(f"In this file {', '.join(fixed)}.")
     return textwrap.wrap(text, width=88) or [text]
+
+
+def _fixed_values(net: Network, d, cp) -> list:
+    """`name = value` of the parameters of block `d` that select one of its `if` branches
+    and that class `cp` has no argument for (every call of the class gave that value)."""
+    taken = {a for _, a, _ in cp.params} | {a for _, a in cp.channel_params} | \
+        set(cp.forward_params)
+    selectors = _selectors(d)
+    out = []
+    for p in d.params:
+        if p.name not in selectors:
+            continue
+        values = [net.scopes[r.scope].args[p.name] for r in cp.instances]
+        if p.name in taken or contains_tensor(values[0]) or any(repr(v) != repr(values[0])
+                                                        for v in values):
+            continue
+        out.append(f"{p.name} = {value_text(values[0])}")
+    return out
 
 
 def _first_phrase(text: str) -> str:
@@ -120,6 +144,51 @@ def _first_phrase(text: str) -> str:
         if depth == 0 and ch in ".:;" and text[i + 1:i + 2] in (" ", ""):
             return text[:i]
     return text.rstrip(",;: ")
+
+
+def _selectors(d) -> set:
+    """The names an `if` statement of definition `d` reads, directly or through the
+    variables it reads."""
+    conds, assigns = [], []
+
+    def walk(n):
+        if isinstance(n, tuple):
+            for x in n:
+                walk(x)
+        elif isinstance(n, S.Node):
+            if isinstance(n, S.If):
+                conds.extend(c for c, _ in n.branches)
+            elif isinstance(n, S.Assign):
+                assigns.append(n)
+            for f in n.__dataclass_fields__:
+                if f != "span":
+                    walk(getattr(n, f))
+
+    def names(e) -> set:
+        out: set = set()
+
+        def visit(n):
+            if isinstance(n, tuple):
+                for x in n:
+                    visit(x)
+            elif isinstance(n, S.Node):
+                if isinstance(n, S.Var):
+                    out.add(n.name)
+                for f in n.__dataclass_fields__:
+                    if f != "span":
+                        visit(getattr(n, f))
+        visit(e)
+        return out
+    walk(d.body)
+    found = set().union(*map(names, conds)) if conds else set()
+    grown = True
+    while grown:
+        grown = False
+        for a in assigns:
+            if set(a.targets) & found and not names(a.value) <= found:
+                found |= names(a.value)
+                grown = True
+    return found
 
 
 def _library_relative(path: str) -> str:
@@ -199,9 +268,9 @@ def _forward_body(lines: list, indent: str, ret) -> list:
 
 def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> list:
     ind = "        "
-    doc = _block_doc(net, cp.definition)
+    doc = _block_doc(net, cp.definition, cp)
     src = [f"class {cp.name}({backend.module_base}):"]
-    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10:
+    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10 and not doc[0].endswith('"'):
         src.append(f'    """{doc[0]}"""')
     else:
         src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]] + ['    """']
@@ -261,9 +330,11 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
 
 # ---- small pieces of source ----------------------------------------------------------------
 def doc_text(text: str) -> str:
-    """Free text (comments, string parameters) made safe inside a triple-quoted docstring."""
+    """Free text (comments, string parameters) made safe inside a triple-quoted docstring:
+    backslashes doubled, a quote escaped only where it starts a run of quotes (a docstring
+    that ends in a quote is closed on a line of its own)."""
     text = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return re.sub(r'"(?=")', '\\\\"', text.replace("\\", "\\\\"))
 
 
 def value_text(v) -> str:
