@@ -14,6 +14,8 @@ Every block call of the .arch file is a scope of the IR with a trace of what its
   passes (the caller knows it).
 - A labelled loop of block calls that feed each other (`stage: for ...`) becomes a sequence
   member; its entries keep their names, so parameter paths stay the IR's layer names.
+- An argument keeps its .arch default only where the class's body, given it, takes the
+  branches the class was built for (`_honest_defaults`); otherwise the caller passes it.
 
 Backends supply the text of each op (their lowering table, through `LowerCtx`,
 backends/lower_ctx.py) and the shape of classes (lowering.Backend); everything else is decided

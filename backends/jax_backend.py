@@ -13,15 +13,19 @@ The generated module keeps PyTorch's semantics where they differ from Flax's def
   - ceil-mode pooling and count_include_pad follow PyTorch exactly;
   - the default initialisation is PyTorch's (uniform +-1/sqrt(fan_in) for weights and
     biases of conv and linear layers).
+Initial values are drawn on the host: layers start with numpy placeholders and every class's
+init_weights draws them with numpy from one key of rngs.params() (a jax.pure_callback when
+traced), so constructing the file's class compiles no XLA program (_jax_init.py).
 Helpers (pooling, BN, LRN, flatten ...) are emitted only when the network uses them.
 """
 from __future__ import annotations
 
-import textwrap
+from functools import partial
 
 from archc.compiler import Network
 
 from . import lowering as L
+from ._jax_init import init_code
 from .lower_ctx import Lowered, paren
 
 # Every attribute name of an nnx.Module instance (tests/test_jax_backend.py checks this
@@ -368,64 +372,6 @@ RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
 INIT_CLASSES = {"conv": "nnx.Conv", "conv_transpose": "ConvTranspose", "linear": "nnx.Linear"}
 
 
-def _init_code(scheme: str, used: set):
-    """init_weights: the scheme's values drawn with numpy from one key of rngs.params(), so
-    no XLA program is compiled (eager jax.random compiles one per shape: 40 s for
-    se_sqnxt); traced (nnx.jit, nnx.eval_shape) the same numpy code runs as a pure_callback."""
-    kinds = L.init_classes(INIT_CLASSES, used)
-    if scheme == "default":
-        doc = ("PyTorch's default initialisation for every conv and linear layer: weights and "
-               "biases uniform in +-1/sqrt(fan_in)")
-        draw = """bound = np.float32(1 / math.sqrt(max(math.prod(m.kernel.shape[:-1]), 1)))
-            for p in (m.kernel, m.bias):
-                if p is not None:
-                    values.append((rng.random(p.shape, np.float32) * 2 - 1) * bound)"""
-    else:
-        dist, fan, scale = L.INIT_SCHEMES[scheme]
-        doc = (f"{scheme} weights (variance {scale} / {fan}, flax's fans of a kernel "
-               "(..., in, out)) and zero biases for every conv and linear layer")
-        fans = {"fan_in": "fan_in", "fan_out": "fan_out",
-                "fan_avg": "(fan_in + fan_out) / 2"}[fan]
-        value = ("(rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var)"
-                 if dist == "uniform" else
-                 "rng.standard_normal(shape, np.float32) * math.sqrt(var)")
-        draw = f"""*receptive, fan_in, fan_out = shape = m.kernel.shape
-            var = {scale} / max(1.0, {fans} * math.prod(receptive))
-            values.append({value})
-            if m.bias is not None:
-                values.append(np.zeros(m.bias.shape, np.float32))"""
-    doc = "\n".join(textwrap.wrap(
-        f"{doc}, drawn with numpy from one key of rngs.params() (eager jax.random would "
-        "compile an XLA program per shape); traced (nnx.jit, nnx.eval_shape), the same draw "
-        "runs as a jax.pure_callback.", 88, subsequent_indent="    "))
-    return ["init_weights(self, rngs)"], f'''
-def placeholder(key, shape, dtype=np.float32):
-    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
-    return np.broadcast_to(np.zeros((), dtype), shape)
-
-
-def init_weights(module, rngs):
-    """{doc}"""
-    kinds = ({kinds})
-    layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
-              if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
-    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
-
-    def draw(key):
-        rng, values = np.random.default_rng(np.asarray(key)), []
-        for m in layers:
-            {draw}
-        return values
-    key = jax.random.key_data(rngs.params())
-    traced = isinstance(key, jax.core.Tracer)
-    shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
-    for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
-        p.set_value(value)
-    if not traced:
-        nnx.update(module, jax.device_put(nnx.state(module)))
-'''
-
-
 def _root_return(expr: str, shape: tuple) -> str:
     oc, oh, ow = shape
     return f"{paren(expr)}.reshape(-1, {oc})" if (oh, ow) == (1, 1) else expr
@@ -449,7 +395,7 @@ BACKEND = L.Backend(
     reserved_locals=RESERVED_LOCALS, module_base="nnx.Module", forward_name="__call__",
     super_init=False, rngs=True, helpers=HELPERS, container="Scope()",
     sequence=lambda entries: "Sequential(" + ", ".join(f"{n}={c}" for n, c in entries) + ")",
-    instance=_instance, init_code=_init_code, root_return=_root_return,
+    instance=_instance, init_code=partial(init_code, INIT_CLASSES), root_return=_root_return,
     ranks=lambda net: {n: 4 for n in net.graph.nodes},
     weights={"conv": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)},
              "linear": {"weight": ("kernel", (1, 0)), "bias": ("bias", None)},

@@ -1,0 +1,77 @@
+"""The initialisation code of a generated JAX file.
+
+Eager `jax.random` initialisers compile one XLA program per distinct shape: constructing a
+small network (se_sqnxt) in a fresh process took 40 s. A generated file therefore builds its
+conv and linear layers with placeholder values (`placeholder`: a read-only numpy view of one
+zero; the BatchNorm helper's constants are numpy too) and every class's `__init__` ends with
+`init_weights(self, rngs)`, which draws the values of the layers still holding placeholders
+with numpy, from one key of `rngs.params()`, and puts the module's arrays on the device in
+one call. Traced (nnx.jit, nnx.eval_shape of the constructor), the same numpy draw runs as a
+jax.pure_callback, so a traced build has the eager values. Distributions: PyTorch's default
+U(-b, b), b = 1/sqrt(fan_in), for weights and biases; or lowering.INIT_SCHEMES's variance
+scaling with flax's fans of a kernel (..., in, out) and zero biases
+(tests/test_jax_init.py checks them layer by layer).
+"""
+from __future__ import annotations
+
+import textwrap
+
+from . import lowering as L
+
+
+def init_code(classes: dict, scheme: str, used: set):
+    """(lines the network's __init__ ends with, the file's initialisation code): `placeholder`
+    and `init_weights`, which draws the scheme's values with numpy from one key of
+    rngs.params(). classes: op -> the class init_weights initialises."""
+    kinds = L.init_classes(classes, used)
+    if scheme == "default":
+        doc = ("PyTorch's default initialisation for every conv and linear layer: weights and "
+               "biases uniform in +-1/sqrt(fan_in)")
+        draw = """bound = np.float32(1 / math.sqrt(max(math.prod(m.kernel.shape[:-1]), 1)))
+            for p in (m.kernel, m.bias):
+                if p is not None:
+                    values.append((rng.random(p.shape, np.float32) * 2 - 1) * bound)"""
+    else:
+        dist, fan, scale = L.INIT_SCHEMES[scheme]
+        doc = (f"{scheme} weights (variance {scale} / {fan}, flax's fans of a kernel "
+               "(..., in, out)) and zero biases for every conv and linear layer")
+        fans = {"fan_in": "fan_in", "fan_out": "fan_out",
+                "fan_avg": "(fan_in + fan_out) / 2"}[fan]
+        value = ("(rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var)"
+                 if dist == "uniform" else
+                 "rng.standard_normal(shape, np.float32) * math.sqrt(var)")
+        draw = f"""*receptive, fan_in, fan_out = shape = m.kernel.shape
+            var = {scale} / max(1.0, {fans} * math.prod(receptive))
+            values.append({value})
+            if m.bias is not None:
+                values.append(np.zeros(m.bias.shape, np.float32))"""
+    doc = "\n".join(textwrap.wrap(
+        f"{doc}, drawn with numpy from one key of rngs.params() (eager jax.random would "
+        "compile an XLA program per shape); traced (nnx.jit, nnx.eval_shape), the same draw "
+        "runs as a jax.pure_callback.", 88, subsequent_indent="    "))
+    return ["init_weights(self, rngs)"], f'''
+def placeholder(key, shape, dtype=np.float32):
+    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def init_weights(module, rngs):
+    """{doc}"""
+    kinds = ({kinds})
+    layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
+              if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
+    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
+
+    def draw(key):
+        rng, values = np.random.default_rng(np.asarray(key)), []
+        for m in layers:
+            {draw}
+        return values
+    key = jax.random.key_data(rngs.params())
+    traced = isinstance(key, jax.core.Tracer)
+    shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
+    for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
+        p.set_value(value)
+    if not traced:
+        nnx.update(module, jax.device_put(nnx.state(module)))
+'''
