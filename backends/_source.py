@@ -149,38 +149,15 @@ def _first_phrase(text: str) -> str:
 def _selectors(d) -> set:
     """The names an `if` statement of definition `d` reads, directly or through the
     variables it reads."""
-    conds, assigns = [], []
-
-    def walk(n):
-        if isinstance(n, tuple):
-            for x in n:
-                walk(x)
-        elif isinstance(n, S.Node):
-            if isinstance(n, S.If):
-                conds.extend(c for c, _ in n.branches)
-            elif isinstance(n, S.Assign):
-                assigns.append(n)
-            for f in n.__dataclass_fields__:
-                if f != "span":
-                    walk(getattr(n, f))
-
     def names(e) -> set:
-        out: set = set()
-
-        def visit(n):
-            if isinstance(n, tuple):
-                for x in n:
-                    visit(x)
-            elif isinstance(n, S.Node):
-                if isinstance(n, S.Var):
-                    out.add(n.name)
-                for f in n.__dataclass_fields__:
-                    if f != "span":
-                        visit(getattr(n, f))
-        visit(e)
-        return out
-    walk(d.body)
-    found = set().union(*map(names, conds)) if conds else set()
+        return {n.name for n in _syntax_nodes(e) if isinstance(n, S.Var)}
+    nodes = list(_syntax_nodes(d.body))
+    assigns = [n for n in nodes if isinstance(n, S.Assign)]
+    found: set = set()
+    for n in nodes:
+        if isinstance(n, S.If):
+            for cond, _ in n.branches:
+                found |= names(cond)
     grown = True
     while grown:
         grown = False
@@ -189,6 +166,18 @@ def _selectors(d) -> set:
                 found |= names(a.value)
                 grown = True
     return found
+
+
+def _syntax_nodes(n):
+    """Every syntax node in `n` (a node, or tuples of them at any depth)."""
+    if isinstance(n, tuple):
+        for x in n:
+            yield from _syntax_nodes(x)
+    elif isinstance(n, S.Node):
+        yield n
+        for f in n.__dataclass_fields__:
+            if f != "span":
+                yield from _syntax_nodes(getattr(n, f))
 
 
 def _library_relative(path: str) -> str:
