@@ -153,3 +153,11 @@ def test_defaults_that_select_another_body_are_not_defaults():
         net = archc.load(name, **({"depth": 50} if name == "resnet" else {}))
         cp = next(c for c in Plan(net, tb.BACKEND).classes if c.name == cls)
         assert dict((p, d) for p, _, d in cp.params)[param] is None, (name, cls)
+
+
+def test_docstrings_escape_no_quote_they_need_not():
+    """A quote inside a triple-quoted docstring needs no backslash unless it starts a run of
+    quotes; no generated file writes one (the .arch comments quote "none", "relu" ...)."""
+    for name in bundled_networks():
+        for backend in ("torch", "jax"):
+            assert '\\"' not in archc.build_source(name, backend=backend), (name, backend)
