@@ -14,6 +14,8 @@ Every block call of the .arch file is a scope of the IR with a trace of what its
   passes (the caller knows it).
 - A labelled loop of block calls that feed each other (`stage: for ...`) becomes a sequence
   member; its entries keep their names, so parameter paths stay the IR's layer names.
+- An argument keeps its .arch default only where the class's body, given it, takes the
+  branches the class was built for (`_honest_defaults`); otherwise the caller passes it.
 
 Backends supply the text of each op (their lowering table, through `LowerCtx`,
 backends/lower_ctx.py) and the shape of classes (lowering.Backend); everything else is decided
@@ -218,7 +220,9 @@ class Plan:
                            for k, oc in enumerate(r0.out_channels)]
 
     def _finish(self, cp: ClassPlan):
-        """Dead constructor code removed; unused parameters dropped; forward() written."""
+        """Dishonest defaults dropped; dead constructor code removed; unused parameters
+        dropped; forward() written."""
+        self._honest_defaults(cp)
         live, kept = set(), []
         for e in reversed(cp.init):   # liveness, backwards through straight-line code
             if isinstance(e, Assign):
@@ -238,6 +242,44 @@ class Plan:
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
         cp.forward = forward_lines(self, r0, cp.fill, cp.items)
+
+
+    def _honest_defaults(self, cp: ClassPlan):
+        """A parameter keeps its .arch default only where the class's body, given that
+        default, computes its values and takes the branches the class was built for (its
+        members are those of that structure); otherwise the caller must pass it. An `if`
+        whose branch differs between the class's calls (a merged optional member) is a
+        branch of the class and is not checked."""
+        rs, r0 = cp.instances, cp.instances[0]
+        fixed = [b for i, b in enumerate(r0.ifs)
+                 if all(len(r.ifs) == len(r0.ifs) and r.ifs[i].taken == b.taken for r in rs)]
+        env0 = {n: r0.pyvalues[n] for n, _, _ in cp.params if n in r0.pyvalues}
+        env0.update({c: r0.pyvalues[c] for c, _ in cp.channel_params if c in r0.pyvalues})
+        env0.update(self.hoisted_args.get(r0.scope, {}))
+        for k, (name, archc, default) in enumerate(cp.params):
+            if default is not None and not _takes(cp, fixed, env0, name, default):
+                cp.params[k] = (name, archc, None)
+
+
+def _takes(cp: ClassPlan, branches: list, env0: dict, name: str, default: str) -> bool:
+    """The constructor code of `cp` computes its values with `name` = `default` and takes
+    `branches` as the class's calls took them."""
+    env = dict(env0)
+    try:
+        env[name] = P.python_value(default, {})
+        for e in cp.init:
+            if isinstance(e, Assign):
+                value = P.python_value(e.text, env)
+                env.update({e.targets[0]: value} if len(e.targets) == 1 else
+                           dict(zip(e.targets, value)))
+        for b in branches:
+            for i, cond in enumerate(b.conditions):
+                if cond is not None and (i <= b.taken or b.taken == -1) and \
+                        bool(P.python_value(cond, env)) != (i == b.taken):
+                    return False
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _match_output(cp: ClassPlan, k: int):

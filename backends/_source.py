@@ -13,9 +13,10 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from archc.compiler import Network
+from archc.compiler import _syntax as S
 
 from . import _pyexpr
-from ._body import Assign, Guard, Store
+from ._body import Assign, Guard, Store, contains_tensor
 from ._wrap import WIDTH, wrap, wrap_def
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def file_text(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
     init_lines, init_extra = backend.init_code(scheme, used)
     body: list = []
     for cp in plan.classes:
-        body += ["", ""] + _class(backend, net, cp, tap)
+        body += ["", ""] + _class(backend, net, cp, tap, init_lines)
     body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap)
     helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE)
     used, text = [], "\n".join(body) + init_extra
@@ -87,9 +88,11 @@ def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
                                 f"Weight initialisation: {scheme}.{backend.modes}", width=88)
 
 
-def _block_doc(net: Network, definition: str) -> list:
+def _block_doc(net: Network, definition: str, cp=None) -> list:
     """Docstring lines: the first phrase of the comment above the block (or of the file's
-    leading comment, for its first block), and where the block is defined."""
+    leading comment, for its first block), where the block is defined, and the values of
+    the block's parameters that the class does not take (the comment may describe what
+    other values do; the class builds what these do)."""
     d = net.definitions[definition]
     lines = net.sources.get(d.file, "").splitlines()
     above = lines[: d.span.line - 1]
@@ -108,7 +111,28 @@ def _block_doc(net: Network, definition: str) -> list:
     first = _first_phrase(text)
     where = f"`{definition}`, {_library_relative(d.file)}:{d.span.line}"
     text = doc_text(f"{first}: {where}." if first else f"{where}.")
+    fixed = _fixed_values(net, d, cp) if cp is not None else []
+    if fixed:
+        text += " " + doc_text(f"In this file {', '.join(fixed)}.")
     return textwrap.wrap(text, width=88) or [text]
+
+
+def _fixed_values(net: Network, d, cp) -> list:
+    """`name = value` of the parameters of block `d` that select one of its `if` branches
+    and that class `cp` has no argument for (every call of the class gave that value)."""
+    taken = {a for _, a, _ in cp.params} | {a for _, a in cp.channel_params} | \
+        set(cp.forward_params)
+    selectors = _selectors(d)
+    out = []
+    for p in d.params:
+        if p.name not in selectors:
+            continue
+        values = [net.scopes[r.scope].args[p.name] for r in cp.instances]
+        if p.name in taken or contains_tensor(values[0]) or any(repr(v) != repr(values[0])
+                                                        for v in values):
+            continue
+        out.append(f"{p.name} = {value_text(values[0])}")
+    return out
 
 
 def _first_phrase(text: str) -> str:
@@ -120,6 +144,40 @@ def _first_phrase(text: str) -> str:
         if depth == 0 and ch in ".:;" and text[i + 1:i + 2] in (" ", ""):
             return text[:i]
     return text.rstrip(",;: ")
+
+
+def _selectors(d) -> set:
+    """The names an `if` statement of definition `d` reads, directly or through the
+    variables it reads."""
+    def names(e) -> set:
+        return {n.name for n in _syntax_nodes(e) if isinstance(n, S.Var)}
+    nodes = list(_syntax_nodes(d.body))
+    assigns = [n for n in nodes if isinstance(n, S.Assign)]
+    found: set = set()
+    for n in nodes:
+        if isinstance(n, S.If):
+            for cond, _ in n.branches:
+                found |= names(cond)
+    grown = True
+    while grown:
+        grown = False
+        for a in assigns:
+            if set(a.targets) & found and not names(a.value) <= found:
+                found |= names(a.value)
+                grown = True
+    return found
+
+
+def _syntax_nodes(n):
+    """Every syntax node in `n` (a node, or tuples of them at any depth)."""
+    if isinstance(n, tuple):
+        for x in n:
+            yield from _syntax_nodes(x)
+    elif isinstance(n, S.Node):
+        yield n
+        for f in n.__dataclass_fields__:
+            if f != "span":
+                yield from _syntax_nodes(getattr(n, f))
 
 
 def _library_relative(path: str) -> str:
@@ -197,11 +255,11 @@ def _forward_body(lines: list, indent: str, ret) -> list:
     return out + wrap("return ", returned, indent)
 
 
-def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
+def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> list:
     ind = "        "
-    doc = _block_doc(net, cp.definition)
+    doc = _block_doc(net, cp.definition, cp)
     src = [f"class {cp.name}({backend.module_base}):"]
-    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10:
+    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10 and not doc[0].endswith('"'):
         src.append(f'    """{doc[0]}"""')
     else:
         src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]] + ['    """']
@@ -212,6 +270,9 @@ def _class(backend: Backend, net: Network, cp, tap: bool) -> list:
         src.append(f"{ind}super().__init__()")
     body = _init_body(backend, cp.init, ind, tap)
     body += [f"{ind}self.{name} = {name}" for name, fwd in cp.hoisted if fwd]
+    if backend.rngs and not all(isinstance(e, (Assign, Store)) for e in cp.init):
+        # JAX layers start with placeholders: a block built on its own draws its values
+        body += [ind + line for line in init_lines]
     if not body and not backend.super_init:
         body = [f"{ind}pass"]
     src += body
@@ -258,9 +319,11 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
 
 # ---- small pieces of source ----------------------------------------------------------------
 def doc_text(text: str) -> str:
-    """Free text (comments, string parameters) made safe inside a triple-quoted docstring."""
+    """Free text (comments, string parameters) made safe inside a triple-quoted docstring:
+    backslashes doubled, a quote escaped only where it starts a run of quotes (a docstring
+    that ends in a quote is closed on a line of its own)."""
     text = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return re.sub(r'"(?=")', '\\\\"', text.replace("\\", "\\\\"))
 
 
 def value_text(v) -> str:

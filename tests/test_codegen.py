@@ -80,7 +80,12 @@ def test_one_class_per_block_structure(sources):
     assert classes == ["ConvBn", "Se", "SqnxtBlock", "SESqueezeNext"]
     block = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SqnxtBlock")
     init = next(f for f in block.body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
-    assert [a.arg for a in init.args.args] == ["self", "in_channels", "out", "stride", "se_ratio"]
+    assert [a.arg for a in init.args.args + init.args.kwonlyargs] == \
+        ["self", "in_channels", "out", "stride", "se_ratio"]
+    # the class always builds the SE member: se_ratio has no default (the .arch default 0.0
+    # selects the body without it, and would divide by zero in Se)
+    assert [a.arg for a in init.args.kwonlyargs] == ["se_ratio"]
+    assert init.args.kw_defaults == [None]
     # the stages stay sequences whose entries keep the IR's names
     assert "self.stage3 = nn.Sequential(OrderedDict(" in src
     assert "block4=SqnxtBlock(128, 128, se_ratio=16.0)," in src

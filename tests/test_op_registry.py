@@ -203,7 +203,7 @@ class PReLU(nnx.Module):
     """PyTorch's PReLU on the last (channel) axis."""
 
     def __init__(self, channels):
-        self.weight = nnx.Param(jnp.full((channels,), 0.25, jnp.float32))
+        self.weight = nnx.Param(np.full(channels, 0.25, np.float32))
 
     def __call__(self, x):
         return jnp.where(x > 0, x, self.weight[...] * x)

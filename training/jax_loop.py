@@ -130,8 +130,8 @@ class Trainer:
         # dropout and drop_path draw a new mask each step (the registry's "dropout" category)
         self.has_dropout = any(ops.get(net.node(n)["op"]).category == "dropout"
                                for n in net.layers())
-        # initial values are drawn on the host (backends/_jax_init.py): building the module is
-        # cheap even where `start` replaces them
+        # the generated init_weights draws initial values on the host: building the module
+        # is cheap even where `start` replaces them
         model = jax_backend.compile_module(net, seed=recipe.seed, tap=tap)
         if scan:   # runs of identical blocks as one lax.scan (backends/_jax_scan.py)
             jax_backend.set_scan(model, True)

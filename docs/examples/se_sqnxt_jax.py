@@ -2,9 +2,20 @@
 
 Do not edit: regenerate with `archc build --backend jax`.
 """
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+
+def Conv(*args, **kwargs):   # nnx.Conv, its values drawn by init_weights
+    return nnx.Conv(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
+
+
+def Linear(*args, **kwargs):   # nnx.Linear, its values drawn by init_weights
+    return nnx.Linear(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
 
 
 class BatchNorm(nnx.Module):
@@ -13,10 +24,10 @@ class BatchNorm(nnx.Module):
     def __init__(self, num_features, *, eps=1e-5, momentum=0.1, affine=True):
         self.eps, self.momentum, self.affine = eps, momentum, affine
         if affine:
-            self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-            self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-        self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
+            self.scale = nnx.Param(np.ones(num_features, np.float32))
+            self.bias = nnx.Param(np.zeros(num_features, np.float32))
+        self.mean = nnx.BatchStat(np.zeros(num_features, np.float32))
+        self.var = nnx.BatchStat(np.ones(num_features, np.float32))
         self.use_running_average = False
 
     def __call__(self, x):
@@ -56,26 +67,53 @@ def flatten(x):
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], 1, 1, -1)
 
 
+def placeholder(key, shape, dtype=np.float32):
+    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
 def init_weights(module, rngs):
-    """xavier_uniform weights and zero biases for every conv and linear layer."""
-    kernel_init = nnx.initializers.variance_scaling(1.0, "fan_avg", "uniform")
-    for _, layer in nnx.iter_modules(module):
-        if isinstance(layer, (nnx.Conv, nnx.Linear)):
-            layer.kernel[...] = kernel_init(rngs.params(), layer.kernel.shape)
-            if layer.bias is not None:
-                layer.bias[...] = jnp.zeros_like(layer.bias[...])
+    """xavier_uniform weights (variance 1.0 / fan_avg, flax's fans of a kernel (..., in, out))
+    and zero biases for every conv and linear layer, drawn with numpy from one key of
+    rngs.params() (eager jax.random would compile an XLA program per shape); traced
+    (nnx.jit, nnx.eval_shape), the same draw runs as a jax.pure_callback."""
+    kinds = (nnx.Conv, nnx.Linear)
+    layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
+              if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
+    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
+
+    def draw(key):
+        rng, values = np.random.default_rng(np.asarray(key)), []
+        for m in layers:
+            *receptive, fan_in, fan_out = shape = m.kernel.shape
+            var = 1.0 / max(1.0, (fan_in + fan_out) / 2 * math.prod(receptive))
+            values.append((rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var))
+            if m.bias is not None:
+                values.append(np.zeros(m.bias.shape, np.float32))
+        return values
+    key = jax.random.key_data(rngs.params())
+    try:   # concrete: drawn here; traced (nnx.jit, nnx.eval_shape): in a callback
+        key, traced = np.asarray(key), False
+    except jax.errors.TracerArrayConversionError:
+        traced = True
+    shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
+    for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
+        p.set_value(value)
+    if not traced:
+        nnx.update(module, jax.device_put(nnx.state(module)))
 
 
 class ConvBn(nnx.Module):
-    """conv -> batch norm -> activation (\"none\" skips the activation): `conv_bn`,
-    std/layers.arch:5.
+    """conv -> batch norm -> activation ("none" skips the activation): `conv_bn`,
+    std/layers.arch:5. In this file act = "relu", order = "bn_act".
     """
 
     def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False, *,
                  rngs: nnx.Rngs):
-        self.conv = nnx.Conv(in_channels, out, kernel, strides=stride, padding=padding,
-                             use_bias=bias, rngs=rngs)
+        self.conv = Conv(in_channels, out, kernel, strides=stride, padding=padding, use_bias=bias,
+                         rngs=rngs)
         self.bn = BatchNorm(out)
+        init_weights(self, rngs)
 
     def __call__(self, x):
         y = self.conv(x)
@@ -84,12 +122,15 @@ class ConvBn(nnx.Module):
 
 
 class Se(nnx.Module):
-    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14."""
+    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
+    file divisor = 0, squeeze = 0.
+    """
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)
-        self.fc1 = nnx.Conv(in_channels, hidden, (1, 1), padding=0, rngs=rngs)
-        self.fc2 = nnx.Conv(hidden, in_channels, (1, 1), padding=0, rngs=rngs)
+        self.fc1 = Conv(in_channels, hidden, (1, 1), padding=0, rngs=rngs)
+        self.fc2 = Conv(hidden, in_channels, (1, 1), padding=0, rngs=rngs)
+        init_weights(self, rngs)
 
     def __call__(self, x):
         s = jnp.mean(x, axis=(1, 2), keepdims=True)
@@ -106,7 +147,7 @@ class SqnxtBlock(nnx.Module):
     std/sqnxt.arch:15.
     """
 
-    def __init__(self, in_channels, out, stride=1, se_ratio=0.0, *, rngs: nnx.Rngs):
+    def __init__(self, in_channels, out, stride=1, *, se_ratio, rngs: nnx.Rngs):
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
         c1 = int(in_channels * r)
         c2 = int(in_channels * r * 0.5)
@@ -120,6 +161,7 @@ class SqnxtBlock(nnx.Module):
             self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True, rngs=rngs)
         else:
             self.shortcut = None
+        init_weights(self, rngs)
 
     def __call__(self, x):
         y = self.conv1(x)
@@ -135,21 +177,21 @@ class SqnxtBlock(nnx.Module):
 class SESqueezeNext(nnx.Module):
     """SESqueezeNext, compiled by archc from se_sqnxt.arch.
 
-    SE-SqueezeNext (Chappa & El-Sharkawy, \"Squeeze-and-Excitation SqueezeNext: An Efficient
-    DNN for Hardware Deployment\"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
+    SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
+    DNN for Hardware Deployment"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
     block at the end of every bottleneck block (Fig. 6). `stages` is the 4-stage block
-    configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's \"resolution multiplier\"
+    configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
     Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
-    se_ratio = 16.0, resolution = 32, init = \"xavier_uniform\".
+    se_ratio = 16.0, resolution = 32, init = "xavier_uniform".
 
     Input: N x 32 x 32 x 3 (NHWC). Output: N x 10. Weight initialisation: xavier_uniform.
     Call .train() / .eval() to switch modes.
     """
 
     def __init__(self, *, rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(3, 64, (3, 3), padding=0, rngs=rngs)
+        self.conv1 = Conv(3, 64, (3, 3), padding=0, rngs=rngs)
         self.bn1 = BatchNorm(64)
         self.stage1 = Sequential(block1=SqnxtBlock(64, 32, se_ratio=16.0, rngs=rngs))
         self.stage2 = Sequential(
@@ -163,10 +205,10 @@ class SESqueezeNext(nnx.Module):
             block4=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
         )
         self.stage4 = Sequential(block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0, rngs=rngs))
-        self.conv2 = nnx.Conv(256, 128, (1, 1), padding=0, rngs=rngs)
+        self.conv2 = Conv(256, 128, (1, 1), padding=0, rngs=rngs)
         self.bn2 = BatchNorm(128)
         self.dropout = nnx.Dropout(0.6, rngs=rngs)
-        self.fc = nnx.Linear(128, 10, rngs=rngs)
+        self.fc = Linear(128, 10, rngs=rngs)
         init_weights(self, rngs)
 
     def __call__(self, x):

@@ -19,8 +19,8 @@ def init_weights(module):
 
 
 class ConvBn(nn.Module):
-    """conv -> batch norm -> activation (\"none\" skips the activation): `conv_bn`,
-    std/layers.arch:5.
+    """conv -> batch norm -> activation ("none" skips the activation): `conv_bn`,
+    std/layers.arch:5. In this file act = "relu", order = "bn_act".
     """
 
     def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False):
@@ -35,7 +35,9 @@ class ConvBn(nn.Module):
 
 
 class Se(nn.Module):
-    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14."""
+    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
+    file divisor = 0, squeeze = 0.
+    """
 
     def __init__(self, in_channels, ratio=16.0):
         super().__init__()
@@ -58,7 +60,7 @@ class SqnxtBlock(nn.Module):
     std/sqnxt.arch:15.
     """
 
-    def __init__(self, in_channels, out, stride=1, se_ratio=0.0):
+    def __init__(self, in_channels, out, stride=1, *, se_ratio):
         super().__init__()
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
         c1 = int(in_channels * r)
@@ -88,14 +90,14 @@ class SqnxtBlock(nn.Module):
 class SESqueezeNext(nn.Module):
     """SESqueezeNext, compiled by archc from se_sqnxt.arch.
 
-    SE-SqueezeNext (Chappa & El-Sharkawy, \"Squeeze-and-Excitation SqueezeNext: An Efficient
-    DNN for Hardware Deployment\"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
+    SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
+    DNN for Hardware Deployment"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
     block at the end of every bottleneck block (Fig. 6). `stages` is the 4-stage block
-    configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's \"resolution multiplier\"
+    configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
     Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
-    se_ratio = 16.0, resolution = 32, init = \"xavier_uniform\".
+    se_ratio = 16.0, resolution = 32, init = "xavier_uniform".
 
     Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
     """

@@ -1,0 +1,164 @@
+"""Every block class of every generated file, built as a user of the file builds it (torch and
+JAX, every bundled network): with the arguments its network used, and with only its required
+arguments (the others at the class's defaults). Both build what the signature says: the
+first has the tensors of that call (names and shapes of the network's own module at the
+call's path); the second those of archc's elaboration of the block called with the same
+required arguments and the .arch defaults for the rest."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import archc
+from archc.backends import lowering as L
+from archc.backends import torch_backend as tb
+from archc.backends._plan import Plan
+from archc.compiler import bundled_networks
+from archc.compiler._values import Tensor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def arch_literal(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(arch_literal, v)) + "]"
+    return repr(v)
+
+
+def torch_shapes(module) -> dict:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def jax_shapes(module) -> dict:
+    from flax import nnx
+    out = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = tuple(v.shape)
+    walk(nnx.to_pure_dict(nnx.state(module)), "")
+    return out
+
+
+def below(shapes: dict, path: str) -> dict:
+    prefix = path + "."
+    return {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+
+
+def arch_file(definition) -> str:
+    path = Path(definition.file)
+    return str((path if path.is_absolute() or path.exists() else ROOT / path).resolve())
+
+
+def defaults_network(net, cp, scope):
+    """A network calling the block with the class's required arguments only: archc's
+    elaboration of what the class builds with its defaults (None: not expressible so)."""
+    d = net.definitions[cp.definition]
+    tensor_params = [p for p in d.params if isinstance(scope.args[p.name], Tensor)]
+    if len(tensor_params) != 1 or not isinstance(scope.output, Tensor):
+        return None
+    # the class's required arguments, and the .arch parameters the class has none for, at
+    # the values it was specialised to (a loop over `rates` unrolled, MobileOne's `branches`
+    # copies): the class has no default for those, whatever the .arch's is
+    taken = {archc_name for _, archc_name, _ in cp.params}
+    required = {archc_name for _, archc_name, default in cp.params if default is None} | \
+        {p.name for p in d.params if p.name not in taken}
+    c, h, w = scope.args[tensor_params[0].name].shape
+    args = [f"{tensor_params[0].name}=x"] + [
+        f"{p.name}={arch_literal(scope.args[p.name])}" for p in d.params
+        if p.name in required and p not in tensor_params]
+    return archc.load_source(
+        blocks_of(arch_file(d)) + f'\nnetwork Defaults() {{\n    x = input({c}, {h}, {w})\n'
+        f'    return blk: {cp.definition}({", ".join(args)})\n}}\n')
+
+
+def blocks_of(path: str) -> str:
+    """The text of a bundled .arch file without its network definition (the last one in
+    every file that has one), its imports made relative to the library."""
+    from archc.compiler._loader import library_dir
+    folder = Path(path).parent.relative_to(library_dir().resolve())
+    lines = Path(path).read_text().splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("network ")), len(lines))
+    return "\n".join(re.sub(r'^import "(.*)"', lambda m: f'import "{folder / m.group(1)}"', ln)
+                     for ln in lines[:start]) + "\n"
+
+
+def check_network(name: str, backend: str):
+    net = archc.load(name)
+    if backend == "torch":
+        mod, shapes = tb, torch_shapes
+        plan = Plan(net, tb.BACKEND)
+        extra: dict = {}
+    else:
+        from flax import nnx
+
+        from archc.backends import jax_backend as mod
+        shapes = jax_shapes
+        plan = Plan(net, mod.BACKEND)
+        extra = {"rngs": nnx.Rngs(0)}
+    ns = L.exec_source(mod.build_source(net), net, backend)
+    whole = shapes(mod.compile_module(net))
+    compared = 0
+    for cp in plan.classes:
+        r0 = cp.instances[0]
+        scope = net.scopes[r0.scope]
+        chans = [scope.args[archc_name].shape[0] for _, archc_name in cp.channel_params]
+        given = {py: scope.args[a] for py, a, _ in cp.params}
+        hoisted = plan.hoisted_args[r0.scope]
+        cls = ns[cp.name]
+        # 1. the arguments its network used: the tensors of that call
+        built = cls(*chans, **given, **hoisted, **extra)
+        want = below(whole, plan.tree.path(r0.scope))
+        assert shapes(built) == want, (name, cp.name)
+        # 2. the required arguments only
+        required = {py: v for py, v in given.items()
+                    if next(d for p, _, d in cp.params if p == py) is None}
+        built = cls(*chans, **required, **hoisted, **extra)
+        ref = None if hoisted else defaults_network(net, cp, scope)
+        if ref is not None:
+            assert shapes(built) == below(shapes(mod.compile_module(ref)), "blk"), \
+                (name, cp.name, sorted(set(given) - set(required)))
+            compared += 1
+    return compared
+
+
+@pytest.mark.parametrize("name", bundled_networks())
+def test_torch_block_classes_build_what_their_signatures_say(name):
+    check_network(name, "torch")
+
+
+@pytest.mark.parametrize("name", bundled_networks())
+def test_jax_block_classes_build_what_their_signatures_say(name):
+    pytest.importorskip("flax")
+    if name == "vgg" and not os.environ.get("ARCHC_SLOW_TESTS"):
+        pytest.skip("VGG-16's JAX module: set ARCHC_SLOW_TESTS=1")
+    check_network(name, "jax")
+
+
+def test_defaults_that_select_another_body_are_not_defaults():
+    """SqnxtBlock always builds SE (se_ratio's default 0.0 leaves it out and would divide
+    by zero); ResnetBlock of ResNet-50 always builds the bottleneck (bottleneck=false)."""
+    for name, cls, param in (("se_sqnxt", "SqnxtBlock", "se_ratio"),
+                             ("resnet", "ResnetBlock", "bottleneck")):
+        net = archc.load(name, **({"depth": 50} if name == "resnet" else {}))
+        cp = next(c for c in Plan(net, tb.BACKEND).classes if c.name == cls)
+        assert dict((p, d) for p, _, d in cp.params)[param] is None, (name, cls)
+
+
+def test_docstrings_escape_no_quote_they_need_not():
+    """A quote inside a triple-quoted docstring needs no backslash unless it starts a run of
+    quotes; no generated file writes one (the .arch comments quote "none", "relu" ...)."""
+    for name in bundled_networks():
+        for backend in ("torch", "jax"):
+            assert '\\"' not in archc.build_source(name, backend=backend), (name, backend)
