@@ -123,6 +123,9 @@ class Calls:
             raise ArchError("outputs(...) names a network's outputs; it cannot be labelled",
                             e.span)
         hint = 'return outputs(logits=x, aux=a), or outputs(pairs) with pairs = [["p2", x], ...]'
+        if args and isinstance(args[0].value, Tensor):
+            raise ArchError("outputs() takes the outputs as name=tensor", args[0].span,
+                            hint=hint)
         if args:   # outputs(pairs): a list of [name, tensor] pairs (built in a loop)
             if len(args) > 1 or kwargs:
                 raise ArchError("outputs() takes name=tensor keywords or one list of "
@@ -146,7 +149,7 @@ class Calls:
         else:
             named = list(kwargs.items())
         if not named:
-            raise ArchError("outputs() needs at least one output", e.span, hint=hint)
+            raise ArchError("outputs() needs at least one name=tensor", e.span, hint=hint)
         for _, a in named:
             if not isinstance(a.value, Tensor):
                 raise ArchError(f"outputs(): an output must be a tensor, got "

@@ -53,11 +53,12 @@ def test_the_torch_module_returns_every_named_output():
 
 @pytest.mark.parametrize("ret, message", [
     ('outputs([x])', "expected a list of [name, tensor] pairs"),
+    ('outputs(x)', "outputs() takes the outputs as name=tensor"),
     ('outputs([["a", x], ["a", x]])', "output 'a' is named twice"),
     ('outputs([["1a", x]])', 'output name "1a" is not a valid name'),
     ('outputs([["a", 3]])', "an output must be a tensor, got int 3"),
     ('outputs([["a", x]], b=x)', "not both"),
-    ('outputs([])', "needs at least one output"),
+    ('outputs([])', "needs at least one name=tensor"),
 ])
 def test_bad_pairs_are_positioned_errors(ret, message):
     src = f"network N() {{\n    x = input(3, 8, 8)\n    return {ret}\n}}\n"

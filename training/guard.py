@@ -1,13 +1,13 @@
-"""What `archc train` checks around its checkpoints and caches (issue 12, classes 7, 9, 10):
+"""What `archc train` checks around its checkpoints and caches:
 
   - checksums: every array of a checkpoint is hashed (SHA-256 of dtype, shape and bytes)
     into the checkpoint's metadata when it is written, and verified when it is resumed, so
     that a flipped byte is an error rather than a silently changed weight;
   - storage errors: a checkpoint that cannot be written (disk full, read-only, permission)
     is one clear ArchError, with Orbax's own logging of the failure silenced;
-  - the JAX compilation cache: XLA loads compiled programs (machine code) from it, so it is
-    used only if the folder and its parent belong to this user and no one else may write
-    them.
+  - the JAX compilation cache (use_compilation_cache): XLA loads compiled programs (machine
+    code) from it, so it is used only if the folder and its parent belong to this user and no
+    one else may write them.
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ import threading
 import numpy as np
 
 from archc.compiler import ArchError
+
+from .cache import user_cache
 
 from .options import option
 
@@ -132,3 +134,18 @@ def make_cache_dir(folder: str) -> str | None:
     except OSError as exc:
         return f"{folder} cannot be created ({exc.strerror})"
     return unsafe_cache_dir(folder)
+
+
+def use_compilation_cache(log=print) -> None:
+    """Keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a resumed
+    or repeated run skips most compilation. $JAX_COMPILATION_CACHE_DIR wins if set. XLA loads
+    machine code from there: a folder (or parent) that another user owns or may write is
+    not used (one line says why)."""
+    import jax
+    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or user_cache("xla")
+    reason = make_cache_dir(folder)
+    if reason:
+        log(f"archc: not using the XLA compilation cache: {reason}")
+        jax.config.update("jax_enable_compilation_cache", False)
+        return
+    jax.config.update("jax_compilation_cache_dir", folder)

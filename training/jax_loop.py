@@ -27,7 +27,7 @@ from archc.compiler import Network, ops
 
 from archc.backends import jax_backend, weights
 from . import first_output, guard
-from .cache import user_cache
+from .guard import use_compilation_cache
 from .data import ImageData
 from .distributed import Placement
 from .norm import CIFAR10, Normalization, training_stats
@@ -435,18 +435,3 @@ def stats_of(data, size: int, log=print) -> Normalization:
         log(f"normalisation: decoding {min(len(data.train_y), SAMPLE_IMAGES):,} of "
             f"{len(data.train_y):,} training images for their mean and std")
     return training_stats(data, size)
-
-
-def use_compilation_cache(log=print) -> None:
-    """Keep XLA's compiled programs on disk (JAX's persistent compilation cache), so a resumed
-    or repeated run skips most compilation. $JAX_COMPILATION_CACHE_DIR wins if set. XLA loads
-    machine code from there: a folder (or parent) that another user owns or may write is
-    not used (one line says why)."""
-    import jax
-    folder = os.environ.get("JAX_COMPILATION_CACHE_DIR") or user_cache("xla")
-    reason = guard.make_cache_dir(folder)
-    if reason:
-        log(f"archc: not using the XLA compilation cache: {reason}")
-        jax.config.update("jax_enable_compilation_cache", False)
-        return
-    jax.config.update("jax_compilation_cache_dir", folder)
