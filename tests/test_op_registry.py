@@ -132,6 +132,16 @@ def _close(got, want, tol=1e-5):
     assert np.abs(got - want).max() <= tol * scale, (np.abs(got - want).max(), scale)
 
 
+def backends_agree(tm, net, state: dict, x) -> np.ndarray:
+    """The JAX module's and the ONNX model's outputs for `x`, with the torch module `tm`'s
+    weights `state`, equal `tm`'s (returned: N x C x H x W or N x C)."""
+    yt = _torch_out(tm, x)
+    yj = _jax_out(net, state, x)
+    _close(yj, _as_nhwc(yt, yj.shape))
+    _close(_onnx_out(net, state, x), yt, tol=1e-4)
+    return yt
+
+
 # ---- (a) the real registry: every op lowered everywhere, every fact declared ---------------
 def test_every_op_has_a_case_and_a_lowering_in_every_backend():
     layer_ops = set(ops.REGISTRY) - set(NOT_LOWERED)
@@ -262,14 +272,11 @@ def test_a_new_op_with_weights_needs_only_the_documented_places(prelu):
     assert isinstance(tm.p, torch.nn.PReLU) and "q.weight" in tm.state_dict()
     state = _random_state(tm)
     x = np.random.RandomState(2).randn(2, 3, 8, 8).astype(np.float32)
-    yt = _torch_out(tm, x)
-    # JAX: the helper class emitted once, the torch weights loaded, the same outputs
+    # JAX: the helper class emitted once, the torch weights loaded, the same outputs; ONNX:
+    # the graph with its slope initializers, the same outputs in onnxruntime
     src = jb.build_source(net)
     assert src.count("class PReLU(nnx.Module):") == 1
-    yj = _jax_out(net, state, x)
-    _close(yj, _as_nhwc(yt, yj.shape))
-    # ONNX: the graph with its slope initializers, the same outputs in onnxruntime
-    _close(_onnx_out(net, state, x), yt, tol=1e-4)
+    backends_agree(tm, net, state, x)
     # compression: prelu continues the conv's unit (its QuantRule), so the unit ends at it
     p = plan.make_plan(net)
     assert p.grid["c"] is None and p.grid["b"] is None and p.grid["p"] == "p"
@@ -296,10 +303,7 @@ def test_op_agrees_across_backends_and_is_classified(op):
         for name, module in PYTHON_BACKENDS.items():
             assert declared <= set(module.BACKEND.weights.get(d["op"], {})), (name, layer)
     x = 2.0 * np.random.RandomState(1).randn(2, 4, 8, 8).astype(np.float32)
-    yt = _torch_out(tm, x)
-    yj = _jax_out(net, state, x)
-    _close(yj, _as_nhwc(yt, yj.shape))
-    _close(_onnx_out(net, state, x), yt, tol=1e-4)
+    backends_agree(tm, net, state, x)
     # compression: every layer placed on a grid or float, a sign for every value
     p = plan.make_plan(net)
     assert set(p.grid) == set(net.layers()) | {net.input}
