@@ -86,7 +86,7 @@ def prepare(net: Network, run_path: str, data_path: str, out: str, given: dict, 
     settings = resolve(out, given)
     run = job.read_run(run_path)
     job.check_network(net, run, run_path)
-    images = load_images(data_path, cache=cache, log=log).subset(
+    images = load_images(data_path, cache=cache, log=log, progress=progress).subset(
         train_per_class, test_per_class, seed=run["_recipe"].seed)
     job.check_data(images, run, run_path)
     ident = job.identity(net, run_path, run, images)

@@ -125,11 +125,22 @@ def test_sensitivity_plot_has_a_legend(layers):
         assert [t.get_text() for t in bar.get_yticklabels()] == ["conv0", f"conv{layers - 1}"]
 
 
-def test_train_announces_the_first_compile(tmp_path):
+def test_train_announces_the_first_compile(tmp_path, monkeypatch):
     """The first step compiles (a minute or more on a big network): one line says so before
-    it, and no other epoch repeats it."""
+    it, and no other epoch repeats it. progress=False (--no-progress) also turns off the
+    decoding bar."""
     pytest.importorskip("jax")
+    import contextlib
+
+    from archc.training import data as D
     from test_data_parallel import TINY, make_data  # two convs with BN, 8x8 images, 2 classes
+    bars = []
+
+    @contextlib.contextmanager
+    def decode_progress(path, enabled):
+        bars.append(enabled)
+        yield
+    monkeypatch.setattr(D, "_decode_progress", decode_progress)
     make_data(str(tmp_path / "data"), per_class=4, test_per_class=2)
     lines = []
     archc.train(archc.load_source(TINY), str(tmp_path / "data"),
@@ -140,6 +151,7 @@ def test_train_announces_the_first_compile(tmp_path):
     first_epoch = next(i for i, line in enumerate(lines) if line.startswith("epoch 1/2"))
     assert lines.index(COMPILE_NOTE) < first_epoch
     assert "later runs reuse the compilation cache" in COMPILE_NOTE
+    assert bars == [False]
 
 
 def test_readme_sweep_example_labels_every_point(tmp_path, monkeypatch, capsys):

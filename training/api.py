@@ -118,7 +118,8 @@ def _train(net, data, recipe, o: TrainOptions) -> dict:
         if streamed is not None:
             return loop.train(net, streamed, recipe, out, **common, **scale)
     from .data import load_images
-    images = load_images(data, cache=o.cache, log=o.log, coarse=bool(o.coarse_labels))
+    images = load_images(data, cache=o.cache, log=o.log, coarse=bool(o.coarse_labels),
+                         progress=o.progress)
     images = images.holdout(val_split, seed=recipe.seed).subset(*per_class, seed=recipe.seed)
     return loop.train(net, images, recipe, out, **common, **scale)
 
