@@ -115,20 +115,34 @@ class Linear(Op):
 
 
 # ---- normalisation ----------------------------------------------------------------
-@register
-class BatchNorm(Op):
-    name = "bn"
+class _AffineNorm(Op):
+    """A normalisation with an optional per-channel affine weight and bias."""
+
     category = "norm"
     stateful = True
-    bitops = BitRule("norm", folds=True, label="BN")
     quant = QuantRule(unit="chain")
-    doc = "Batch normalisation over channels (PyTorch momentum convention)."
-    args = (Arg("x", "tensor"), Arg("eps", "float", 1e-5, minimum=0.0),
-            Arg("momentum", "float", 0.1, minimum=0.0), Arg("affine", "bool", True))
 
     def params(self, inputs, out, a):
         c = inputs[0][0]
         return {"weight": c, "bias": c} if a["affine"] else {}
+
+
+class _Standardise(_AffineNorm):
+    """Layer and group normalisation: each element standardised by its group's statistics."""
+
+    def elementwise_ops(self, inputs, out, a):
+        # mean (add), centre (subtract), variance (multiply, add), scale by 1/std (multiply);
+        # the affine scale and shift
+        return (5 + (2 if a["affine"] else 0)) * numel(out)
+
+
+@register
+class BatchNorm(_AffineNorm):
+    name = "bn"
+    bitops = BitRule("norm", folds=True, label="BN")
+    doc = "Batch normalisation over channels (PyTorch momentum convention)."
+    args = (Arg("x", "tensor"), Arg("eps", "float", 1e-5, minimum=0.0),
+            Arg("momentum", "float", 0.1, minimum=0.0), Arg("affine", "bool", True))
 
     def buffers(self, inputs, out, a):
         c = inputs[0][0]
@@ -152,35 +166,20 @@ class LRN(Op):
 
 
 @register
-class LayerNorm(Op):
+class LayerNorm(_Standardise):
     name = "layer_norm"
-    category = "norm"
-    stateful = True
     bitops = BitRule("norm", label="LN")
-    quant = QuantRule(unit="chain")
     rank = None      # over the channels of each position: N x C x H x W, or N x C (tokens)
     doc = ("Layer normalisation over the channels at each position (timm's LayerNorm2d; on a "
            "C x 1 x 1 value, over its channels: the last axis of tokens).")
     args = (Arg("x", "tensor"), Arg("eps", "float", 1e-5, minimum=0.0),
             Arg("affine", "bool", True))
 
-    def params(self, inputs, out, a):
-        c = inputs[0][0]
-        return {"weight": c, "bias": c} if a["affine"] else {}
-
-    def elementwise_ops(self, inputs, out, a):
-        # mean (add), centre (subtract), variance (multiply, add), scale by 1/std (multiply);
-        # the affine scale and shift
-        return (5 + (2 if a["affine"] else 0)) * numel(out)
-
 
 @register
-class GroupNorm(Op):
+class GroupNorm(_Standardise):
     name = "group_norm"
-    category = "norm"
-    stateful = True
     bitops = BitRule("norm", label="GN")
-    quant = QuantRule(unit="chain")
     doc = ("Group normalisation: the channels in `groups` groups, each normalised over its "
            "channels and positions (groups=1: over C, H and W).")
     args = (Arg("x", "tensor"), Arg("groups", "int", minimum=1),
@@ -192,13 +191,6 @@ class GroupNorm(Op):
             raise OpError(f"group_norm: channels {c} are not divisible by groups={a['groups']}",
                           arg="groups", hint="choose groups that divide the channel count")
         return inputs[0]
-
-    def params(self, inputs, out, a):
-        c = inputs[0][0]
-        return {"weight": c, "bias": c} if a["affine"] else {}
-
-    def elementwise_ops(self, inputs, out, a):
-        return (5 + (2 if a["affine"] else 0)) * numel(out)   # as layer_norm
 
 
 @register

@@ -33,3 +33,17 @@ def write_images(root, rng):
                 img[..., 0 if c else 2] += 60
                 Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
                     os.path.join(d, f"{i:04d}.png"))
+
+
+def random_image_folder(root, train: int = 6, test: int = 3) -> None:
+    """`root`/data/{train,test}/{a,b}/ of random 8x8 PNGs (`train` and `test` a class), the
+    same for every call: a data set for runs whose accuracy does not matter."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", train), ("test", test)):
+        for c in ("a", "b"):
+            d = os.path.join(root, "data", split, c)
+            os.makedirs(d)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    os.path.join(d, f"{i}.png"))

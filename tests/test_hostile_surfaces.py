@@ -19,6 +19,7 @@ import pytest
 from archc import _cli
 from archc.compiler import analyze, load_program
 from archc.compiler._loader import build as build_net
+from _tiny_net import random_image_folder
 
 TINY = ('network T(classes: int = 2, note: string = "plain") {\n x = input(3, 8, 8)\n'
         " x = conv(x, 4, kernel=3, stride=2) -> relu\n x = global_avgpool(x)\n"
@@ -397,15 +398,8 @@ def test_import_cycles_are_loaded_once(work, capsys):
 
 # ---- training: the first non-finite loss stops the run ---------------------------------------
 def _image_folder(work):
-    Image = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 3)):
-        for c in ("a", "b"):
-            d = work / "data" / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
-                    d / f"{i}.png")
+    pytest.importorskip("PIL.Image")
+    random_image_folder(work)
 
 
 def _train(*extra):

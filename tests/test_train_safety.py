@@ -16,6 +16,7 @@ import archc
 from archc import _cli
 from archc.training import guard
 from archc.compiler import ArchError
+from _tiny_net import random_image_folder
 
 TINY = ("network T(classes: int = 2) {\n x = input(3, 8, 8)\n"
         " x = conv(x, 4, kernel=3, stride=2) -> relu\n x = global_avgpool(x)\n"
@@ -25,14 +26,8 @@ TINY = ("network T(classes: int = 2) {\n x = input(3, 8, 8)\n"
 @pytest.fixture
 def tiny(tmp_path):
     """A 2-class data folder of 8x8 PNGs (6 train, 3 test per class) and a tiny network."""
-    PIL = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 3)):
-        for c in ("a", "b"):
-            d = tmp_path / "data" / split / c
-            d.mkdir(parents=True)
-            for i in range(n):
-                PIL.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    pytest.importorskip("PIL.Image")
+    random_image_folder(tmp_path)
     (tmp_path / "t.arch").write_text(TINY)
     return tmp_path
 
