@@ -102,6 +102,14 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Check:
+    """`if not cond: raise ValueError(message)`: an assertion of the .arch file over the
+    class's arguments."""
+    cond: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Guard:
     """An optional member: the members when `cond` holds, else `self.path = None`."""
     cond: str                        # Python text over the class's arguments
@@ -161,6 +169,8 @@ class Rendered:
     ifs: list = field(default_factory=list)       # [Branch]
     needs: set = field(default_factory=set)
     ext: dict = field(default_factory=dict)       # external node -> forward text
+    # network parameters an assertion reads that the class cannot check (the network)
+    unchecked: set = field(default_factory=set)
 
     def relative(self, node: str) -> str:
         """An IR node as the call sees it: its forward text if it comes from outside, else

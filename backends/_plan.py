@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _pyexpr as P
-from ._body import (HOLE, Assign, Item, Member, OutChannels, Rendered, Store, contains_tensor,
+from ._body import (HOLE, Assign, Check, Item, Member, OutChannels, Rendered, Store, contains_tensor,
                     names_in)
 from ._forward import forward_lines
 from ._merge import merge_optional
@@ -74,8 +74,9 @@ class ClassPlan:
 class Plan:
     """All classes of one generated file (callees before callers) and the network's body."""
 
-    def __init__(self, net, backend, tap: bool = False):
+    def __init__(self, net, backend, tap: bool = False, symbolic=()):
         self.net, self.backend, self.tap = net, backend, tap
+        self.symbolic = frozenset(symbolic)   # network parameters the network class takes
         self.ranks = backend.ranks(net)
         self.tree = ModuleTree(net, backend.reserved_attrs)
         self.class_of: dict = {}         # block scope -> ClassPlan
@@ -91,12 +92,28 @@ class Plan:
             self._classes_of(d, by_def[d])
         root = self._render("")
         self.needs |= root.needs
-        fill = {}
+        fill, stored = {}, []
+        taken = set(self.backend.reserved_locals) | {p[0] for p in root.params} | \
+            {e.path[0] for e in root.init if isinstance(e, Member)}
         for k, hole in enumerate(root.holes):
+            if hole.forward and hole.text is not None and P.literal(hole.value) != hole.text:
+                name = identifier(hole.hint, taken)   # forward() reads what __init__ computed
+                taken.add(name)
+                fill[k] = f"self.{name}"
+                stored.append(Store(name, hole.text))
+                continue
             fill[k] = P.literal(hole.value)
             if fill[k] is None:
                 raise PlanError(f"cannot write the value {hole.value!r} in Python")
-        self.root_init = [_fill(e, fill) for e in root.init]
+        self.root_init = [_fill(e, fill) for e in root.init] + stored
+        live = set()
+        for e in self.root_init:
+            live |= names_in(" ".join(str(v) for v in vars(e).values()
+                                      if isinstance(v, str)))
+            live |= {n for m in getattr(e, "members", ()) for n in names_in(m.ctor)}
+        # the network's parameters the class takes: those its constructor reads
+        self.root_params = [p for p in root.params if p[0] in live]
+        self.unchecked = set(root.unchecked)
         self.root_forward = forward_lines(self, root, fill)
         self.root = root
 
@@ -372,7 +389,7 @@ def _fill(entry, fill: dict):
         return HOLE.sub(lambda m: fill[int(m.group(1))], t)
     if isinstance(entry, Assign):
         return Assign(entry.targets, sub(entry.text))
-    if isinstance(entry, Store):
+    if isinstance(entry, (Store, Check)):
         return entry
     return Member(entry.path, sub(entry.ctor), entry.kind)
 

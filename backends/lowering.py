@@ -20,7 +20,7 @@ from typing import Callable
 
 from archc.compiler import ArchError, Network, ops
 
-from . import _source
+from . import _family, _source
 from ._names import ModuleTree, PlanError, identifier
 from ._plan import Plan
 from .lower_ctx import Lowered, LowerCtx  # noqa: F401 (API)
@@ -199,10 +199,13 @@ def module_tree(net: Network, backend: BackendBase) -> ModuleTree:
     return ModuleTree(net, backend.reserved_attrs)
 
 
-def _plan_of(net: Network, backend: Backend, tap: bool) -> Plan:
+def _plan_of(net: Network, backend: Backend, tap: bool, family: bool = False) -> Plan:
+    """The plan of the generated file; family: its network class takes the parameters
+    backends/_family.py verifies as constructor arguments."""
     check_lowerable(net, backend)
     try:
-        return Plan(net, backend, tap)
+        return Plan(net, backend, tap, symbolic=_family.exposed(backend, net, tap)
+                    if family else ())
     except PlanError as err:
         raise LoweringError(err.message, err.span, hint=err.hint) from None
 
@@ -215,7 +218,7 @@ def build_source(backend: Backend, net: Network, init: str | None = None,
     default). tap: pass every layer's output through `tap(layer_name, value)`."""
     scheme = init_scheme(net, init)
     cls = class_name(net)
-    plan = _plan_of(net, backend, tap)
+    plan = _plan_of(net, backend, tap, family=True)
     return _source.file_text(backend, net, plan, cls, scheme, tap)
 
 

@@ -132,6 +132,7 @@ class Elaborator(Calls):
                     msg = self.eval(st.message, env, names)
                     text = msg if isinstance(msg, str) else show(msg)
                 raise ArchError(f"assertion failed: {text}", st.span)
+            names.record(("assert", st))
         else:  # pragma: no cover - the parser builds only the statements above
             raise AssertionError(st)
 

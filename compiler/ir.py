@@ -38,6 +38,7 @@ class Scope:
         ("assign", S.Assign, value)          after the value was computed
         ("for", S.For, k, item)              iteration k (from 1) binds item
         ("if", S.If, branch)                 branch index taken, -1 when none
+        ("assert", S.Assert)                 an assertion that held
         ("layer", node)                      a layer created directly in this frame
         ("scope", name)                      a child scope created directly in this frame
         ("return", S.Return, value)
@@ -73,6 +74,9 @@ class Network:
     outputs: tuple = ()
     # notes for the user ("file:line:col: ..."), e.g. a block that shadows a built-in
     notes: tuple = ()
+    # the compiler._loader.Program it was elaborated from (None after a transform such as
+    # compiler.reparam.deploy): backends elaborate it again with other parameter values
+    program: object = field(default=None, repr=False, compare=False)
 
     def output_list(self) -> list:
         """[(name, node)] of every output, in order; the name is None for a network that

@@ -88,7 +88,8 @@ def test_one_class_per_block_structure(sources):
     assert init.args.kw_defaults == [None]
     # the stages stay sequences whose entries keep the IR's names
     assert "self.stage3 = nn.Sequential(OrderedDict(" in src
-    assert "block4=SqnxtBlock(128, 128, se_ratio=16.0)," in src
+    # ... built from the network class's arguments (width, se_ratio: constructor arguments)
+    assert "block4=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio)," in src
 
 
 def test_structures_of_one_block_are_variants_or_optional_members():

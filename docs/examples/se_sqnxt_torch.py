@@ -96,34 +96,38 @@ class SESqueezeNext(nn.Module):
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
-    Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
-    se_ratio = 16.0, resolution = 32, init = "xavier_uniform".
+    Arguments: width, dropout, classes, se_ratio (the network's parameters; the defaults are
+    the values this file was built with). Fixed in this file (`archc build -D NAME=VALUE`
+    changes them): stages = [1, 2, 4, 1], resolution = 32, init = "xavier_uniform".
 
-    Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
+    Input: N x 3 x 32 x 32 (NCHW; at the default arguments). Output: N x 10. Weight
+    initialisation: xavier_uniform.
     """
 
-    def __init__(self):
+    def __init__(self, width=1.0, dropout=0.6, classes=10, se_ratio=16.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.stage1 = nn.Sequential(OrderedDict(block1=SqnxtBlock(64, 32, se_ratio=16.0)))
+        self.conv1 = nn.Conv2d(3, int(64 * width), 3)
+        self.bn1 = nn.BatchNorm2d(int(64 * width))
+        self.stage1 = nn.Sequential(OrderedDict(
+            block1=SqnxtBlock(int(64 * width), int(32 * width), se_ratio=se_ratio),
+        ))
         self.stage2 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0),
-            block2=SqnxtBlock(64, 64, se_ratio=16.0),
+            block1=SqnxtBlock(int(32 * width), int(64 * width), stride=2, se_ratio=se_ratio),
+            block2=SqnxtBlock(int(64 * width), int(64 * width), se_ratio=se_ratio),
         ))
         self.stage3 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0),
-            block2=SqnxtBlock(128, 128, se_ratio=16.0),
-            block3=SqnxtBlock(128, 128, se_ratio=16.0),
-            block4=SqnxtBlock(128, 128, se_ratio=16.0),
+            block1=SqnxtBlock(int(64 * width), int(128 * width), stride=2, se_ratio=se_ratio),
+            block2=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio),
+            block3=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio),
+            block4=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio),
         ))
         self.stage4 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0),
+            block1=SqnxtBlock(int(128 * width), int(256 * width), stride=2, se_ratio=se_ratio),
         ))
-        self.conv2 = nn.Conv2d(256, 128, 1)
-        self.bn2 = nn.BatchNorm2d(128)
-        self.dropout = nn.Dropout(p=0.6)
-        self.fc = nn.Linear(128, 10)
+        self.conv2 = nn.Conv2d(int(256 * width), int(128 * width), 1)
+        self.bn2 = nn.BatchNorm2d(int(128 * width))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(int(128 * width), classes)
         init_weights(self)
 
     def forward(self, x):
