@@ -102,6 +102,12 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Code:
+    """Lines of constructor code (a loop, backends/_roll.py), indented relative to __init__."""
+    lines: tuple
+
+
+@dataclass(frozen=True)
 class Check:
     """`if not cond: raise ValueError(message)`: an assertion of the .arch file over the
     class's arguments."""
@@ -171,6 +177,7 @@ class Rendered:
     ext: dict = field(default_factory=dict)       # external node -> forward text
     # network parameters an assertion reads that the class cannot check (the network)
     unchecked: set = field(default_factory=set)
+    rolls: list = field(default_factory=list)     # labelled loops written as loops (_roll.py)
 
     def relative(self, node: str) -> str:
         """An IR node as the call sees it: its forward text if it comes from outside, else

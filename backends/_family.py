@@ -85,7 +85,7 @@ def _exposed(backend, net, tap: bool) -> tuple:
 
 
 def _code(backend, net, names, tap) -> tuple:
-    from .lowering import init_scheme   # lowering imports this module
+    from .lowering import init_scheme  # lowering imports this module
     plan = Plan(net, backend, tap, symbolic=names)
     from . import _source
     text = _source.file_text(backend, net, plan, net.name, init_scheme(net, None), tap,

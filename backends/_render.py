@@ -16,8 +16,9 @@ from archc.compiler import ops
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
-from ._body import (Assign, Branch, Check, Hole, Item, Member, OutChannels, Rendered, Val,
-                    contains_tensor, default_text, means, tensors, walk_syntax, where)
+from . import _roll
+from ._body import (Assign, Branch, Check, Code, Hole, Item, Member, OutChannels, Rendered,
+                    Val, contains_tensor, default_text, means, tensors, walk_syntax, where)
 from ._names import PlanError, identifier
 from .lower_ctx import LowerCtx
 
@@ -39,6 +40,7 @@ class Renderer:
         self.pymap: dict = {}      # archc variable -> its Python name in this class
         self.pytaken = set(self.backend.reserved_locals)
         self.deps: dict = {}       # archc variable -> the network parameters it depends on
+        self.rolling = None        # a _roll.Roller while a loop is written as a loop
 
     def pyname(self, name: str) -> str:
         """The Python name of an archc parameter: one per parameter, distinct per class."""
@@ -191,17 +193,43 @@ class Renderer:
         return OutChannels(v.const, v.value if v.const else v.text)
 
     # -- the trace -----------------------------------------------------------------------------
+    def snapshot(self) -> tuple:
+        return dict(self.names), dict(self.tchan), dict(self.deps), set(self.r.needs)
+
+    def restore(self, state: tuple):
+        self.names, self.tchan, self.deps = dict(state[0]), dict(state[1]), dict(state[2])
+        self.r.needs = set(state[3])
+
     def walk(self, frame: str):
+        self.events(self.net.scopes[frame].trace)
+
+    def events(self, trace: list):
         pending: list = []
-        for ev in self.net.scopes[frame].trace:
+        i = 0
+        while i < len(trace):
+            ev = trace[i]
             kind = ev[0]
+            i += 1
+            if kind == "for" and ev[2] == 1 and (self.rolling or (
+                    self.root and self.plan.symbolic and ev[1].label is not None)):
+                j = _roll.end_of(trace, i - 1, ev[1])
+                if j is not None:   # the whole loop at once (backends/_roll.py)
+                    if self.rolling:
+                        self.r.init.append(Code(tuple(self.rolling.loop(
+                            ev[1], trace[i - 1:j], labelled=ev[1].label is not None))))
+                    else:
+                        _roll.roll(self, ev[1], trace[i - 1:j])
+                    i, pending = j + 1, []
+                    continue
+            if kind == "if" and self.rolling:
+                raise _roll.NoRoll
             if kind == "assign":
                 self._assign(ev[1], ev[2], pending)
                 pending = []
             elif kind == "for":
                 st, item = ev[1], ev[3]
                 for n in st.names:
-                    self.deps[n] = self._deps(st.iterable)
+                    self.deps[n] = self.deps_of(st.iterable)
                 for n, v in zip(st.names, (item,) if len(st.names) == 1 else item):
                     self.names[n] = (None, v, False) if contains_tensor(v) else \
                         (P.literal(v), v, True)
@@ -218,7 +246,7 @@ class Renderer:
             elif kind == "assert" and self.root:
                 self._assert(ev[1])
 
-    def _deps(self, expr) -> set:
+    def deps_of(self, expr) -> set:
         """The network parameters an expression depends on (through the variables it reads)."""
         if not self.plan.symbolic:
             return set()
@@ -231,7 +259,7 @@ class Renderer:
     def _assert(self, st):
         """An assertion over the network's arguments, checked by the constructor: written as
         Python and checked to hold here (else the parameters it reads stay fixed)."""
-        deps = self._deps(st.cond)
+        deps = self.deps_of(st.cond)
         if not deps:
             return    # it holds for every argument the class takes
         scope = P.Scope(self.names, self._channels_text)
@@ -268,7 +296,7 @@ class Renderer:
     def _assign(self, st, value, pending: list):
         targets = st.targets
         for t in targets:
-            self.deps[t] = self._deps(st.value)
+            self.deps[t] = self.deps_of(st.value)
         vals = (value,) if len(targets) == 1 else value
         if contains_tensor(value):
             for t, v in zip(targets, vals):
@@ -286,7 +314,8 @@ class Renderer:
         if len(targets) == 1 and val.text.isidentifier():   # `cin = x.channels`: an alias
             self.names[targets[0]] = (val.text, value, False)
             return
-        py = tuple(self.fresh(t) for t in targets)
+        py = tuple(self.rolling.name_for(st, t) if self.rolling else self.fresh(t)
+                   for t in targets)
         self.r.init.append(Assign(py, val.text))
         for t, p, v in zip(targets, py, vals):
             self.names[t] = (p, v, False)
@@ -376,6 +405,8 @@ class Renderer:
             kw.append(f"{name}={self.text(Val(value, hint=name), forward=False)}")
         self.r.init.append(Member(tuple(path.split(".")),
                                   self.backend.instance(cp.name, chan + args + kw), "block"))
+        if self.rolling:
+            self.rolling.member_scope[tuple(path.split("."))] = sc
         inputs, argtext = [], []
         for p in cp.forward_params:
             v = sc.args[p]

@@ -16,7 +16,7 @@ from archc.compiler import Network
 from archc.compiler import _syntax as S
 
 from . import _pyexpr
-from ._body import Assign, Check, Guard, Store, contains_tensor
+from ._body import Assign, Check, Code, Guard, Store, contains_tensor
 from ._wrap import WIDTH, wrap, wrap_def
 
 if TYPE_CHECKING:
@@ -216,6 +216,13 @@ def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
         if isinstance(e, Assign):
             out += wrap(f"{', '.join(e.targets)} = ", e.text, indent)
             continue
+        if isinstance(e, Code):    # a loop (backends/_roll.py)
+            for line in e.lines:
+                deeper = indent + line[:len(line) - len(line.lstrip())]
+                head, eq, expr = line.lstrip().partition(" = ")
+                out += wrap(head + eq, expr, deeper) if eq and not head.startswith(
+                    ("for ", "if ")) else [deeper + line.lstrip()]
+            continue
         if isinstance(e, Check):   # an assertion of the .arch file
             cond = e.cond if e.cond.isidentifier() else f"({e.cond})"
             out += wrap("if not ", cond + ":", indent)
@@ -296,20 +303,20 @@ def _network_doc(backend: Backend, net: Network, plan: Plan, scheme: str) -> lis
     are fixed in the file, its input and output."""
     taken = {archc for _, archc, _ in plan.root_params}
 
-    def listed(names, values):   # escaped before wrapping: no escape pushes a line over
-        return ", ".join(doc_text(f"{k} = {value_text(net.params[k])}" if values else k)
-                         .replace(" ", "\xa0") for k in names)
+    def listed(names):   # escaped before wrapping: no escape pushes a line over the width
+        return ", ".join(doc_text(f"{k} = {value_text(net.params[k])}").replace(" ", "\xa0")
+                         for k in names)
     body = [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
     if net.doc:
         body += [""] + textwrap.wrap(doc_text(net.doc), width=88)
     text = ""
     if taken:
-        text = f"Arguments: {listed([k for k in net.params if k in taken], False)} (the " \
-            "network's parameters; the defaults are the values this file was built with)."
+        text = "Arguments (the network's parameters; their defaults are the values this " \
+            f"file was built with): {listed([k for k in net.params if k in taken])}."
     fixed = [k for k in net.params if k not in taken]
     if fixed:
         text += (" Fixed in this file" if taken else " Parameters as built") + \
-            f" (`archc build -D NAME=VALUE` changes them): {listed(fixed, True)}."
+            f" (`archc build -D NAME=VALUE` changes them): {listed(fixed)}."
     if text:
         body += [""] + [line.replace("\xa0", " ") for line in
                         textwrap.wrap(text.strip(), width=88)]

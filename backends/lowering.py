@@ -106,6 +106,8 @@ class Backend(BackendBase):
     container     constructor of a plain group of members (a labelled loop iteration)
     sequence      function([(name, ctor)]) -> constructor of named members applied in order
     instance      function(class, [args]) -> a class instantiation expression
+    sequence_dict, sequence_from   a sequence built in a loop: its entries' empty dict, and
+                  the sequence from that dict's name
     init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
                   source)
     root_return   function(expr, shape) -> an output's returned expression (shape: C, H, W)
@@ -131,6 +133,10 @@ class Backend(BackendBase):
     layout: str = "NCHW"       # the tensors' layout, for docstrings
     imports: tuple = ()        # (text the file uses, import line), standard library first
     modes: str = ""            # a docstring note on train/eval
+    # a sequence built in a loop (backends/_roll.py): the empty dict of its entries, and the
+    # sequence made from that dict's name
+    sequence_dict: str = "OrderedDict()"
+    sequence_from: Callable = lambda name: f"nn.Sequential({name})"
 
 
 def crop_slices(ctx: LowerCtx) -> str:

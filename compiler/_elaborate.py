@@ -155,6 +155,7 @@ class Elaborator(Calls):
                 inner = self.builder.open_scope(names, f"{st.label}{k}", "", "loop", st.span)
             names.record(("for", st, k, item))
             self._body(st.body, env, inner)
+        names.record(("end", st))
 
     # ---- expressions ----
     def _bool(self, v, span, what):

@@ -37,6 +37,7 @@ class Scope:
     its body's evaluation in order, as tuples:
         ("assign", S.Assign, value)          after the value was computed
         ("for", S.For, k, item)              iteration k (from 1) binds item
+        ("end", S.For)                       after the loop's last iteration
         ("if", S.If, branch)                 branch index taken, -1 when none
         ("assert", S.Assert)                 an assertion that held
         ("layer", node)                      a layer created directly in this frame
@@ -55,6 +56,7 @@ class Scope:
     given: dict = field(default_factory=dict)    # parameter -> the caller's expression
     output: object = None                    # the value returned (frames)
     trace: list = field(default_factory=list)
+    label: object = None      # a block call's label as written (None, str or _syntax.Label)
 
 
 @dataclass

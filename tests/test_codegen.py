@@ -86,10 +86,11 @@ def test_one_class_per_block_structure(sources):
     # selects the body without it, and would divide by zero in Se)
     assert [a.arg for a in init.args.kwonlyargs] == ["se_ratio"]
     assert init.args.kw_defaults == [None]
-    # the stages stay sequences whose entries keep the IR's names
-    assert "self.stage3 = nn.Sequential(OrderedDict(" in src
-    # ... built from the network class's arguments (width, se_ratio: constructor arguments)
-    assert "block4=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio)," in src
+    # the stages stay sequences whose entries keep the IR's names, built by the stage loops
+    # from the network class's arguments (stages, width, se_ratio)
+    assert 'stage[f"block{b + 1}"] = SqnxtBlock(' in src
+    assert 'setattr(self, f"stage{s + 1}", nn.Sequential(stage))' in src
+    assert "for b in range(stages[s]):" in src
 
 
 def test_structures_of_one_block_are_variants_or_optional_members():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import ast
 
 import pytest
+from archc.compiler import ArchError, bundled_networks, load
 
 import archc
-from archc.compiler import ArchError, bundled_networks, load
 from backends import _family
 
 torch = pytest.importorskip("torch")
@@ -42,6 +42,8 @@ def _test_values(v) -> list:
         return [v + 2, v + 5, 3 * v + 2]
     if isinstance(v, float):
         return [round(v * 0.3 + 0.05, 4), round(v * 0.6, 4)]
+    if isinstance(v, tuple) and all(type(x) is int for x in v):
+        return [list(reversed(v)), [x + 3 for x in v]]
     return []
 
 
@@ -124,10 +126,10 @@ def test_jax_class_with_arguments_is_the_module_archc_builds(name):
         state = nnx.state(nnx.eval_shape(make))
         return [(tuple(map(str, k)), tuple(v.shape))
                 for k, v in jax.tree_util.tree_flatten_with_path(state)[0]]
-    for setting in _settings(name, args)[-1:]:
-        other = _exec(archc.build_source(name, backend="jax", **setting), name)[cls]
-        assert shapes(lambda: gen(**setting, rngs=nnx.Rngs(0))) == \
-            shapes(lambda: other(rngs=nnx.Rngs(0))), (name, setting)
+    setting = _settings(name, args)[-1]
+    other = _exec(archc.build_source(name, backend="jax", **setting), name)[cls]
+    assert shapes(lambda: gen(**setting, rngs=nnx.Rngs(0))) == \
+        shapes(lambda: other(rngs=nnx.Rngs(0))), (name, setting)
 
 
 def _class_name(src: str) -> str:
@@ -136,30 +138,37 @@ def _class_name(src: str) -> str:
 
 def test_se_sqnxt_takes_its_scalar_parameters_and_states_what_is_fixed():
     src = archc.build_source("se_sqnxt")
-    assert _arguments(src, "SESqueezeNext") == ["width", "dropout", "classes", "se_ratio"]
-    assert "def __init__(self, width=1.0, dropout=0.6, classes=10, se_ratio=16.0):" in src
+    assert _arguments(src, "SESqueezeNext") == ["stages", "width", "dropout", "classes",
+                                                "se_ratio"]
+    assert "def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, " \
+        "se_ratio=16.0):" in src
     doc = ast.get_docstring(next(n for n in ast.parse(src).body
                                  if isinstance(n, ast.ClassDef) and n.name == "SESqueezeNext"))
     flat = " ".join(doc.split())
-    assert "Arguments: width, dropout, classes, se_ratio" in flat
+    assert "their defaults are the values this file was built with): stages = [1, 2, 4, 1], " \
+        "width = 1.0, dropout = 0.6, classes = 10, se_ratio = 16.0." in flat
     assert "Fixed in this file (`archc build -D NAME=VALUE` changes them): " \
-        "stages = [1, 2, 4, 1], resolution = 32, init = \"xavier_uniform\"." in flat
+        "resolution = 32, init = \"xavier_uniform\"." in flat
     # the defaults are the values the file was built with
-    assert "def __init__(self, width=0.5, dropout=0.6, classes=100, se_ratio=16.0):" in \
-        archc.build_source("se_sqnxt", width=0.5, classes=100)
-    model = _exec(src, "se_sqnxt")["SESqueezeNext"](width=0.5, classes=100)
+    assert "stages=(1, 2, 8, 1), width=0.5, dropout=0.6, classes=100, se_ratio=16.0" in \
+        archc.build_source("se_sqnxt", width=0.5, classes=100, stages=[1, 2, 8, 1])
+    cls = _exec(src, "se_sqnxt")["SESqueezeNext"]
+    model = cls(stages=[1, 2, 8, 1], width=0.5, classes=100)
     assert model.fc.out_features == 100 and model.conv1.out_channels == 32
+    assert len(model.stage3) == 8 and model.stage3.block8.conv5.conv.out_channels == 64
+    # the network's assertion is the constructor's check, with its message
+    with pytest.raises(ValueError, match="stages lists the blocks of the 4 stages"):
+        cls(stages=[1, 2, 8])
 
 
 def test_a_parameter_whose_code_changes_stays_fixed():
     """Only verified parameters become arguments: a parameter is dropped when the file built
-    with another value of it is other code (here: the stage lists, whose loops the file
-    unrolls; ResNet's depth, which picks the block)."""
+    with another value of it is other code (ResNet's depth picks the block and its stage
+    lengths); SE-SqueezeNext's stage lists are the bounds of its stage loops."""
     from backends import torch_backend
-    assert "stages" not in _family.exposed(torch_backend.BACKEND, load("se_sqnxt"))
     assert "depth" not in _family.exposed(torch_backend.BACKEND, load("resnet"))
     assert _family.exposed(torch_backend.BACKEND, load("se_sqnxt")) == \
-        ("width", "dropout", "classes", "se_ratio", "resolution")
+        ("stages", "width", "dropout", "classes", "se_ratio", "resolution")
 
 
 def test_a_value_forward_reads_is_computed_by_the_constructor():

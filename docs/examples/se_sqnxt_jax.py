@@ -183,43 +183,31 @@ class SESqueezeNext(nnx.Module):
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
-    Arguments: width, dropout, se_ratio (the network's parameters; the defaults are the
-    values this file was built with). Fixed in this file (`archc build -D NAME=VALUE`
-    changes them): stages = [1, 2, 4, 1], classes = 10, resolution = 32,
+    Arguments (the network's parameters; their defaults are the values this file was built
+    with): stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, se_ratio = 16.0. Fixed in this
+    file (`archc build -D NAME=VALUE` changes them): classes = 10, resolution = 32,
     init = "xavier_uniform".
 
     Input: N x 32 x 32 x 3 (NHWC; at the default arguments). Output: N x 10. Weight
     initialisation: xavier_uniform. Call .train() / .eval() to switch modes.
     """
 
-    def __init__(self, width=1.0, dropout=0.6, se_ratio=16.0, *, rngs: nnx.Rngs):
+    def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, se_ratio=16.0, *,
+                 rngs: nnx.Rngs):
+        if not (len(stages) == 4):
+            raise ValueError('stages lists the blocks of the 4 stages, e.g. [1, 2, 4, 1]')
         self.conv1 = Conv(3, int(64 * width), (3, 3), padding=0, rngs=rngs)
         self.bn1 = BatchNorm(int(64 * width))
-        self.stage1 = Sequential(block1=SqnxtBlock(
-            int(64 * width),
-            int(32 * width),
-            se_ratio=se_ratio,
-            rngs=rngs,
-        ))
-        self.stage2 = Sequential(
-            block1=SqnxtBlock(int(32 * width), int(64 * width), stride=2, se_ratio=se_ratio,
-                              rngs=rngs),
-            block2=SqnxtBlock(int(64 * width), int(64 * width), se_ratio=se_ratio, rngs=rngs),
-        )
-        self.stage3 = Sequential(
-            block1=SqnxtBlock(int(64 * width), int(128 * width), stride=2, se_ratio=se_ratio,
-                              rngs=rngs),
-            block2=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio, rngs=rngs),
-            block3=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio, rngs=rngs),
-            block4=SqnxtBlock(int(128 * width), int(128 * width), se_ratio=se_ratio, rngs=rngs),
-        )
-        self.stage4 = Sequential(block1=SqnxtBlock(
-            int(128 * width),
-            int(256 * width),
-            stride=2,
-            se_ratio=se_ratio,
-            rngs=rngs,
-        ))
+        x_channels = int(64 * width)
+        for s in range(4):
+            stage = {}
+            for b in range(stages[s]):
+                stride = 2 if b == 0 and s > 0 else 1
+                stage[f"block{b + 1}"] = SqnxtBlock(
+                    x_channels, int((32, 64, 128, 256)[s] * width), stride=stride,
+                    se_ratio=se_ratio, rngs=rngs)
+                x_channels = int((32, 64, 128, 256)[s] * width)
+            setattr(self, f"stage{s + 1}", Sequential(**stage))
         self.conv2 = Conv(int(256 * width), int(128 * width), (1, 1), padding=0, rngs=rngs)
         self.bn2 = BatchNorm(int(128 * width))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
