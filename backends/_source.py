@@ -74,7 +74,7 @@ def header(backend: Backend, net: Network, cls: str, body: str) -> list:
     return src if not stdlib else src + [""]
 
 
-def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
+def _io_doc(backend: Backend, net: Network, scheme: str, note: str = "") -> list:
     c, h, w = net.input_shape
     shape = (lambda c, h, w: f"{c} x {h} x {w}") if backend.layout == "NCHW" else \
         (lambda c, h, w: f"{h} x {w} x {c}")
@@ -87,7 +87,8 @@ def _io_doc(backend: Backend, net: Network, scheme: str) -> list:
     else:
         outs = f"Output: {out(net.output)}"
     return [""] + textwrap.wrap(f"Input: N x {shape(c, h, w)} ({backend.layout}). {outs}. "
-                                f"Weight initialisation: {scheme}.{backend.modes}", width=88)
+                                f"Weight initialisation: {scheme}.{note}{backend.modes}",
+                                width=88)
 
 
 def _block_doc(net: Network, definition: str, cp=None) -> list:
@@ -320,10 +321,7 @@ def _network_doc(backend: Backend, net: Network, plan: Plan, scheme: str) -> lis
     if text:
         body += [""] + [line.replace("\xa0", " ") for line in
                         textwrap.wrap(text.strip(), width=88)]
-    io = _io_doc(backend, net, scheme)
-    if taken:
-        io = [""] + textwrap.wrap(" ".join(io[1:]).replace(
-            "). Output", "; at the default arguments). Output", 1), width=88)
+    io = _io_doc(backend, net, scheme, " Shapes at the default arguments." if taken else "")
     return body + [doc_text(line) for line in io]
 
 
