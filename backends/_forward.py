@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None) -> list:
-    """forward()'s statements [(target, expr)], the last (None, returned expression):
-    variables named after the .arch variables, single-use temporaries inlined."""
+    """forward()'s statements [(target, expr)] or [(target, expr, condition)] (assigned
+    only when the condition holds), the last (None, returned expression): variables named
+    after the .arch variables, single-use temporaries inlined."""
     items = r.items if items is None else items
     tap = plan.tap
     outputs = set(r.outputs)
@@ -53,17 +54,30 @@ def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None
             continue
         out = it.outputs[0]
         later = uses.get(out, [])
-        if it.optional:   # the member may be None: then the input passes through
-            name = _choose(it.hint or it.label, live, reserved)
+        if it.optional:   # the step may be absent: then its input `through` passes on
+            src = var[it.inputs[it.through]]
+            if not it.flag and not it.tap:   # a member, None when absent
+                name = _choose(it.hint or it.label, live, reserved)
+                live[name], var[out] = out, name
+                lines.append((name, f"{src} if self.{it.optional} is None else {expr}"))
+                continue
+            # a layer, or a flagged step: `if self.use_add: y = x + y`
+            cond = f"self.{it.optional}" if it.flag else f"self.{it.optional} is not None"
+            name = src if src in dying and src.isidentifier() else \
+                _choose(it.hint or it.label, live, reserved)
             live[name], var[out] = out, name
-            src = var[it.inputs[0]]
-            lines.append((name, f"{src} if self.{it.optional} is None else {expr}"))
+            if name != src:
+                lines.append((name, src))
+            lines.append((name, expr, cond))
+            if tap:
+                lines.append((name, f'tap(self.tap_prefix + "{it.name[len(prefix):]}", '
+                                    f'{name})', cond))
             continue
         if not tap and out in outputs and i == len(items) - 1 and len(r.outputs) == 1:
             var[out] = expr
             continue
         if not tap and out not in outputs and later == [i + 1] and it.hint is None and \
-                len(expr) <= 40 and expr.count("(") <= 1:
+                len(expr) <= 40 and expr.count("(") <= 1 and not items[i + 1].optional:
             var[out] = expr
             if dying and dying[0].isidentifier():
                 carry[out] = dying[0]

@@ -31,11 +31,12 @@ here and in the modules beside it, once for all backends:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import _pyexpr as P
-from ._body import (HOLE, Assign, Item, Member, OutChannels, Rendered, Store, contains_tensor,
-                    names_in)
+from ._activations import TABLE
+from ._body import (HOLE, Assign, Guard, Item, Member, OutChannels, Rendered, Store,
+                    contains_tensor, names_in)
 from ._forward import forward_lines
 from ._merge import merge_optional
 from ._names import ModuleTree, PlanError, camel, identifier
@@ -60,6 +61,7 @@ class ClassPlan:
     needs: set = field(default_factory=set)
     fill: dict = field(default_factory=dict)
     items: list = field(default_factory=list)           # the forward items (instance 0's)
+    guarded: set = field(default_factory=set)           # Rendered.ifs indices made optional
 
     def positional(self, name: str) -> bool:
         """Leading parameters without defaults are passed by position."""
@@ -169,7 +171,7 @@ class Plan:
         plans = [ClassPlan(definition, rs) for rs in groups.values()]
         for cp in plans:
             self._holes(cp)
-        plans = merge_optional(plans)
+        plans = merge_optional(plans, set(self.backend.reserved_attrs))
         _name(plans, set(self.backend.reserved_globals) | {c.name for c in self.classes} |
               {self.net.name})
         for cp in plans:
@@ -182,17 +184,25 @@ class Plan:
     def _holes(self, cp: ClassPlan):
         """Holes -> literals (one value in every call) or constructor arguments."""
         rs, r0 = cp.instances, cp.instances[0]
-        fill, hoisted, stored = {}, [], []
+        fill, hoisted, stored, called = {}, [], [], []
+        members = {e.path[0] for e in r0.init if isinstance(e, Member)}
         taken = {p[0] for p in r0.params} | {c for c, _ in r0.channel_params} | \
-            set(r0.forward_args) | set(self.backend.reserved_locals) | \
-            {e.path[0] for e in r0.init if isinstance(e, Member)}
+            set(r0.forward_args) | set(self.backend.reserved_locals) | members
+        attrs = members | set(self.backend.reserved_attrs)
         for k, hole in enumerate(r0.holes):
             value, hint, forward, text, avail = \
                 hole.value, hole.hint, hole.forward, hole.text, hole.names
             values = [r.holes[k].value for r in rs]
-            lit = P.literal(value)
+            lit = P.literal(value) if hole.literal is None else hole.literal
             if lit is not None and all(P.same_value(v, value) for v in values):
                 fill[k] = lit
+                continue
+            if hole.call:   # an activation chosen by an argument: a function __init__ stores
+                name = identifier(hint, attrs)
+                attrs.add(name)
+                taken.add(name)
+                fill[k] = f"self.{name}(\x010\x01)"
+                called.append((hole.at, Store(name, text, hole.tag)))
                 continue
             # a name of the class that holds exactly these values in every call
             known = text or next((n for n in avail if len(set(map(repr, values))) > 1 and all(
@@ -202,16 +212,20 @@ class Plan:
                 continue
             name = identifier(hint, taken)
             taken.add(name)
+            attrs.add(name)
             fill[k] = f"self.{name}" if forward else name
             if known is not None:     # forward() reads it from self; __init__ computes it
-                stored.append(Store(name, known))
+                stored.append(Store(name, known, hole.tag))
             else:                     # the caller passes it
                 hoisted.append((name, forward, k))
         for r in rs:
             self.hoisted_args[r.scope] = {name: r.holes[k].value for name, _, k in hoisted}
         cp.fill = fill
         cp.hoisted = [(name, forward) for name, forward, _ in hoisted]
-        cp.init = [_fill(e, fill) for e in r0.init] + stored
+        cp.init = [_fill(e, fill) for e in r0.init]
+        for at, store in reversed(called):   # where the activation is
+            cp.init.insert(at, store)
+        cp.init += stored
         cp.items = list(r0.items)
         cp.params, cp.channel_params = list(r0.params), list(r0.channel_params)
         cp.forward_args, cp.forward_params = r0.forward_args, r0.forward_params
@@ -223,25 +237,40 @@ class Plan:
         """Dishonest defaults dropped; dead constructor code removed; unused parameters
         dropped; forward() written."""
         self._honest_defaults(cp)
-        live, kept = set(), []
-        for e in reversed(cp.init):   # liveness, backwards through straight-line code
-            if isinstance(e, Assign):
-                if not set(e.targets) & live:
-                    continue
-                live = (live - set(e.targets)) | names_in(e.text)
-            elif isinstance(e, Member):
-                live |= names_in(e.ctor)
-            elif isinstance(e, Store):
-                live |= names_in(e.text)
-            else:   # Guard
-                live |= names_in(e.cond) | {n for m in e.members for n in names_in(m.ctor)}
-            kept.append(e)
-        cp.init = kept[::-1]
+        live = _live(cp)
+        if self._take_activations(cp, live):
+            live = _live(cp)
         live |= {name for name, _ in cp.hoisted}
         cp.params = [p for p in cp.params if p[0] in live]
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
         cp.forward = forward_lines(self, r0, cp.fill, cp.items)
+
+    def _take_activations(self, cp: ClassPlan, live: set) -> bool:
+        """An activation written as one function (every call chose it) by a class that takes
+        the argument that chose it anyway (an `if act != "none"` made optional reads it): the
+        class applies the function its argument names (`self.act = ACTIVATIONS[act]`), so that
+        its default means what it says. True when it changed the class."""
+        r0, changed = cp.instances[0], False
+        params = {p[0] for p in cp.params}
+        for k, hole in enumerate(r0.holes):
+            names = names_in(hole.text or "") - {TABLE}
+            if not hole.call or cp.fill[k] != hole.literal or not names <= live & params:
+                continue
+            attrs = _attributes(cp) | set(self.backend.reserved_attrs)
+            name = identifier(hole.hint, attrs)
+            cp.fill[k] = f"self.{name}(\x010\x01)"
+            store = Store(name, hole.text, hole.tag)
+            it = next(i for i in cp.items if f"\x00{k}\x00" in i.expr)
+            g = next((e for e in cp.init if isinstance(e, Guard) and e.flag and
+                      e.path[0] == it.optional), None)
+            if g is not None:   # the flag becomes the function, None when absent
+                cp.init[cp.init.index(g)] = Guard(g.cond, (store,), (name,), g.index)
+                cp.items[cp.items.index(it)] = replace(it, optional=name, flag=False)
+            else:
+                cp.init.append(store)
+            changed = True
+        return changed
 
 
     def _honest_defaults(self, cp: ClassPlan):
@@ -371,8 +400,46 @@ def _fill(entry, fill: dict):
     def sub(t):
         return HOLE.sub(lambda m: fill[int(m.group(1))], t)
     if isinstance(entry, Assign):
-        return Assign(entry.targets, sub(entry.text))
+        return Assign(entry.targets, sub(entry.text), entry.tag)
     if isinstance(entry, Store):
         return entry
-    return Member(entry.path, sub(entry.ctor), entry.kind)
+    return Member(entry.path, sub(entry.ctor), entry.kind, entry.tag)
+
+
+def _live(cp: ClassPlan) -> set:
+    """The names the constructor code of `cp` reads; dead code (an assignment nothing
+    reads) removed from it."""
+    def backwards(entries, live):
+        kept = []
+        for e in reversed(entries):   # liveness, backwards through straight-line code
+            if isinstance(e, Assign):
+                if not set(e.targets) & live:
+                    continue
+                live = (live - set(e.targets)) | names_in(e.text)
+            elif isinstance(e, Member):
+                live |= names_in(e.ctor)
+            elif isinstance(e, Store):
+                live |= names_in(e.text)
+            else:   # Guard: its entries run only when its condition holds
+                members, inner = backwards(list(e.members), set(live))
+                e = replace(e, members=tuple(members))
+                live |= inner | names_in(e.cond)
+            kept.append(e)
+        return kept[::-1], live
+    cp.init, live = backwards(cp.init, set())
+    return live
+
+
+def _attributes(cp: ClassPlan) -> set:
+    """The attribute names the constructor of `cp` sets."""
+    out = {name for name, _ in cp.hoisted}
+    for e in cp.init:
+        for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
+            if isinstance(m, Member):
+                out.add(m.path[0])
+            elif isinstance(m, Store):
+                out.add(m.name)
+            elif isinstance(m, Guard):
+                out.add(m.path[0])
+    return out
 

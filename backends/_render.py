@@ -16,6 +16,7 @@ from archc.compiler import ops
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
+from ._activations import TABLE
 from ._body import (Assign, Branch, Hole, Item, Member, OutChannels, Rendered, Val,
                     contains_tensor, default_text, means, tensors, walk_syntax, where)
 from ._names import PlanError, identifier
@@ -38,6 +39,8 @@ class Renderer:
         self.r = Rendered(scope_name, self.scope.definition)
         self.pymap: dict = {}      # archc variable -> its Python name in this class
         self.pytaken = set(self.backend.reserved_locals)
+        self.open: list = []       # [(Rendered.ifs index, span)] of the taken branches we are in
+        self.tag_prefix: tuple = ()
 
     def pyname(self, name: str) -> str:
         """The Python name of an archc parameter: one per parameter, distinct per class."""
@@ -77,9 +80,20 @@ class Renderer:
             return v.text
         if v.hole or forward:
             avail = tuple(self.pyenv()) + tuple(self.r.pyvalues)
-            self.r.holes.append(Hole(v.value, v.hint, forward, v.text, avail))
+            self.r.holes.append(Hole(v.value, v.hint, forward, v.text, avail, tag=self.tag,
+                                     at=len(self.r.init)))
             return f"\x00{len(self.r.holes) - 1}\x00"
         return v.text
+
+    @property
+    def tag(self) -> tuple:
+        """The `if`s whose taken branch the current statement is in (see _body.Assign)."""
+        return self.tag_prefix + tuple(i for i, _ in self.open)
+
+    def _enter(self, span):
+        """Leave the branches that do not contain `span`."""
+        while self.open and not _inside(span, self.open[-1][1]):
+            self.open.pop()
 
     def _channels_text(self, tensor) -> str | None:
         v = self.tchan.get(tensor.node) if isinstance(tensor, Tensor) else None
@@ -188,6 +202,8 @@ class Renderer:
         pending: list = []
         for ev in self.net.scopes[frame].trace:
             kind = ev[0]
+            self._enter(self.net.node(ev[1])["span"] if kind == "layer" else
+                        self.net.scopes[ev[1]].span if kind == "scope" else ev[1].span)
             if kind == "assign":
                 self._assign(ev[1], ev[2], pending)
                 pending = []
@@ -198,6 +214,8 @@ class Renderer:
                         (P.literal(v), v, True)
             elif kind == "if":
                 self.r.ifs.append(Branch(where(ev[1]), ev[2], self._conditions(ev[1], ev[2])))
+                if ev[2] >= 0:
+                    self.open.append((len(self.r.ifs) - 1, ev[1].span))
             elif kind == "layer":
                 item = self._layer(ev[1])
                 if item is not None:
@@ -243,7 +261,7 @@ class Renderer:
             self.names[targets[0]] = (val.text, value, False)
             return
         py = tuple(self.fresh(t) for t in targets)
-        self.r.init.append(Assign(py, val.text))
+        self.r.init.append(Assign(py, val.text, self.tag))
         for t, p, v in zip(targets, py, vals):
             self.names[t] = (p, v, False)
 
@@ -287,7 +305,7 @@ class Renderer:
             raise PlanError(f"internal: the {self.backend.name} lowering of '{op.name}' "
                             "disagrees with ops.py about statefulness")
         if low.ctor is not None:
-            r.init.append(Member(tuple(path.split(".")), low.ctor, "layer"))
+            r.init.append(Member(tuple(path.split(".")), low.ctor, "layer", self.tag))
         ch = op.channels(cins, attrs)
         if ch is not None and not isinstance(ch, Val):
             ch = Val.literal(ch)
@@ -296,10 +314,26 @@ class Renderer:
                             f"shape rule at '{node}'")
         self.tchan[node] = ch if ch is not None else Val(data["shape"][0],
                                                          hint=f"{label}_channels")
-        item = Item(list(data["inputs"]), [node], low.expr, node, tap=True, label=label,
-                    scope=data.get("scope", ""))
+        expr = low.expr
+        if op.category == "activation" and "kind" in data.get("exprs", {}):
+            expr = self._chosen_activation(data["exprs"]["kind"], expr, label)
+        item = Item(list(data["inputs"]), [node], expr, node, tap=True, label=label,
+                    scope=data.get("scope", ""), tag=self.tag)
         r.items.append(item)
         return item
+
+    def _chosen_activation(self, kind: tuple, expr: str, label: str) -> str:
+        """An activation chosen by a string (`activation(y, act)`) that the class can write
+        (`act`, an argument): a hole, written as the lowering `expr` where every call of the
+        class chose one activation, else as the function __init__ stores from the file's
+        table (`self.act = ACTIVATIONS[act]`, backends/_activations.py)."""
+        v = self.translate(kind[0], kind[1], label)
+        if v.const or v.hole:
+            return expr
+        avail = tuple(self.pyenv()) + tuple(self.r.pyvalues)
+        self.r.holes.append(Hole(kind[1], label, True, f"{TABLE}[{v.text}]", avail,
+                                 literal=expr, call=True, tag=self.tag, at=len(self.r.init)))
+        return f"\x00{len(self.r.holes) - 1}\x00"
 
     def _base(self) -> str:
         return self.scope.name
@@ -331,7 +365,8 @@ class Renderer:
         for name, value in self.plan.hoisted_args[sc.name].items():
             kw.append(f"{name}={self.text(Val(value, hint=name), forward=False)}")
         self.r.init.append(Member(tuple(path.split(".")),
-                                  self.backend.instance(cp.name, chan + args + kw), "block"))
+                                  self.backend.instance(cp.name, chan + args + kw), "block",
+                                  self.tag))
         inputs, argtext = [], []
         for p in cp.forward_params:
             v = sc.args[p]
@@ -344,7 +379,7 @@ class Renderer:
             self.tchan[t.node] = self._child_channel(oc, cp, sc, t)
         item = Item(inputs, [t.node for t in outs], f"self.{path}({', '.join(argtext)})",
                     sc.name, label=sc.name.rsplit(".", 1)[-1], multi=cp.out_tuple,
-                    scope=sc.parent or "")
+                    scope=sc.parent or "", tag=self.tag)
         self.r.items.append(item)
         return [item]
 
@@ -375,6 +410,7 @@ class Inline(Renderer):
         super().__init__(outer.plan, scope_name)
         self.outer = outer
         self.r, self.tchan = outer.r, outer.tchan
+        self.tag_prefix = outer.tag
         self.prefix = outer.prefix
         for p, v in self.scope.args.items():
             self.names[p] = (None, v, False)
@@ -385,3 +421,11 @@ class Inline(Renderer):
     def translate(self, expr, value, hint):
         return Val.literal(value, hint) if P.literal(value) is not None else Val(value,
                                                                                  hint=hint)
+
+
+def _inside(span, outer) -> bool:
+    """`span` starts within `outer` (an `if` statement's span)."""
+    if span is None or outer.end_line is None or span.file != outer.file:
+        return False
+    return (outer.line, outer.column) <= (span.line, span.column) <= \
+        (outer.end_line, outer.end_column)
