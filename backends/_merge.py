@@ -73,6 +73,11 @@ def _absorb(a: ClassPlan, b: ClassPlan, reserved: set) -> bool:
                 y.conditions[:1] != x.conditions:
             return False
         new.append(i)
+    # each optional step's condition: translated, and checked to hold as it did, in every call
+    for i in a.guarded | set(new):
+        cond = ra.ifs[i].conditions[0]
+        if any(r.ifs[i].conditions[:1] != (cond,) for r in a.instances + b.instances):
+            return False
     made = _guard(a, new, reserved)
     if made is None:
         return False

@@ -7,8 +7,12 @@ Every block call of the .arch file is a scope of the IR with a trace of what its
   code (backends/_pyexpr.py writes the .arch expressions as Python), its layers and the
   blocks it calls become members, and its data flow becomes the forward method.
 - Calls of one block whose rendered bodies are equal share a class; calls that took other
-  branches or loops (another structure) get a class of their own, named after what differs
-  (`SqnxtBlockWithShortcut`).
+  branches are merged into the class of a structure that has every step of theirs, each
+  step they lack made optional under its `if` (_merge.py); others (another structure) get
+  a class of their own, named after what differs (`SqnxtBlockWithShortcut`).
+- An activation chosen by a string the class takes (`activation(y, act)`) is a function
+  `__init__` stores from the file's table (`self.act = ACTIVATIONS[act]`, _activations.py),
+  or the activation itself where every call chose one and the class has no `act` argument.
 - A value a class cannot compute from its parameters is a *hole*: equal in every call, it
   is written as a literal; otherwise it becomes a constructor argument that the caller
   passes (the caller knows it).
@@ -25,7 +29,8 @@ here and in the modules beside it, once for all backends:
   _body.py     the pieces of a class body: values and holes, constructor entries, items
   _render.py   one call rendered as a class body (`Renderer`)
   _plan.py     calls grouped into classes, holes filled, sequences, class names (this file)
-  _merge.py    two classes of one block that differ by an optional member, merged
+  _merge.py    classes of one block merged where one has every step of the other
+  _activations.py  the table of activations a class that takes `act` looks up
   _forward.py  forward()'s statements
   _source.py   the file's text, from the plan (with _wrap.py, its line wrapping)
 """
