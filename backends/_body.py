@@ -136,10 +136,17 @@ class Item:
     multi: bool = False              # returns a tuple
     scope: str = ""                  # the naming scope it sits in (loops)
     optional: str | None = None      # an attribute that may be None (or a False flag): the
-    flag: bool = False               # item then passes input `through` on
-    through: int = 0
+    flag: bool = False               # steps of its `if` are then absent, and their input
+    through: int = 0                 # passes_on(steps)[through] passes on
     tag: tuple = ()                  # the `if`s it sits in (see Assign)
     index: int = -1                  # optional: the `if` (Rendered.ifs index) that guards it
+
+
+def passes_on(steps: list) -> list:
+    """The inputs of a run of optional steps that come from before it: when the steps are
+    absent, one of them (Item.through) stands for their output."""
+    made = {n for it in steps for n in it.outputs}
+    return list(dict.fromkeys(n for it in steps for n in it.inputs if n not in made))
 
 
 @dataclass(frozen=True)

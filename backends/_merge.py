@@ -20,12 +20,14 @@ calls this after grouping a block's calls into classes and before naming them.
 from __future__ import annotations
 
 import ast
+import copy
 import itertools
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import _pyexpr as P
-from ._body import HOLE, Assign, Guard, Member, Store
+from ._body import HOLE, Assign, Guard, Member, Store, passes_on
 from ._names import identifier
 
 if TYPE_CHECKING:
@@ -82,21 +84,21 @@ def _absorb(a: ClassPlan, b: ClassPlan, reserved: set) -> bool:
     if made is None:
         return False
     init, items = made
-    # the input a step passes on when absent: the one b's calls use where a uses its output
-    fixed = {}
-    for it in items:
-        if it.optional and it.index in new and state[it.index] == "V":
-            fixed[id(it)] = next((o.through for o in b.items if o.index == it.index), 0)
-    items = [replace(it, through=fixed[id(it)]) if id(it) in fixed else it for it in items]
-    drop = [it for it in items if it.optional and it.index in new and state[it.index] == -1]
+    # the input the steps pass on when absent: the one b's calls use where a uses their output
+    fixed = {i: next((o.through for o in b.items if o.index == i), 0)
+             for i in new if state[i] == "V"}
+    items = [replace(it, through=fixed[it.index]) if it.optional and it.index in fixed else it
+             for it in items]
+    drop = [i for i in new if state[i] == -1]
     want = _shape(b, b.init, b.items, {}, {})
-    for choice in itertools.product(*(range(len(it.inputs)) for it in drop)):
-        through = {id(it): k for it, k in zip(drop, choice)}
+    for choice in itertools.product(*(range(len(passes_on(_steps(items, i)))) for i in drop)):
+        through = dict(zip(drop, choice))
         got = _shape(a, init, items, state, through)
-        if got[1:] == want[1:] and _same_entries(got[0], want[0], b.instances):
+        same = _implied(init, state)
+        if got[1:] == want[1:] and _same_entries(got[0], want[0], b.instances, same):
             a.init = init
-            a.items = [replace(it, through=through[id(it)]) if id(it) in through else it
-                       for it in items]
+            a.items = [replace(it, through=through[it.index]) if it.optional and
+                       it.index in through else it for it in items]
             a.guarded |= set(new)
             a.out_channels = out_channels
             a.instances = a.instances + b.instances
@@ -129,21 +131,28 @@ def _guard(a: ClassPlan, new: list, reserved: set):
         for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
             attrs |= {m.path[0]} if isinstance(m, (Member, Guard)) else \
                 {m.name} if isinstance(m, Store) else set()
+    r0 = a.instances[0]
     for i in new:
+        # its steps: a run of forward() items whose values nothing after them reads but
+        # the last one's
         steps = [it for it in items if i in it.tag]
-        if len(steps) != 1 or steps[0].optional or steps[0].multi or \
-                len(steps[0].outputs) != 1:
+        at = [items.index(it) for it in steps]
+        if not steps or at != list(range(at[0], at[0] + len(steps))) or \
+                any(it.optional or it.multi or len(it.outputs) != 1 for it in steps):
             return None
-        step = steps[0]
+        inner = {it.outputs[0] for it in steps[:-1]}
+        if inner & set(r0.outputs) or any(n in inner for it in items if it not in steps
+                                          for n in it.inputs):
+            return None
         if any(isinstance(e, Guard) and any(i in m.tag for m in e.members) for e in init):
             return None
         seg = [e for e in init if not isinstance(e, Guard) and i in e.tag]
         if any(isinstance(e, Member) and len(e.path) != 1 for e in seg):
             return None
-        expr = HOLE.sub(lambda m: a.fill[int(m.group(1))], step.expr)
+        exprs = [HOLE.sub(lambda m: a.fill[int(m.group(1))], it.expr) for it in steps]
         called = [n for n in (e.path[0] if isinstance(e, Member) else e.name
                               for e in seg if isinstance(e, (Member, Store)))
-                  if expr.startswith(f"self.{n}(")]
+                  if any(f"self.{n}(" in x for x in exprs)]
         cond = a.instances[0].ifs[i].conditions[0]
         if called:     # the member or function the step calls: None when c fails
             guard = Guard(cond, tuple(seg), (called[0],), i)
@@ -152,36 +161,67 @@ def _guard(a: ClassPlan, new: list, reserved: set):
                 [e for e in init[pos:] if e not in seg]
         elif seg:
             return None
-        else:          # a stateless step: a boolean
-            name = identifier(f"use_{step.label}", attrs)
+        else:          # stateless steps: a boolean
+            name = identifier(f"use_{steps[-1].label}", attrs)
             guard = Guard(cond, (), (name,), i, flag=True)
             init.append(guard)
         attrs.add(guard.path[0])
-        items[items.index(step)] = replace(step, optional=guard.path[0], flag=guard.flag,
-                                           index=i)
+        for k in at:
+            items[k] = replace(items[k], optional=guard.path[0], flag=guard.flag, index=i)
     return init, items
 
 
-def _same_entries(got: list, want: list, calls: list) -> bool:
+def _steps(items: list, i: int) -> list:
+    """The optional steps of `if` i."""
+    return [it for it in items if it.optional and it.index == i]
+
+
+def _implied(init: list, state: dict) -> dict:
+    """Names equal wherever the calls' branches are `state`: an absent step's `if a != b`
+    (or a present one's `if a == b`) means a == b. Name -> one name of its class."""
+    rep: dict = {}
+
+    def find(n):
+        while rep.get(n, n) != n:
+            n = rep[n]
+        return n
+    for e in init:
+        if isinstance(e, Guard) and state.get(e.index, "V") in (0, -1):
+            m = re.fullmatch(r"(\w+) ([!=])= (\w+)", e.cond)
+            if m and (m.group(2) == "!") == (state[e.index] == -1):
+                rep[find(m.group(1))] = find(m.group(3))
+    return {n: find(n) for n in rep}
+
+
+def _same_entries(got: list, want: list, calls: list, same: dict) -> bool:
     """The constructor entries `got` (the absorbing class's, for these calls) do what `want`
-    (the calls' own class's) does: equal, or members built by one call whose arguments
-    differ in text and, evaluated with every call's values, not in value (the depthwise
-    conv's `expanded` where the class without the expansion wrote `in_channels`)."""
+    (the calls' own class's) does: equal, or members whose arguments differ only by names
+    that are equal in these calls' branches (`same`, _implied) -- the depthwise conv's
+    `expanded` where the class without the expansion (`if expanded != in_channels`) wrote
+    `in_channels` -- and, evaluated with every call's values, have equal values."""
     if len(got) != len(want):
         return False
     for x, y in zip(got, want):
         if x == y:
             continue
         if x[0] == y[0] == "guard" and x[1:5] == y[1:5]:
-            if _same_entries(list(x[5]), list(y[5]), calls):
+            if _same_entries(list(x[5]), list(y[5]), calls, same):
                 continue
         if not (x[0] == y[0] == "member" and x[1] == y[1] and x[3] == y[3] and
-                _same_call(x[2], y[2], calls)):
+                _same_call(x[2], y[2], calls, same)):
             return False
     return True
 
 
-def _same_call(a: str, b: str, calls: list) -> bool:
+class _Rename(ast.NodeTransformer):
+    def __init__(self, names: dict):
+        self.names = names
+
+    def visit_Name(self, node):
+        return ast.Name(self.names.get(node.id, node.id), node.ctx)
+
+
+def _same_call(a: str, b: str, calls: list, same: dict) -> bool:
     try:
         ca, cb = ast.parse(a, mode="eval").body, ast.parse(b, mode="eval").body
     except SyntaxError:
@@ -194,6 +234,9 @@ def _same_call(a: str, b: str, calls: list) -> bool:
                     cb.args + [k.value for k in cb.keywords]):
         if ast.dump(x) == ast.dump(y):
             continue
+        if ast.dump(_Rename(same).visit(copy.deepcopy(x))) != \
+                ast.dump(_Rename(same).visit(copy.deepcopy(y))):
+            return False
         try:
             if not all(P.same_value(P.python_value(ast.unparse(x), r.pyvalues),
                                     P.python_value(ast.unparse(y), r.pyvalues))
@@ -233,7 +276,9 @@ def _shape(cp: ClassPlan, init: list, items: list, state: dict, through: dict) -
         if it.optional:
             s = state.get(it.index, "V")
             if s == -1:
-                swap[it.outputs[0]] = it.inputs[through.get(id(it), it.through)]
+                run = _steps(items, it.index)
+                if it is run[-1]:
+                    swap[it.outputs[0]] = passes_on(run)[through.get(it.index, it.through)]
                 continue
             if s == 0:
                 it = replace(it, optional=None, flag=False, through=0, index=-1)

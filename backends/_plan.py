@@ -271,7 +271,8 @@ class Plan:
                       e.path[0] == it.optional), None)
             if g is not None:   # the flag becomes the function, None when absent
                 cp.init[cp.init.index(g)] = Guard(g.cond, (store,), (name,), g.index)
-                cp.items[cp.items.index(it)] = replace(it, optional=name, flag=False)
+                cp.items = [replace(i, optional=name, flag=False) if i.optional == g.path[0]
+                            else i for i in cp.items]
             else:
                 cp.init.append(store)
             changed = True
