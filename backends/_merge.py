@@ -12,10 +12,13 @@ lacks made optional under its `if`'s condition (translated and checked, backends
 - a stateless step (the residual `add`): `self.use_add = c`, a boolean forward() tests
   (torchvision's `use_res_connect`); no state.
 
-The merge is kept only where the absorbing class, with the other's branches taken or not,
-is exactly the other class: the same constructor entries and the same forward() steps, the
-input a missing step passes on standing where the other class uses it. backends/_plan.py
-calls this after grouping a block's calls into classes and before naming them.
+A branch may hold several steps (stochastic depth, then the add): forward() runs them under
+one `if`. The merge is kept only where the absorbing class, with the other's branches taken
+or not, is exactly the other class: the same constructor entries (member arguments may
+differ only by names the absent branch's condition makes equal, _implied) and the same
+forward() steps, the input a missing branch passes on standing where the other class uses
+its output. backends/_plan.py calls this after grouping a block's calls into classes and
+before naming them.
 """
 from __future__ import annotations
 
