@@ -142,6 +142,17 @@ class Item:
     index: int = -1                  # optional: the `if` (Rendered.ifs index) that guards it
 
 
+def attributes(init: list, hoisted: list) -> set:
+    """The attribute names a constructor with entries `init` sets (hoisted: [(name, _)],
+    the arguments it stores)."""
+    out = {name for name, _ in hoisted}
+    for e in init:
+        for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
+            out |= {m.path[0]} if isinstance(m, (Member, Guard)) else \
+                {m.name} if isinstance(m, Store) else set()
+    return out
+
+
 def passes_on(steps: list) -> list:
     """The inputs of a run of optional steps that come from before it: when the steps are
     absent, one of them (Item.through) stands for their output."""

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import _pyexpr as P
-from ._body import HOLE, Assign, Guard, Member, Store, passes_on
+from ._body import HOLE, Assign, Guard, Member, Store, attributes, passes_on
 from ._names import identifier
 
 if TYPE_CHECKING:
@@ -129,11 +129,7 @@ def _guard(a: ClassPlan, new: list, reserved: set):
     """`a`'s constructor entries and forward() items with the branches `new` (Rendered.ifs
     indices) made optional; None where a branch is not one step."""
     init, items = list(a.init), list(a.items)
-    attrs = set(reserved) | {name for name, _ in a.hoisted}
-    for e in init:
-        for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
-            attrs |= {m.path[0]} if isinstance(m, (Member, Guard)) else \
-                {m.name} if isinstance(m, Store) else set()
+    attrs = set(reserved) | attributes(init, a.hoisted)
     r0 = a.instances[0]
     for i in new:
         # its steps: a run of forward() items whose values nothing after them reads but

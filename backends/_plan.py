@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from . import _pyexpr as P
 from ._activations import TABLE
 from ._body import (HOLE, Assign, Guard, Item, Member, OutChannels, Rendered, Store,
-                    contains_tensor, names_in)
+                    attributes, contains_tensor, names_in)
 from ._forward import forward_lines
 from ._merge import merge_optional
 from ._names import ModuleTree, PlanError, camel, identifier
@@ -262,7 +262,7 @@ class Plan:
             names = names_in(hole.text or "") - {TABLE}
             if not hole.call or cp.fill[k] != hole.literal or not names <= live & params:
                 continue
-            attrs = _attributes(cp) | set(self.backend.reserved_attrs)
+            attrs = attributes(cp.init, cp.hoisted) | set(self.backend.reserved_attrs)
             name = identifier(hole.hint, attrs)
             cp.fill[k] = f"self.{name}(\x010\x01)"
             store = Store(name, hole.text, hole.tag)
@@ -435,17 +435,4 @@ def _live(cp: ClassPlan) -> set:
     cp.init, live = backwards(cp.init, set())
     return live
 
-
-def _attributes(cp: ClassPlan) -> set:
-    """The attribute names the constructor of `cp` sets."""
-    out = {name for name, _ in cp.hoisted}
-    for e in cp.init:
-        for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
-            if isinstance(m, Member):
-                out.add(m.path[0])
-            elif isinstance(m, Store):
-                out.add(m.name)
-            elif isinstance(m, Guard):
-                out.add(m.path[0])
-    return out
 
