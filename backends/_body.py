@@ -76,14 +76,21 @@ class Hole:
     forward: bool                    # forward() reads it (else the constructor)
     text: str | None                 # constructor code for it, where the class has one
     names: tuple                     # the class's Python names at that point
+    literal: str | None = None       # its text when one value in every call (else literal())
+    call: bool = False               # forward() calls it on the item's input (an activation)
+    tag: tuple = ()                  # the `if`s it sits in (Rendered.ifs indices)
+    at: int = 0                      # the number of constructor entries before it
 
 
 # ---- constructor entries: what __init__ does, in order ------------------------------------------
+# `tag` (ignored by ==): the indices in Rendered.ifs of the `if` statements whose taken branch
+# made the entry or item (outermost first); backends/_merge.py makes those branches optional.
 @dataclass(frozen=True)
 class Assign:
     """`targets = text`: constructor code over the class's arguments."""
     targets: tuple                   # Python names
     text: str
+    tag: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class Store:
     """`self.name = text`: a value forward() reads, computed by the constructor."""
     name: str
     text: str
+    tag: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class Member:
     path: tuple                      # attribute names from the class, ("stage1", "block2")
     ctor: str                        # constructor expression (template)
     kind: str                        # layer | block | sequential
+    tag: tuple = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -117,10 +126,14 @@ class Check:
 
 @dataclass(frozen=True)
 class Guard:
-    """An optional member: the members when `cond` holds, else `self.path = None`."""
+    """An optional step: when `cond` holds, the entries (members, stored values, the code
+    they need), else each of their attributes None; forward() tests `path` for None. A
+    `flag` guard has no entries: `self.path = cond`, a boolean forward() tests."""
     cond: str                        # Python text over the class's arguments
-    members: tuple                   # Member
-    path: tuple                      # the member forward() tests for None
+    members: tuple                   # Assign | Store | Member
+    path: tuple                      # the attribute forward() tests
+    index: int = -1                  # the `if` (Rendered.ifs index)
+    flag: bool = False
 
 
 # ---- one rendered call -------------------------------------------------------------------------
@@ -136,7 +149,29 @@ class Item:
     label: str = "y"                 # else a variable named after the layer
     multi: bool = False              # returns a tuple
     scope: str = ""                  # the naming scope it sits in (loops)
-    optional: str | None = None      # a member that may be None: the item passes its input
+    optional: str | None = None      # an attribute that may be None (or a False flag): the
+    flag: bool = False               # steps of its `if` are then absent, and their input
+    through: int = 0                 # passes_on(steps)[through] passes on
+    tag: tuple = ()                  # the `if`s it sits in (see Assign)
+    index: int = -1                  # optional: the `if` (Rendered.ifs index) that guards it
+
+
+def attributes(init: list, hoisted: list) -> set:
+    """The attribute names a constructor with entries `init` sets (hoisted: [(name, _)],
+    the arguments it stores)."""
+    out = {name for name, _ in hoisted}
+    for e in init:
+        for m in (e.members + (e,) if isinstance(e, Guard) else (e,)):
+            out |= {m.path[0]} if isinstance(m, (Member, Guard)) else \
+                {m.name} if isinstance(m, Store) else set()
+    return out
+
+
+def passes_on(steps: list) -> list:
+    """The inputs of a run of optional steps that come from before it: when the steps are
+    absent, one of them (Item.through) stands for their output."""
+    made = {n for it in steps for n in it.outputs}
+    return list(dict.fromkeys(n for it in steps for n in it.inputs if n not in made))
 
 
 @dataclass(frozen=True)

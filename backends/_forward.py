@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._body import ARG, HOLE, Rendered
+from ._body import ARG, HOLE, Rendered, passes_on
 from ._names import identifier
 from .lower_ctx import atomic
 
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None) -> list:
-    """forward()'s statements [(target, expr)], the last (None, returned expression):
-    variables named after the .arch variables, single-use temporaries inlined."""
+    """forward()'s statements [(target, expr)] or [(target, expr, condition)] (assigned
+    only when the condition holds), the last (None, returned expression): variables named
+    after the .arch variables, single-use temporaries inlined."""
     items = r.items if items is None else items
     tap = plan.tap
     outputs = set(r.outputs)
@@ -33,7 +34,29 @@ def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None
     reserved = set(plan.backend.reserved_locals) | {"self"}
     prefix = f"{r.scope}." if r.scope else ""
     lines = []
+    runs: dict = {}                             # item index -> the run of optional steps
     for i, it in enumerate(items):
+        if it.optional:
+            prev = runs.get(i - 1)
+            run = prev if prev and items[prev[0]].index == it.index else []
+            run.append(i)
+            runs[i] = run
+    into: dict = {}                             # run's first index -> its variable
+    for i, it in enumerate(items):
+        run = runs.get(i)
+        single = run and len(run) == 1 and not it.flag and not it.tap
+        if run and not single and i == run[0]:
+            # steps under `if cond:`; their result goes to the variable of the value they
+            # pass on when absent, when nothing after them reads that, else to a copy
+            src = var[passes_on([items[k] for k in run])[it.through]]
+            node = live.get(src)
+            if src.isidentifier() and node is not None and node not in outputs and \
+                    max(uses.get(node, [0])) <= run[-1]:
+                into[i] = src
+            else:
+                into[i] = _choose(items[run[-1]].hint or items[run[-1]].label, live, reserved)
+                lines.append((into[i], src))
+            live[into[i]] = None                # taken until the last step
         expr = substitute(HOLE.sub(lambda m: fill[int(m.group(1))], it.expr),
                           [var[n] for n in it.inputs])
         dying = []
@@ -53,17 +76,30 @@ def forward_lines(plan: Plan, r: Rendered, fill: dict, items: list | None = None
             continue
         out = it.outputs[0]
         later = uses.get(out, [])
-        if it.optional:   # the member may be None: then the input passes through
+        if single:   # a member, None when absent: its input passes on
+            src = var[passes_on([it])[it.through]]
             name = _choose(it.hint or it.label, live, reserved)
             live[name], var[out] = out, name
-            src = var[it.inputs[0]]
             lines.append((name, f"{src} if self.{it.optional} is None else {expr}"))
+            continue
+        if run:   # `if self.use_add: y = x + y`, `if self.act is not None: y = self.act(y)`
+            cond = f"self.{it.optional}" if it.flag else f"self.{it.optional} is not None"
+            if i != run[-1] and not tap and later == [i + 1] and it.hint is None and \
+                    len(expr) <= 40 and expr.count("(") <= 1:
+                var[out] = expr
+                continue
+            name = into[run[0]] if i == run[-1] else _choose(it.label, live, reserved)
+            live[name], var[out] = out, name
+            lines.append((name, expr, cond))
+            if tap:
+                lines.append((name, f'tap(self.tap_prefix + "{it.name[len(prefix):]}", '
+                                    f'{name})', cond))
             continue
         if not tap and out in outputs and i == len(items) - 1 and len(r.outputs) == 1:
             var[out] = expr
             continue
         if not tap and out not in outputs and later == [i + 1] and it.hint is None and \
-                len(expr) <= 40 and expr.count("(") <= 1:
+                len(expr) <= 40 and expr.count("(") <= 1 and not items[i + 1].optional:
             var[out] = expr
             if dying and dying[0].isidentifier():
                 carry[out] = dying[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import unicodedata
 
 from . import _pyexpr as P
+from ._body import Member
 
 
 class PlanError(Exception):
@@ -112,3 +113,29 @@ def _span(net, name):
     s = net.scopes.get(name)
     return s.span if s is not None else None
 
+
+def class_names(plans: list, taken: set) -> None:
+    """Class names: CamelCase of the block; other structures of it named by what differs."""
+    if not plans:
+        return
+    base = camel(plans[0].definition)
+    members = [{e.path[0] for e in cp.init if isinstance(e, Member)} for cp in plans]
+    order = sorted(range(len(plans)), key=lambda i: (len(members[i]), -len(plans[i].instances)))
+    plans[:] = [plans[i] for i in order]
+    members = [members[i] for i in order]
+    names: list = []
+    for i, cp in enumerate(plans):
+        name = base
+        if i:
+            extra = sorted(members[i] - members[0])
+            missing = sorted(members[0] - members[i])
+            name = base + ("With" + "".join(map(camel, extra)) if extra else "") + \
+                ("No" + "".join(map(camel, missing)) if missing else "")
+            if name == base or len(extra) + len(missing) > 2 or name in names:
+                name = f"{base}{i + 1}"
+        while name in taken or name in names:
+            name += "_"
+        names.append(name)
+    for cp, name in zip(plans, names):
+        cp.name = name
+        taken.add(name)

@@ -7,8 +7,12 @@ Every block call of the .arch file is a scope of the IR with a trace of what its
   code (backends/_pyexpr.py writes the .arch expressions as Python), its layers and the
   blocks it calls become members, and its data flow becomes the forward method.
 - Calls of one block whose rendered bodies are equal share a class; calls that took other
-  branches or loops (another structure) get a class of their own, named after what differs
-  (`SqnxtBlockWithShortcut`).
+  branches are merged into the class of a structure that has every step of theirs, each
+  step they lack made optional under its `if` (_merge.py); others (another structure) get
+  a class of their own, named after what differs (`SqnxtBlockWithShortcut`).
+- An activation chosen by a string the class takes (`activation(y, act)`) is a function
+  `__init__` stores from the file's table (`self.act = ACTIVATIONS[act]`, _activations.py),
+  or the activation itself where every call chose one and the class has no `act` argument.
 - A value a class cannot compute from its parameters is a *hole*: equal in every call, it
   is written as a literal; otherwise it becomes a constructor argument that the caller
   passes (the caller knows it).
@@ -16,30 +20,37 @@ Every block call of the .arch file is a scope of the IR with a trace of what its
   member; its entries keep their names, so parameter paths stay the IR's layer names.
 - An argument keeps its .arch default only where the class's body, given it, takes the
   branches the class was built for (`_honest_defaults`); otherwise the caller passes it.
+- The network class takes the network parameters _family.py verified (`symbolic`) as
+  constructor arguments; its labelled loops of sequences are written as loops (_roll.py).
 
 Backends supply the text of each op (their lowering table, through `LowerCtx`,
 backends/lower_ctx.py) and the shape of classes (lowering.Backend); everything else is decided
 here and in the modules beside it, once for all backends:
 
-  _names.py    identifiers, and the module tree (`ModuleTree`): every member's attribute path
+  _names.py    identifiers, class names, the module tree (`ModuleTree`): member paths
   _body.py     the pieces of a class body: values and holes, constructor entries, items
-  _render.py   one call rendered as a class body (`Renderer`)
-  _plan.py     calls grouped into classes, holes filled, sequences, class names (this file)
-  _merge.py    two classes of one block that differ by an optional member, merged
+  _render.py   one call rendered as a class body (`Renderer`; with _render_args.py)
+  _roll.py     a labelled loop of the network written as a Python loop
+  _family.py   which network parameters the network class takes (verified)
+  _plan.py     calls grouped into classes, holes filled, sequences (this file)
+  _merge.py    classes of one block merged where one has every step of the other
+  _activations.py  the table of activations a class that takes `act` looks up
   _forward.py  forward()'s statements
   _source.py   the file's text, from the plan (with _wrap.py, its line wrapping)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import _pyexpr as P
-from ._body import (HOLE, Assign, Check, Code, Item, Member, OutChannels, Rendered, Store,
-                    contains_tensor, names_in)
+from ._activations import TABLE
+from ._body import (HOLE, Assign, Check, Code, Guard, Item, Member, OutChannels, Rendered,
+                    Store, attributes, contains_tensor, names_in)
 from ._forward import forward_lines
 from ._merge import merge_optional
-from ._names import ModuleTree, PlanError, camel, identifier
+from ._names import ModuleTree, PlanError, class_names, identifier
 from ._render import Renderer
+from ._roll import roll_in
 
 
 @dataclass
@@ -60,6 +71,7 @@ class ClassPlan:
     needs: set = field(default_factory=set)
     fill: dict = field(default_factory=dict)
     items: list = field(default_factory=list)           # the forward items (instance 0's)
+    guarded: set = field(default_factory=set)           # Rendered.ifs indices made optional
 
     def positional(self, name: str) -> bool:
         """Leading parameters without defaults are passed by position."""
@@ -125,7 +137,7 @@ class Plan:
         if r is not None:
             self._sequences(r)
             for roll in r.rolls:
-                _roll_in(r, roll)
+                roll_in(r, roll)
         return r
 
     def _sequences(self, r: Rendered):
@@ -189,8 +201,8 @@ class Plan:
         plans = [ClassPlan(definition, rs) for rs in groups.values()]
         for cp in plans:
             self._holes(cp)
-        plans = merge_optional(plans)
-        _name(plans, set(self.backend.reserved_globals) | {c.name for c in self.classes} |
+        plans = merge_optional(plans, set(self.backend.reserved_attrs))
+        class_names(plans, set(self.backend.reserved_globals) | {c.name for c in self.classes} |
               {self.net.name})
         for cp in plans:
             self._finish(cp)
@@ -202,17 +214,25 @@ class Plan:
     def _holes(self, cp: ClassPlan):
         """Holes -> literals (one value in every call) or constructor arguments."""
         rs, r0 = cp.instances, cp.instances[0]
-        fill, hoisted, stored = {}, [], []
+        fill, hoisted, stored, called = {}, [], [], []
+        members = {e.path[0] for e in r0.init if isinstance(e, Member)}
         taken = {p[0] for p in r0.params} | {c for c, _ in r0.channel_params} | \
-            set(r0.forward_args) | set(self.backend.reserved_locals) | \
-            {e.path[0] for e in r0.init if isinstance(e, Member)}
+            set(r0.forward_args) | set(self.backend.reserved_locals) | members
+        attrs = members | set(self.backend.reserved_attrs)
         for k, hole in enumerate(r0.holes):
             value, hint, forward, text, avail = \
                 hole.value, hole.hint, hole.forward, hole.text, hole.names
             values = [r.holes[k].value for r in rs]
-            lit = P.literal(value)
+            lit = P.literal(value) if hole.literal is None else hole.literal
             if lit is not None and all(P.same_value(v, value) for v in values):
                 fill[k] = lit
+                continue
+            if hole.call:   # an activation chosen by an argument: a function __init__ stores
+                name = identifier(hint, attrs)
+                attrs.add(name)
+                taken.add(name)
+                fill[k] = f"self.{name}(\x010\x01)"
+                called.append((hole.at, Store(name, text, hole.tag)))
                 continue
             # a name of the class that holds exactly these values in every call
             known = text or next((n for n in avail if len(set(map(repr, values))) > 1 and all(
@@ -222,16 +242,20 @@ class Plan:
                 continue
             name = identifier(hint, taken)
             taken.add(name)
+            attrs.add(name)
             fill[k] = f"self.{name}" if forward else name
             if known is not None:     # forward() reads it from self; __init__ computes it
-                stored.append(Store(name, known))
+                stored.append(Store(name, known, hole.tag))
             else:                     # the caller passes it
                 hoisted.append((name, forward, k))
         for r in rs:
             self.hoisted_args[r.scope] = {name: r.holes[k].value for name, _, k in hoisted}
         cp.fill = fill
         cp.hoisted = [(name, forward) for name, forward, _ in hoisted]
-        cp.init = [_fill(e, fill) for e in r0.init] + stored
+        cp.init = [_fill(e, fill) for e in r0.init]
+        for at, store in reversed(called):   # where the activation is
+            cp.init.insert(at, store)
+        cp.init += stored
         cp.items = list(r0.items)
         cp.params, cp.channel_params = list(r0.params), list(r0.channel_params)
         cp.forward_args, cp.forward_params = r0.forward_args, r0.forward_params
@@ -243,25 +267,41 @@ class Plan:
         """Dishonest defaults dropped; dead constructor code removed; unused parameters
         dropped; forward() written."""
         self._honest_defaults(cp)
-        live, kept = set(), []
-        for e in reversed(cp.init):   # liveness, backwards through straight-line code
-            if isinstance(e, Assign):
-                if not set(e.targets) & live:
-                    continue
-                live = (live - set(e.targets)) | names_in(e.text)
-            elif isinstance(e, Member):
-                live |= names_in(e.ctor)
-            elif isinstance(e, Store):
-                live |= names_in(e.text)
-            else:   # Guard
-                live |= names_in(e.cond) | {n for m in e.members for n in names_in(m.ctor)}
-            kept.append(e)
-        cp.init = kept[::-1]
+        live = _live(cp)
+        if self._take_activations(cp, live):
+            live = _live(cp)
         live |= {name for name, _ in cp.hoisted}
         cp.params = [p for p in cp.params if p[0] in live]
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
         cp.forward = forward_lines(self, r0, cp.fill, cp.items)
+
+    def _take_activations(self, cp: ClassPlan, live: set) -> bool:
+        """An activation written as one function (every call chose it) by a class that takes
+        the argument that chose it anyway (an `if act != "none"` made optional reads it): the
+        class applies the function its argument names (`self.act = ACTIVATIONS[act]`), so that
+        its default means what it says. True when it changed the class."""
+        r0, changed = cp.instances[0], False
+        params = {p[0] for p in cp.params}
+        for k, hole in enumerate(r0.holes):
+            names = names_in(hole.text or "") - {TABLE}
+            if not hole.call or cp.fill[k] != hole.literal or not names <= live & params:
+                continue
+            attrs = attributes(cp.init, cp.hoisted) | set(self.backend.reserved_attrs)
+            name = identifier(hole.hint, attrs)
+            cp.fill[k] = f"self.{name}(\x010\x01)"
+            store = Store(name, hole.text, hole.tag)
+            it = next(i for i in cp.items if f"\x00{k}\x00" in i.expr)
+            g = next((e for e in cp.init if isinstance(e, Guard) and e.flag and
+                      e.path[0] == it.optional), None)
+            if g is not None:   # the flag becomes the function, None when absent
+                cp.init[cp.init.index(g)] = Guard(g.cond, (store,), (name,), g.index)
+                cp.items = [replace(i, optional=name, flag=False) if i.optional == g.path[0]
+                            else i for i in cp.items]
+            else:
+                cp.init.append(store)
+            changed = True
+        return changed
 
 
     def _honest_defaults(self, cp: ClassPlan):
@@ -300,24 +340,6 @@ def _takes(cp: ClassPlan, branches: list, env0: dict, name: str, default: str) -
     except (ValueError, TypeError):
         return False
     return True
-
-
-def _roll_in(r: Rendered, roll) -> None:
-    """A labelled loop written as a loop (backends/_roll.py) in place of the sequences its
-    iterations became and the code they ran, where they all became sequences and nothing
-    after them reads a name that code assigned."""
-    seqs = [e for e in r.init if isinstance(e, Member) and e.kind == "sequential" and
-            len(e.path) == 1 and e.path[0] in roll.names]
-    if len(seqs) != len(roll.names):
-        return
-    ids = {id(e) for e in roll.entries} | {id(e) for e in seqs}
-    at = [i for i, e in enumerate(r.init) if id(e) in ids]
-    if at != list(range(at[0], at[-1] + 1)):
-        return
-    assigned = {t for e in roll.entries if isinstance(e, Assign) for t in e.targets}
-    if any(names_in(str(e)) & assigned for e in r.init[at[-1] + 1:]):
-        return
-    r.init[at[0]:at[-1] + 1] = [roll.code]
 
 
 def _match_output(cp: ClassPlan, k: int):
@@ -378,39 +400,37 @@ def _callees_first(net, by_def: dict) -> list:
     return out
 
 
-def _name(plans: list, taken: set) -> None:
-    """Class names: CamelCase of the block; other structures of it named by what differs."""
-    if not plans:
-        return
-    base = camel(plans[0].definition)
-    members = [{e.path[0] for e in cp.init if isinstance(e, Member)} for cp in plans]
-    order = sorted(range(len(plans)), key=lambda i: (len(members[i]), -len(plans[i].instances)))
-    plans[:] = [plans[i] for i in order]
-    members = [members[i] for i in order]
-    names: list = []
-    for i, cp in enumerate(plans):
-        name = base
-        if i:
-            extra = sorted(members[i] - members[0])
-            missing = sorted(members[0] - members[i])
-            name = base + ("With" + "".join(map(camel, extra)) if extra else "") + \
-                ("No" + "".join(map(camel, missing)) if missing else "")
-            if name == base or len(extra) + len(missing) > 2 or name in names:
-                name = f"{base}{i + 1}"
-        while name in taken or name in names:
-            name += "_"
-        names.append(name)
-    for cp, name in zip(plans, names):
-        cp.name = name
-        taken.add(name)
-
-
 def _fill(entry, fill: dict):
     def sub(t):
         return HOLE.sub(lambda m: fill[int(m.group(1))], t)
     if isinstance(entry, Assign):
-        return Assign(entry.targets, sub(entry.text))
+        return Assign(entry.targets, sub(entry.text), entry.tag)
     if isinstance(entry, (Store, Check, Code)):
         return entry
-    return Member(entry.path, sub(entry.ctor), entry.kind)
+    return Member(entry.path, sub(entry.ctor), entry.kind, entry.tag)
+
+
+def _live(cp: ClassPlan) -> set:
+    """The names the constructor code of `cp` reads; dead code (an assignment nothing
+    reads) removed from it."""
+    def backwards(entries, live):
+        kept = []
+        for e in reversed(entries):   # liveness, backwards through straight-line code
+            if isinstance(e, Assign):
+                if not set(e.targets) & live:
+                    continue
+                live = (live - set(e.targets)) | names_in(e.text)
+            elif isinstance(e, Member):
+                live |= names_in(e.ctor)
+            elif isinstance(e, Store):
+                live |= names_in(e.text)
+            else:   # Guard: its entries run only when its condition holds
+                members, inner = backwards(list(e.members), set(live))
+                e = replace(e, members=tuple(members))
+                live |= inner | names_in(e.cond)
+            kept.append(e)
+        return kept[::-1], live
+    cp.init, live = backwards(cp.init, set())
+    return live
+
 

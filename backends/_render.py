@@ -17,16 +17,18 @@ from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
 from . import _roll
-from ._body import (Assign, Branch, Check, Code, Hole, Item, Member, OutChannels, Rendered,
+from ._activations import TABLE
+from ._body import (Assign, Branch, Code, Hole, Item, Member, OutChannels, Rendered,
                     Val, contains_tensor, default_text, means, tensors, walk_syntax, where)
 from ._names import PlanError, identifier
+from ._render_args import ArgumentsMixin
 from .lower_ctx import LowerCtx
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
 
-class Renderer:
+class Renderer(ArgumentsMixin):
     """Renders one block call (or the network) as a class body; see the module docstring."""
 
     def __init__(self, plan: Plan, scope_name: str):
@@ -41,6 +43,8 @@ class Renderer:
         self.pytaken = set(self.backend.reserved_locals)
         self.deps: dict = {}       # archc variable -> the network parameters it depends on
         self.rolling = None        # a _roll.Roller while a loop is written as a loop
+        self.open: list = []       # [(Rendered.ifs index, span)] of the taken branches we are in
+        self.tag_prefix: tuple = ()
 
     def pyname(self, name: str) -> str:
         """The Python name of an archc parameter: one per parameter, distinct per class."""
@@ -80,9 +84,20 @@ class Renderer:
             return v.text
         if v.hole or forward:
             avail = tuple(self.pyenv()) + tuple(self.r.pyvalues)
-            self.r.holes.append(Hole(v.value, v.hint, forward, v.text, avail))
+            self.r.holes.append(Hole(v.value, v.hint, forward, v.text, avail, tag=self.tag,
+                                     at=len(self.r.init)))
             return f"\x00{len(self.r.holes) - 1}\x00"
         return v.text
+
+    @property
+    def tag(self) -> tuple:
+        """The `if`s whose taken branch the current statement is in (see _body.Assign)."""
+        return self.tag_prefix + tuple(i for i, _ in self.open)
+
+    def _enter(self, span):
+        """Leave the branches that do not contain `span`."""
+        while self.open and not _inside(span, self.open[-1][1]):
+            self.open.pop()
 
     def _channels_text(self, tensor) -> str | None:
         v = self.tchan.get(tensor.node) if isinstance(tensor, Tensor) else None
@@ -193,13 +208,6 @@ class Renderer:
         return OutChannels(v.const, v.value if v.const else v.text)
 
     # -- the trace -----------------------------------------------------------------------------
-    def snapshot(self) -> tuple:
-        return dict(self.names), dict(self.tchan), dict(self.deps), set(self.r.needs)
-
-    def restore(self, state: tuple):
-        self.names, self.tchan, self.deps = dict(state[0]), dict(state[1]), dict(state[2])
-        self.r.needs = set(state[3])
-
     def walk(self, frame: str):
         self.events(self.net.scopes[frame].trace)
 
@@ -209,6 +217,8 @@ class Renderer:
         while i < len(trace):
             ev = trace[i]
             kind = ev[0]
+            self._enter(self.net.node(ev[1])["span"] if kind == "layer" else
+                        self.net.scopes[ev[1]].span if kind == "scope" else ev[1].span)
             i += 1
             if kind == "for" and ev[2] == 1 and (self.rolling or (
                     self.root and self.plan.symbolic and ev[1].label is not None)):
@@ -235,6 +245,8 @@ class Renderer:
                         (P.literal(v), v, True)
             elif kind == "if":
                 self.r.ifs.append(Branch(where(ev[1]), ev[2], self._conditions(ev[1], ev[2])))
+                if ev[2] >= 0:
+                    self.open.append((len(self.r.ifs) - 1, ev[1].span))
             elif kind == "layer":
                 item = self._layer(ev[1])
                 if item is not None:
@@ -245,53 +257,6 @@ class Renderer:
                 pending = []
             elif kind == "assert" and self.root:
                 self._assert(ev[1])
-
-    def deps_of(self, expr) -> set:
-        """The network parameters an expression depends on (through the variables it reads)."""
-        if not self.plan.symbolic:
-            return set()
-        out = set()
-        for n in walk_syntax(expr):
-            if isinstance(n, S.Var):
-                out |= self.deps.get(n.name, set())
-        return out
-
-    def _assert(self, st):
-        """An assertion over the network's arguments, checked by the constructor: written as
-        Python and checked to hold here (else the parameters it reads stay fixed)."""
-        deps = self.deps_of(st.cond)
-        if not deps:
-            return    # it holds for every argument the class takes
-        scope = P.Scope(self.names, self._channels_text)
-        text = P.translate(st.cond, scope)
-        try:
-            ok = text is not None and P.python_value(text, self.pyenv()) is True
-        except ValueError:
-            ok = False
-        if not ok:
-            self.r.unchecked |= deps
-            return
-        m = st.message
-        message = m.value if isinstance(m, S.Literal) and isinstance(m.value, str) else \
-            f"assertion failed: {text}"
-        self.r.needs |= scope.needs
-        self.r.init.append(Check(text, message))
-
-    def _conditions(self, st, taken: int) -> tuple:
-        """The branch conditions of an `if` as Python text, each checked to have the truth
-        value it had here (None where it cannot be written or checked)."""
-        scope = P.Scope(self.names, self._channels_text)
-        out = []
-        for i, (c, _) in enumerate(st.branches):
-            text = P.translate(c, scope)
-            if text is not None and i <= taken or taken == -1:
-                try:
-                    if P.python_value(text, self.pyenv()) is not (i == taken):
-                        text = None
-                except ValueError:
-                    text = None
-            out.append(text)
-        return tuple(out)
 
     def _assign(self, st, value, pending: list):
         targets = st.targets
@@ -316,7 +281,7 @@ class Renderer:
             return
         py = tuple(self.rolling.name_for(st, t) if self.rolling else self.fresh(t)
                    for t in targets)
-        self.r.init.append(Assign(py, val.text))
+        self.r.init.append(Assign(py, val.text, self.tag))
         for t, p, v in zip(targets, py, vals):
             self.names[t] = (p, v, False)
 
@@ -360,7 +325,7 @@ class Renderer:
             raise PlanError(f"internal: the {self.backend.name} lowering of '{op.name}' "
                             "disagrees with ops.py about statefulness")
         if low.ctor is not None:
-            r.init.append(Member(tuple(path.split(".")), low.ctor, "layer"))
+            r.init.append(Member(tuple(path.split(".")), low.ctor, "layer", self.tag))
         ch = op.channels_at(cins, attrs, [net.node(i)["shape"] for i in data["inputs"]])
         if ch is not None and not isinstance(ch, Val):
             ch = Val.literal(ch)
@@ -369,10 +334,26 @@ class Renderer:
                             f"shape rule at '{node}'")
         self.tchan[node] = ch if ch is not None else Val(data["shape"][0],
                                                          hint=f"{label}_channels")
-        item = Item(list(data["inputs"]), [node], low.expr, node, tap=True, label=label,
-                    scope=data.get("scope", ""))
+        expr = low.expr
+        if op.category == "activation" and "kind" in data.get("exprs", {}):
+            expr = self._chosen_activation(data["exprs"]["kind"], expr, label)
+        item = Item(list(data["inputs"]), [node], expr, node, tap=True, label=label,
+                    scope=data.get("scope", ""), tag=self.tag)
         r.items.append(item)
         return item
+
+    def _chosen_activation(self, kind: tuple, expr: str, label: str) -> str:
+        """An activation chosen by a string (`activation(y, act)`) that the class can write
+        (`act`, an argument): a hole, written as the lowering `expr` where every call of the
+        class chose one activation, else as the function __init__ stores from the file's
+        table (`self.act = ACTIVATIONS[act]`, backends/_activations.py)."""
+        v = self.translate(kind[0], kind[1], label)
+        if v.const or v.hole:
+            return expr
+        avail = tuple(self.pyenv()) + tuple(self.r.pyvalues)
+        self.r.holes.append(Hole(kind[1], label, True, f"{TABLE}[{v.text}]", avail,
+                                 literal=expr, call=True, tag=self.tag, at=len(self.r.init)))
+        return f"\x00{len(self.r.holes) - 1}\x00"
 
     def _base(self) -> str:
         return self.scope.name
@@ -405,7 +386,8 @@ class Renderer:
         for name, value in self.plan.hoisted_args[sc.name].items():
             kw.append(f"{name}={self.text(Val(value, hint=name), forward=False)}")
         self.r.init.append(Member(tuple(path.split(".")),
-                                  self.backend.instance(cp.name, chan + args + kw), "block"))
+                                  self.backend.instance(cp.name, chan + args + kw), "block",
+                                  self.tag))
         if self.rolling:
             self.rolling.member_scope[tuple(path.split("."))] = sc
         inputs, argtext = [], []
@@ -420,55 +402,10 @@ class Renderer:
             self.tchan[t.node] = self._child_channel(oc, cp, sc, t)
         item = Item(inputs, [t.node for t in outs], f"self.{path}({', '.join(argtext)})",
                     sc.name, label=sc.name.rsplit(".", 1)[-1], multi=cp.out_tuple,
-                    scope=sc.parent or "")
+                    scope=sc.parent or "", tag=self.tag)
         self.r.items.append(item)
         return [item]
 
-    def _default_here(self, sc, param: str, value, hint: str) -> Val:
-        """An argument the call did not give, whose .arch default is an expression of the
-        block's other parameters (`mid: int = out`): that expression in this class's terms
-        (the call's texts for those parameters), checked to give its value; else a literal."""
-        d = self.net.definitions[sc.definition]
-        p = next(q for q in d.params if q.name == param)
-        if p.default is None or P.literal(value) is None:
-            return Val.literal(value, hint)
-        names = {}
-        for q in d.params:
-            v = sc.args[q.name]
-            if isinstance(v, Tensor):
-                names[q.name] = (None, v, False)
-            elif q.name in sc.given:
-                t = self.translate(sc.given[q.name], v, q.name)
-                if not t.hole:
-                    names[q.name] = (t.text, v, t.const)
-        scope = P.Scope(names, self._channels_text)
-        text = P.translate(p.default, scope)
-        try:
-            ok = text is not None and P.same_value(value, P.python_value(text, self.pyenv()))
-        except ValueError:
-            ok = False
-        if not ok or text == P.literal(value):
-            return Val.literal(value, hint)
-        self.r.needs |= scope.needs
-        return Val(value, text, hint=hint)
-
-    def _child_channel(self, oc, cp, sc, t) -> Val:
-        """The channel count of a child block's output, in this class's terms: the child's
-        claim (a literal, or one of its arguments) with this call's argument substituted,
-        checked against the IR's shape."""
-        v = None
-        if oc is not None and oc.const:
-            v = Val.literal(oc.value)
-        elif oc is not None:
-            for name, archc, default in cp.params:
-                if oc.value == name:
-                    v = self.translate(sc.given.get(archc), sc.args[archc], name)
-            for ch, archc in cp.channel_params:
-                if oc.value == ch:
-                    v = self.tchan.get(sc.args[archc].node)
-        if v is None or not P.same_value(v.value, t.shape[0]):
-            return Val(t.shape[0], hint=f"{sc.name.rsplit('.', 1)[-1]}_channels")
-        return v
 
 
 class Inline(Renderer):
@@ -479,6 +416,7 @@ class Inline(Renderer):
         super().__init__(outer.plan, scope_name)
         self.outer = outer
         self.r, self.tchan = outer.r, outer.tchan
+        self.tag_prefix = outer.tag
         self.prefix = outer.prefix
         for p, v in self.scope.args.items():
             self.names[p] = (None, v, False)
@@ -489,3 +427,11 @@ class Inline(Renderer):
     def translate(self, expr, value, hint):
         return Val.literal(value, hint) if P.literal(value) is not None else Val(value,
                                                                                  hint=hint)
+
+
+def _inside(span, outer) -> bool:
+    """`span` starts within `outer` (an `if` statement's span)."""
+    if span is None or outer.end_line is None or span.file != outer.file:
+        return False
+    return (outer.line, outer.column) <= (span.line, span.column) <= \
+        (outer.end_line, outer.end_column)

@@ -32,7 +32,7 @@ from archc.compiler import _syntax as S
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
-from ._body import Assign, Check, Code, Member, Val, contains_tensor
+from ._body import Assign, Check, Code, Member, Val, contains_tensor, names_in
 
 
 class NoRoll(Exception):
@@ -108,8 +108,10 @@ class Roller:
         self.container = None       # (Python name, scope name of this iteration)
         self.member_scope: dict = {}  # member path -> the block call's scope
 
-    def name_for(self, st, target: str) -> str:
-        key = (id(st), target)
+    def name_for(self, st, target: str, role: str = "") -> str:
+        """One Python name per (statement, variable, role), the same in every iteration and
+        distinct from every other name of the class."""
+        key = (id(st), target, role)
         if key not in self.names:
             self.names[key] = self.rd.fresh(target)
         return self.names[key]
@@ -132,19 +134,24 @@ class Roller:
             v = rd.tchan.get(rd.names[t][1].node)
             if v is None or v.hole:
                 raise NoRoll
-            carried[t] = self.name_for(st, f"{t}_channels")
+            carried[t] = self.name_for(st, f"{t}_channels", "channels")
             pre.append(f"{carried[t]} = {v.text}")
         self.carried.update(carried)
         key = None
+        if not seq.startswith("range(") and not seq.isidentifier():   # a table: named first
+            table = self.name_for(st, st.iterable.name if isinstance(st.iterable, S.Var)
+                                  else "items", "iterable")
+            pre.append(f"{table} = {seq}")
+            seq = table
         if labelled:
-            cname = self.name_for(st, st.label)
+            cname = self.name_for(st, st.label, "container")
             it = st.iterable
             if len(py) == 1 and isinstance(it, S.Call) and it.func == "range" and \
                     len(it.args) == 1 and not it.kwargs:
                 key = f'f"{st.label}{{{py[0]} + 1}}"'
                 header = f"for {py[0]} in {seq}:"
             else:
-                k = self.name_for(st, "k")
+                k = self.name_for(st, "index", "counter")
                 key = f'f"{st.label}{{{k}}}"'
                 targets = py[0] if len(py) == 1 else f"({', '.join(py)})"
                 header = f"for {k}, {targets} in enumerate({seq}, start=1):"
@@ -272,3 +279,21 @@ def _tensor_targets(events: list) -> list:
                 if t not in out:
                     out.append(t)
     return out
+
+
+def roll_in(r, roll) -> None:
+    """A labelled loop written as a loop (backends/_roll.py) in place of the sequences its
+    iterations became and the code they ran, where they all became sequences and nothing
+    after them reads a name that code assigned."""
+    seqs = [e for e in r.init if isinstance(e, Member) and e.kind == "sequential" and
+            len(e.path) == 1 and e.path[0] in roll.names]
+    if len(seqs) != len(roll.names):
+        return
+    ids = {id(e) for e in roll.entries} | {id(e) for e in seqs}
+    at = [i for i, e in enumerate(r.init) if id(e) in ids]
+    if at != list(range(at[0], at[-1] + 1)):
+        return
+    assigned = {t for e in roll.entries if isinstance(e, Assign) for t in e.targets}
+    if any(names_in(str(e)) & assigned for e in r.init[at[-1] + 1:]):
+        return
+    r.init[at[0]:at[-1] + 1] = [roll.code]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from archc.compiler import Network
 from archc.compiler import _syntax as S
 
-from . import _pyexpr
-from ._body import Assign, Check, Code, Guard, Store, contains_tensor
+from . import _activations, _pyexpr
+from ._body import Assign, Check, Code, Guard, Member, Store, contains_tensor
 from ._wrap import WIDTH, wrap, wrap_def
 
 if TYPE_CHECKING:
@@ -36,13 +36,14 @@ def file_text(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
     for cp in plan.classes:
         body += ["", ""] + _class(backend, net, cp, tap, init_lines)
     body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap, doc)
-    helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE)
+    helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE,
+                   **{_activations.TABLE: _activations.table_source(backend)})
     used, text = [], "\n".join(body) + init_extra
     changed = True
     while changed:   # helpers the body uses, and the helpers those use
         changed = False
         for name, source in helpers.items():
-            if name not in used and re.search(rf"\b{re.escape(name)}\(", text):
+            if name not in used and re.search(rf"\b{re.escape(name)}[(\[]", text):
                 used.append(name)
                 text += source
                 changed = True
@@ -233,11 +234,15 @@ def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
         if isinstance(e, Store):   # a value forward() reads
             out += wrap(f"self.{e.name} = ", e.text, indent)
             continue
-        if isinstance(e, Guard):   # an optional member: None unless the condition holds
+        if isinstance(e, Guard) and e.flag:   # an optional stateless step: a boolean
+            out += wrap(f"self.{e.path[0]} = ", e.cond, indent)
+            continue
+        if isinstance(e, Guard):   # an optional step: None unless the condition holds
             out.append(f"{indent}if {e.cond}:")
-            for m in e.members:
-                out += wrap(f"self.{'.'.join(m.path)} = ", m.ctor, indent + "    ")
-            out += [f"{indent}else:", f"{indent}    self.{'.'.join(e.path)} = None"]
+            out += _init_body(backend, list(e.members), indent + "    ", tap)
+            out.append(f"{indent}else:")
+            out += [f"{indent}    self.{m.path[0] if isinstance(m, Member) else m.name} = None"
+                    for m in e.members if isinstance(m, (Member, Store))]
             continue
         m = e   # a Member
         for i in range(1, len(m.path)):
@@ -251,8 +256,16 @@ def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
 
 
 def _forward_body(lines: list, indent: str, ret) -> list:
-    out = []
-    for target, expr in lines[:-1]:
+    out, cond = [], None
+    for line in lines[:-1]:
+        target, expr = line[:2]
+        if len(line) == 3:   # assigned when the condition holds; one `if` for a run of them
+            if line[2] != cond:
+                cond = line[2]
+                out.append(f"{indent}if {cond}:")
+            out += wrap(f"{target} = ", expr, indent + "    ")
+            continue
+        cond = None
         if target == expr:
             continue
         out += wrap(f"{target} = ", expr, indent)

@@ -41,8 +41,9 @@ INIT_SCHEMES = {"default": None,
                 "kaiming_uniform": ("uniform", "fan_in", 2.0),
                 "lecun_uniform": ("uniform", "fan_in", 1.0)}
 # names every generated file may define, whatever its backend: the init_weights function
-# (init_code), tap mode's `tap` and `TAPS` (TAP_SOURCE), the make_divisible helper
-FILE_GLOBALS = frozenset({"init_weights", "tap", "TAPS", "make_divisible"})
+# (init_code), tap mode's `tap` and `TAPS` (TAP_SOURCE), the make_divisible helper, the
+# table of activations (backends/_activations.py)
+FILE_GLOBALS = frozenset({"init_weights", "tap", "TAPS", "make_divisible", "ACTIVATIONS"})
 
 
 def init_classes(classes: dict, used: set) -> str:

@@ -110,8 +110,11 @@ class Calls:
             args, kwargs = [bound["x"]], {}
         op = ops.get(f)
         b = bind_op(op, args, kwargs, e.span)
+        exprs = b.exprs
+        if e.func == "activation" and kind.expr is not None:   # the string that chose it
+            exprs = dict(exprs, kind=(kind.expr, kind.value))
         return self.builder.add_layer(op, b.tensors, b.attrs, self._label(e, env, names), e.span,
-                                      names, b.spans, b.exprs)
+                                      names, b.spans, exprs)
 
     def _outputs(self, e, args, kwargs):
         """outputs(name=tensor, ...) or outputs([[name, tensor], ...]): the named outputs a

@@ -10,7 +10,9 @@ Node data (all plain, JSON-friendly values except `span`):
     span      compiler.errors.Span of the call that created it
     scope     name of the innermost Scope the layer belongs to ("" for the network's own)
     exprs     attribute name -> (the caller's expression (compiler._syntax), its value as
-              given, before normalisation) for the attributes the call gave explicitly
+              given, before normalisation) for the attributes the call gave explicitly;
+              for a layer made by activation(x, kind), also "kind" -> (kind's expression,
+              the activation's name)
 Edges run producer -> consumer. Insertion order is a topological (data-flow) order.
 
 Scopes (`Network.scopes`, name -> Scope, parents before children) keep the structure of the

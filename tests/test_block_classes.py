@@ -17,7 +17,7 @@ import archc
 from archc.backends import lowering as L
 from archc.backends import torch_backend as tb
 from archc.backends._plan import Plan
-from archc.compiler import bundled_networks
+from archc.compiler import bundled_networks, ops
 from archc.compiler._values import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +162,89 @@ def test_docstrings_escape_no_quote_they_need_not():
     for name in bundled_networks():
         for backend in ("torch", "jax"):
             assert '\\"' not in archc.build_source(name, backend=backend), (name, backend)
+
+
+# ---- families: one class with an argument instead of copies ------------------------------------
+def test_mobilenet_v3_is_one_family_per_block():
+    """ConvNormAct takes its activation (it was three classes, one per activation), Mbv3Block
+    its optional expansion, SE and residual add (nine classes): at most 6 classes in all."""
+    import ast
+
+    from archc.backends import jax_backend
+    for backend, mod in (("torch", tb), ("jax", jax_backend)):
+        tree = ast.parse(archc.build_source("mobilenet_v3", backend=backend))
+        classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and
+                   n.name not in mod.BACKEND.helpers]   # JAX's layers (Conv, BatchNorm)
+        assert classes == ["ConvNormAct", "Se", "Mbv3Block", "MobileNetV3"], backend
+        assert len(classes) <= 6
+
+
+def _mbv3_classes(backend: str) -> dict:
+    net = archc.load("mobilenet_v3")
+    from archc.backends import jax_backend
+    mod = tb if backend == "torch" else jax_backend
+    return L.exec_source(mod.build_source(net), net, backend)
+
+
+def _same_as_archc(cls_name: str, args: tuple, kwargs: dict, call: str, shape: tuple):
+    """mobilenet_v3's generated class `cls_name`, built with these arguments, equals archc's
+    elaboration of the block call `call` (std/mobile.arch): the same state (names, shapes;
+    an activation or a flag adds none) and, with the same random weights, the same output, in
+    torch and in JAX. Returns the torch instance."""
+    import numpy as np
+    import torch
+    from test_op_registry import _random_state
+    ref_net = archc.load_source(f'import "std/mobile.arch"\nnetwork Ref() {{\n'
+                                f'    x = input({", ".join(map(str, shape))})\n'
+                                f'    return blk: {call}\n}}\n')
+    ref = tb.compile_module(ref_net)
+    state = _random_state(ref)
+    mine = _mbv3_classes("torch")[cls_name](*args, **kwargs)
+    assert torch_shapes(mine) == below(torch_shapes(ref), "blk"), call
+    mine.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
+    x = np.random.RandomState(1).randn(2, *shape).astype(np.float32)
+    ref.eval()
+    mine.eval()
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+        got = mine(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=call)
+    if pytest.importorskip("flax"):
+        import jax.numpy as jnp
+        from flax import nnx
+
+        from archc.backends import weights
+        jref = weights.jax_module_from(ref_net, state)
+        jmine = _mbv3_classes("jax")[cls_name](*args, **kwargs, rngs=nnx.Rngs(0))
+        assert jax_shapes(jmine) == below(jax_shapes(jref), "blk"), call
+        nnx.update(jmine, nnx.state(jref.blk))
+        jmine.eval()
+        y = np.asarray(nnx.jit(lambda m, v: m(v))(jmine, jnp.asarray(x.transpose(0, 2, 3, 1))))
+        np.testing.assert_allclose(y, want.transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4,
+                                   err_msg=call)
+    return mine
+
+
+@pytest.mark.parametrize("act", list(ops.ACTIVATIONS) + ["none"])
+def test_a_class_built_with_each_activation_is_archcs_elaboration(act):
+    """ConvNormAct(..., act=...) applies what archc's conv_norm_act(..., act=...) does, for
+    every activation archc knows (the file's table holds them all), and "none" skips it."""
+    mine = _same_as_archc("ConvNormAct", (8, 8), {"kernel": 3, "act": act},
+                          f'conv_norm_act(x, 8, kernel=3, act="{act}")', (8, 6, 6))
+    assert (mine.act is None) == (act == "none")
+
+
+@pytest.mark.parametrize("stride, out, expanded, use_se, residual", [
+    (1, 16, 48, True, True), (2, 16, 48, True, False), (1, 24, 48, False, False),
+    (1, 16, 16, False, True)])
+def test_the_residual_add_is_a_flag_of_the_class(stride, out, expanded, use_se, residual):
+    """Mbv3Block's identity shortcut (`if stride == 1 and cin == out`) is a boolean the
+    constructor stores from that condition; forward() adds the input only when it holds.
+    The optional expansion and SE members follow their own conditions."""
+    act = "hswish"
+    mine = _same_as_archc(
+        "Mbv3Block", (16, 3, expanded, out, use_se, act), {"stride": stride},
+        f'mbv3_block(x, 3, {expanded}, {out}, {arch_literal(use_se)}, "{act}", '
+        f'stride={stride})', (16, 8, 8))
+    assert mine.use_add is residual
+    assert (mine.expand is None) == (expanded == 16) and (mine.se is None) == (not use_se)
