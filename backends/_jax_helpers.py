@@ -273,7 +273,7 @@ def channel_shuffle(x, groups):
 ''',
     "flatten": '''
 def flatten(x):
-    """PyTorch's flatten order (C, H, W) on NHWC; the result is N x 1 x 1 x (C*H*W)."""
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], 1, 1, -1)
+    """N x H x W x C -> N x (C*H*W) in PyTorch's order (C, H, W)."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 ''',
 }

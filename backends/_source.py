@@ -307,12 +307,12 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
     src += _init_body(backend, plan.root_init, ind, tap)
     src += [ind + line for line in init_lines]
     src += ["", f"    def {backend.forward_name}(self, x):"]
-    shapes = [net.node(node)["shape"] for _, node in net.output_list()]
+    outs = [(net.node(node)["shape"], plan.ranks[node]) for _, node in net.output_list()]
 
     def ret(e):
         if isinstance(e, list):   # named outputs
-            return [(k, backend.root_return(v, shape)) for (k, v), shape in zip(e, shapes)]
-        return backend.root_return(e, shapes[0])
+            return [(k, backend.root_return(v, *o)) for (k, v), o in zip(e, outs)]
+        return backend.root_return(e, *outs[0])
     src += _forward_body(plan.root_forward, ind, ret)
     return src
 
