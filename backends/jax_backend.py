@@ -28,7 +28,7 @@ from functools import partial
 from archc.compiler import Network, ops
 
 from . import lowering as L
-from ._jax_init import init_code
+from ._jax_init import LAYERS, init_code
 from ._jax_helpers import HELPERS
 from .lower_ctx import Lowered, paren
 
@@ -217,12 +217,12 @@ LOWER = {
     "mul": _fn("{0} * {1}"),
     "attention": _fn("multihead_attention({0}, {1}, {2}, {heads}, {patch})", "heads", "patch"),
 }
-IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
+IMPORTS = (("functools.", "import functools"), ("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
            (None, None), ("jax.", "import jax"),
            ("jnp.", "import jax.numpy as jnp"), (None, "import numpy as np"),
            (None, "from flax import nnx"))
 # what every file's initialisation code (_init_code) defines beside init_weights
-INIT_GLOBALS = frozenset({"placeholder"})
+INIT_GLOBALS = frozenset({"placeholder"} | {name for _, name in LAYERS})
 RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS) | INIT_GLOBALS
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
 # the classes init_weights initialises, by op (the ops whose registry entry has an init kind)

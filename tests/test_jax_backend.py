@@ -185,7 +185,8 @@ def test_build_cli_is_deterministic_and_imports_only_jax(tmp_path):
             mods |= {n.name.split(".")[0] for n in node.names}
         elif isinstance(node, ast.ImportFrom):
             mods.add(node.module.split(".")[0])
-    assert mods <= {"math", "jax", "flax", "numpy"}, mods   # numpy: jax's own dependency
+    # the standard library, JAX and numpy (jax's own dependency)
+    assert mods <= {"functools", "math", "jax", "flax", "numpy"}, mods
     # the very text compile_module runs (its outputs are checked against torch above); the
     # file's own initialisation is checked in tests/test_jax_init.py
     assert a.read_text() == jb.build_source(load("se_sqnxt"))
