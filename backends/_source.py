@@ -259,10 +259,11 @@ def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> l
     ind = "        "
     doc = _block_doc(net, cp.definition, cp)
     src = [f"class {cp.name}({backend.module_base}):"]
-    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10 and not doc[0].endswith('"'):
-        src.append(f'    """{doc[0]}"""')
+    src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]]
+    if doc[-1].endswith('"') or len(src[-1]) + 3 > WIDTH:   # closed on a line of its own
+        src.append('    """')
     else:
-        src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]] + ['    """']
+        src[-1] += '"""'
     if tap:
         src += ["", '    tap_prefix = ""']
     src += [""] + wrap_def("__init__", _signature(backend, cp), "    ")

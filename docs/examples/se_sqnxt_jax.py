@@ -90,8 +90,7 @@ def init_weights(module, rngs):
 
 class ConvBn(nnx.Module):
     """conv -> batch norm -> activation ("none" skips the activation): `conv_bn`,
-    std/layers.arch:5. In this file act = "relu", order = "bn_act".
-    """
+    std/layers.arch:5. In this file act = "relu", order = "bn_act"."""
 
     def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False, *,
                  rngs: nnx.Rngs):
@@ -108,8 +107,7 @@ class ConvBn(nnx.Module):
 
 class Se(nnx.Module):
     """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
-    file divisor = 0, squeeze = 0.
-    """
+    file divisor = 0, squeeze = 0."""
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)
@@ -129,8 +127,7 @@ class Se(nnx.Module):
 class SqnxtBlock(nnx.Module):
     """The SqueezeNext bottleneck block (Gholami et al. 2018; Chappa & El-Sharkawy, Fig. 6;
     Duggal & El-Sharkawy, Fig. 5), as the papers' Tables V and VI list it: `sqnxt_block`,
-    std/sqnxt.arch:15.
-    """
+    std/sqnxt.arch:15."""
 
     def __init__(self, in_channels, out, stride=1, *, se_ratio, rngs: nnx.Rngs):
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
