@@ -102,6 +102,20 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Code:
+    """Lines of constructor code (a loop, backends/_roll.py), indented relative to __init__."""
+    lines: tuple
+
+
+@dataclass(frozen=True)
+class Check:
+    """`if not cond: raise ValueError(message)`: an assertion of the .arch file over the
+    class's arguments."""
+    cond: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Guard:
     """An optional member: the members when `cond` holds, else `self.path = None`."""
     cond: str                        # Python text over the class's arguments
@@ -161,6 +175,9 @@ class Rendered:
     ifs: list = field(default_factory=list)       # [Branch]
     needs: set = field(default_factory=set)
     ext: dict = field(default_factory=dict)       # external node -> forward text
+    # network parameters an assertion reads that the class cannot check (the network)
+    unchecked: set = field(default_factory=set)
+    rolls: list = field(default_factory=list)     # labelled loops written as loops (_roll.py)
 
     def relative(self, node: str) -> str:
         """An IR node as the call sees it: its forward text if it comes from outside, else

@@ -34,8 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import _pyexpr as P
-from ._body import (HOLE, Assign, Item, Member, OutChannels, Rendered, Store, contains_tensor,
-                    names_in)
+from ._body import (HOLE, Assign, Check, Code, Item, Member, OutChannels, Rendered, Store,
+                    contains_tensor, names_in)
 from ._forward import forward_lines
 from ._merge import merge_optional
 from ._names import ModuleTree, PlanError, camel, identifier
@@ -74,8 +74,9 @@ class ClassPlan:
 class Plan:
     """All classes of one generated file (callees before callers) and the network's body."""
 
-    def __init__(self, net, backend, tap: bool = False):
+    def __init__(self, net, backend, tap: bool = False, symbolic=()):
         self.net, self.backend, self.tap = net, backend, tap
+        self.symbolic = frozenset(symbolic)   # network parameters the network class takes
         self.ranks = backend.ranks(net)
         self.tree = ModuleTree(net, backend.reserved_attrs)
         self.class_of: dict = {}         # block scope -> ClassPlan
@@ -91,12 +92,29 @@ class Plan:
             self._classes_of(d, by_def[d])
         root = self._render("")
         self.needs |= root.needs
-        fill = {}
+        fill, stored = {}, []
+        taken = set(self.backend.reserved_locals) | {p[0] for p in root.params} | \
+            {e.path[0] for e in root.init if isinstance(e, Member)}
         for k, hole in enumerate(root.holes):
+            if hole.forward and hole.text is not None and P.literal(hole.value) != hole.text:
+                name = identifier(hole.hint, taken)   # forward() reads what __init__ computed
+                taken.add(name)
+                fill[k] = f"self.{name}"
+                stored.append(Store(name, hole.text))
+                continue
             fill[k] = P.literal(hole.value)
             if fill[k] is None:
                 raise PlanError(f"cannot write the value {hole.value!r} in Python")
-        self.root_init = [_fill(e, fill) for e in root.init]
+        self.root_init = [_fill(e, fill) for e in root.init] + stored
+        live = set()
+        for e in self.root_init:
+            live |= names_in(" ".join(str(v) for v in vars(e).values()
+                                      if isinstance(v, str)))
+            live |= {n for m in getattr(e, "members", ()) for n in names_in(m.ctor)}
+            live |= {n for line in getattr(e, "lines", ()) for n in names_in(line.strip())}
+        # the network's parameters the class takes: those its constructor reads
+        self.root_params = [p for p in root.params if p[0] in live]
+        self.unchecked = set(root.unchecked)
         self.root_forward = forward_lines(self, root, fill)
         self.root = root
 
@@ -106,6 +124,8 @@ class Plan:
         r = Renderer(self, scope).run()
         if r is not None:
             self._sequences(r)
+            for roll in r.rolls:
+                _roll_in(r, roll)
         return r
 
     def _sequences(self, r: Rendered):
@@ -282,6 +302,24 @@ def _takes(cp: ClassPlan, branches: list, env0: dict, name: str, default: str) -
     return True
 
 
+def _roll_in(r: Rendered, roll) -> None:
+    """A labelled loop written as a loop (backends/_roll.py) in place of the sequences its
+    iterations became and the code they ran, where they all became sequences and nothing
+    after them reads a name that code assigned."""
+    seqs = [e for e in r.init if isinstance(e, Member) and e.kind == "sequential" and
+            len(e.path) == 1 and e.path[0] in roll.names]
+    if len(seqs) != len(roll.names):
+        return
+    ids = {id(e) for e in roll.entries} | {id(e) for e in seqs}
+    at = [i for i, e in enumerate(r.init) if id(e) in ids]
+    if at != list(range(at[0], at[-1] + 1)):
+        return
+    assigned = {t for e in roll.entries if isinstance(e, Assign) for t in e.targets}
+    if any(names_in(str(e)) & assigned for e in r.init[at[-1] + 1:]):
+        return
+    r.init[at[0]:at[-1] + 1] = [roll.code]
+
+
 def _match_output(cp: ClassPlan, k: int):
     """An output whose channel count the class cannot compute, named after the argument
     that has its value in every call (when the calls differ in it): the caller's text for
@@ -372,7 +410,7 @@ def _fill(entry, fill: dict):
         return HOLE.sub(lambda m: fill[int(m.group(1))], t)
     if isinstance(entry, Assign):
         return Assign(entry.targets, sub(entry.text))
-    if isinstance(entry, Store):
+    if isinstance(entry, (Store, Check, Code)):
         return entry
     return Member(entry.path, sub(entry.ctor), entry.kind)
 

@@ -16,8 +16,9 @@ from archc.compiler import ops
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
-from ._body import (Assign, Branch, Hole, Item, Member, OutChannels, Rendered, Val,
-                    contains_tensor, default_text, means, tensors, walk_syntax, where)
+from . import _roll
+from ._body import (Assign, Branch, Check, Code, Hole, Item, Member, OutChannels, Rendered,
+                    Val, contains_tensor, default_text, means, tensors, walk_syntax, where)
 from ._names import PlanError, identifier
 from .lower_ctx import LowerCtx
 
@@ -38,6 +39,8 @@ class Renderer:
         self.r = Rendered(scope_name, self.scope.definition)
         self.pymap: dict = {}      # archc variable -> its Python name in this class
         self.pytaken = set(self.backend.reserved_locals)
+        self.deps: dict = {}       # archc variable -> the network parameters it depends on
+        self.rolling = None        # a _roll.Roller while a loop is written as a loop
 
     def pyname(self, name: str) -> str:
         """The Python name of an archc parameter: one per parameter, distinct per class."""
@@ -93,8 +96,8 @@ class Renderer:
         for n in walk_syntax(expr):
             if isinstance(n, S.Var):
                 const &= self.names.get(n.name, (None, None, False))[2]
-            elif isinstance(n, S.Attr):
-                const &= self.root
+            elif isinstance(n, S.Attr):   # shapes are fixed, but for the network's arguments
+                const &= self.root and not self.plan.symbolic
         if const:
             return Val.literal(value, hint)
         scope = P.Scope(self.names, self._channels_text)
@@ -117,8 +120,14 @@ class Renderer:
     def run(self) -> Rendered | None:
         s, net, r = self.scope, self.net, self.r
         if self.root:
+            self.pytaken |= {c.name for c in self.plan.classes}
             for p, v in s.args.items():
-                self.names[p] = (P.literal(v), v, True)
+                if p in self.plan.symbolic:   # a constructor argument, default as built
+                    name = self.pyname(p)
+                    r.params.append((name, p, P.literal(v)))
+                    self.names[p], self.deps[p] = (name, v, False), {p}
+                else:
+                    self.names[p] = (P.literal(v), v, True)
             r.ext[net.input] = "x"
         elif not self._parameters(net.definitions[s.definition]):
             return None
@@ -184,15 +193,43 @@ class Renderer:
         return OutChannels(v.const, v.value if v.const else v.text)
 
     # -- the trace -----------------------------------------------------------------------------
+    def snapshot(self) -> tuple:
+        return dict(self.names), dict(self.tchan), dict(self.deps), set(self.r.needs)
+
+    def restore(self, state: tuple):
+        self.names, self.tchan, self.deps = dict(state[0]), dict(state[1]), dict(state[2])
+        self.r.needs = set(state[3])
+
     def walk(self, frame: str):
+        self.events(self.net.scopes[frame].trace)
+
+    def events(self, trace: list):
         pending: list = []
-        for ev in self.net.scopes[frame].trace:
+        i = 0
+        while i < len(trace):
+            ev = trace[i]
             kind = ev[0]
+            i += 1
+            if kind == "for" and ev[2] == 1 and (self.rolling or (
+                    self.root and self.plan.symbolic and ev[1].label is not None)):
+                j = _roll.end_of(trace, i - 1, ev[1])
+                if j is not None:   # the whole loop at once (backends/_roll.py)
+                    if self.rolling:
+                        self.r.init.append(Code(tuple(self.rolling.loop(
+                            ev[1], trace[i - 1:j], labelled=ev[1].label is not None))))
+                    else:
+                        _roll.roll(self, ev[1], trace[i - 1:j])
+                    i, pending = j + 1, []
+                    continue
+            if kind == "if" and self.rolling:
+                raise _roll.NoRoll
             if kind == "assign":
                 self._assign(ev[1], ev[2], pending)
                 pending = []
             elif kind == "for":
                 st, item = ev[1], ev[3]
+                for n in st.names:
+                    self.deps[n] = self.deps_of(st.iterable)
                 for n, v in zip(st.names, (item,) if len(st.names) == 1 else item):
                     self.names[n] = (None, v, False) if contains_tensor(v) else \
                         (P.literal(v), v, True)
@@ -206,6 +243,39 @@ class Renderer:
                 pending += self._child(self.net.scopes[ev[1]])
             elif kind == "return":
                 pending = []
+            elif kind == "assert" and self.root:
+                self._assert(ev[1])
+
+    def deps_of(self, expr) -> set:
+        """The network parameters an expression depends on (through the variables it reads)."""
+        if not self.plan.symbolic:
+            return set()
+        out = set()
+        for n in walk_syntax(expr):
+            if isinstance(n, S.Var):
+                out |= self.deps.get(n.name, set())
+        return out
+
+    def _assert(self, st):
+        """An assertion over the network's arguments, checked by the constructor: written as
+        Python and checked to hold here (else the parameters it reads stay fixed)."""
+        deps = self.deps_of(st.cond)
+        if not deps:
+            return    # it holds for every argument the class takes
+        scope = P.Scope(self.names, self._channels_text)
+        text = P.translate(st.cond, scope)
+        try:
+            ok = text is not None and P.python_value(text, self.pyenv()) is True
+        except ValueError:
+            ok = False
+        if not ok:
+            self.r.unchecked |= deps
+            return
+        m = st.message
+        message = m.value if isinstance(m, S.Literal) and isinstance(m.value, str) else \
+            f"assertion failed: {text}"
+        self.r.needs |= scope.needs
+        self.r.init.append(Check(text, message))
 
     def _conditions(self, st, taken: int) -> tuple:
         """The branch conditions of an `if` as Python text, each checked to have the truth
@@ -225,6 +295,8 @@ class Renderer:
 
     def _assign(self, st, value, pending: list):
         targets = st.targets
+        for t in targets:
+            self.deps[t] = self.deps_of(st.value)
         vals = (value,) if len(targets) == 1 else value
         if contains_tensor(value):
             for t, v in zip(targets, vals):
@@ -242,7 +314,8 @@ class Renderer:
         if len(targets) == 1 and val.text.isidentifier():   # `cin = x.channels`: an alias
             self.names[targets[0]] = (val.text, value, False)
             return
-        py = tuple(self.fresh(t) for t in targets)
+        py = tuple(self.rolling.name_for(st, t) if self.rolling else self.fresh(t)
+                   for t in targets)
         self.r.init.append(Assign(py, val.text))
         for t, p, v in zip(targets, py, vals):
             self.names[t] = (p, v, False)
@@ -288,7 +361,7 @@ class Renderer:
                             "disagrees with ops.py about statefulness")
         if low.ctor is not None:
             r.init.append(Member(tuple(path.split(".")), low.ctor, "layer"))
-        ch = op.channels(cins, attrs)
+        ch = op.channels_at(cins, attrs, [net.node(i)["shape"] for i in data["inputs"]])
         if ch is not None and not isinstance(ch, Val):
             ch = Val.literal(ch)
         if ch is not None and ch.value != data["shape"][0]:
@@ -332,6 +405,8 @@ class Renderer:
             kw.append(f"{name}={self.text(Val(value, hint=name), forward=False)}")
         self.r.init.append(Member(tuple(path.split(".")),
                                   self.backend.instance(cp.name, chan + args + kw), "block"))
+        if self.rolling:
+            self.rolling.member_scope[tuple(path.split("."))] = sc
         inputs, argtext = [], []
         for p in cp.forward_params:
             v = sc.args[p]

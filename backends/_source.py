@@ -16,7 +16,7 @@ from archc.compiler import Network
 from archc.compiler import _syntax as S
 
 from . import _pyexpr
-from ._body import Assign, Guard, Store, contains_tensor
+from ._body import Assign, Check, Code, Guard, Store, contains_tensor
 from ._wrap import WIDTH, wrap, wrap_def
 
 if TYPE_CHECKING:
@@ -25,15 +25,17 @@ if TYPE_CHECKING:
 
 
 def file_text(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
-              tap: bool) -> str:
+              tap: bool, doc: bool = True) -> str:
     """The generated module for `net` (class `cls`, weight initialisation `scheme`) from its
-    plan; tap: pass every layer's output through `tap(layer_name, value)`."""
+    plan; tap: pass every layer's output through `tap(layer_name, value)`; doc=False leaves
+    out the network class's docstring and its arguments' defaults (the code alone, to
+    compare two builds)."""
     used = {d["op"] for _, d in net.graph.nodes(data=True)}
     init_lines, init_extra = backend.init_code(scheme, used)
     body: list = []
     for cp in plan.classes:
         body += ["", ""] + _class(backend, net, cp, tap, init_lines)
-    body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap)
+    body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap, doc)
     helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE)
     used, text = [], "\n".join(body) + init_extra
     changed = True
@@ -214,6 +216,19 @@ def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
         if isinstance(e, Assign):
             out += wrap(f"{', '.join(e.targets)} = ", e.text, indent)
             continue
+        if isinstance(e, Code):    # a loop (backends/_roll.py)
+            for line in e.lines:
+                deeper = indent + line[:len(line) - len(line.lstrip())]
+                head, eq, expr = line.lstrip().partition(" = ")
+                out += wrap(head + eq, expr, deeper) if eq and not head.startswith(
+                    ("for ", "if ")) else [deeper + line.lstrip()]
+            continue
+        if isinstance(e, Check):   # an assertion of the .arch file
+            cond = e.cond if e.cond.isidentifier() else f"({e.cond})"
+            out += wrap("if not ", cond + ":", indent)
+            out += wrap("raise ValueError(", _pyexpr.literal(e.message) + ")",
+                        indent + "    ")
+            continue
         if isinstance(e, Store):   # a value forward() reads
             out += wrap(f"self.{e.name} = ", e.text, indent)
             continue
@@ -283,26 +298,51 @@ def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> l
     return src
 
 
-def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
-                   init_lines: list, tap: bool) -> list:
-    ind = "        "
-    c, h, w = net.input_shape
-    # escaped before wrapping, so that no escape pushes a line past the width
-    params = ", ".join(doc_text(f"{k} = {value_text(v)}").replace(" ", "\xa0")
-                       for k, v in net.params.items())
+def _network_doc(backend: Backend, net: Network, plan: Plan, scheme: str) -> list:
+    """The network class's docstring: the network's comment, which parameters are
+    constructor arguments (with the values this file was built with as defaults) and which
+    are fixed in the file, its input and output."""
+    taken = {archc for _, archc, _ in plan.root_params}
+
+    def listed(names):   # escaped before wrapping: no escape pushes a line over the width
+        return ", ".join(doc_text(f"{k} = {value_text(net.params[k])}").replace(" ", "\xa0")
+                         for k in names)
     body = [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
     if net.doc:
         body += [""] + textwrap.wrap(doc_text(net.doc), width=88)
-    if params:
+    text = ""
+    if taken:
+        text = "Arguments (the network's parameters; their defaults are the values this " \
+            f"file was built with): {listed([k for k in net.params if k in taken])}."
+    fixed = [k for k in net.params if k not in taken]
+    if fixed:
+        text += (" Fixed in this file" if taken else " Parameters as built") + \
+            f" (`archc build -D NAME=VALUE` changes them): {listed(fixed)}."
+    if text:
         body += [""] + [line.replace("\xa0", " ") for line in
-                        textwrap.wrap(f"Parameters as used: {params}.", width=88)]
-    body += [doc_text(line) for line in _io_doc(backend, net, scheme)]
-    src = [f"class {cls}({backend.module_base}):", '    """' + body[0]]
-    src += [("    " + line) if line else "" for line in body[1:]] + ['    """']
+                        textwrap.wrap(text.strip(), width=88)]
+    io = _io_doc(backend, net, scheme)
+    if taken:
+        io = [""] + textwrap.wrap(" ".join(io[1:]).replace(
+            "). Output", "; at the default arguments). Output", 1), width=88)
+    return body + [doc_text(line) for line in io]
+
+
+def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
+                   init_lines: list, tap: bool, doc: bool = True) -> list:
+    ind = "        "
+    src = [f"class {cls}({backend.module_base}):"]
+    if doc:
+        body = _network_doc(backend, net, plan, scheme)
+        src += ['    """' + body[0]]
+        src += [("    " + line) if line else "" for line in body[1:]] + ['    """']
     if tap:
         src += ["", '    tap_prefix = ""']
-    sig = "self, *, rngs: nnx.Rngs" if backend.rngs else "self"
-    src += ["", f"    def __init__({sig}):"]
+    parts = ["self"] + [f"{name}={default}" if doc else name   # code only: no defaults
+                        for name, _, default in plan.root_params]
+    if backend.rngs:
+        parts += ["*", "rngs: nnx.Rngs"]
+    src += [""] + wrap_def("__init__", ", ".join(parts), "    ")
     if backend.super_init:
         src.append(f"{ind}super().__init__()")
     src += _init_body(backend, plan.root_init, ind, tap)

@@ -252,6 +252,7 @@ BACKEND = L.Backend(
     reserved_locals=RESERVED_LOCALS, module_base="nnx.Module", forward_name="__call__",
     super_init=False, rngs=True, helpers=HELPERS, container="Scope()",
     sequence=lambda entries: "Sequential(" + ", ".join(f"{n}={c}" for n, c in entries) + ")",
+    sequence_dict="{}", sequence_from=lambda name: f"Sequential(**{name})",
     instance=_instance, init_code=partial(init_code, INIT_CLASSES), root_return=_root_return,
     ranks=partial(L.ranks, flat_pools=frozenset({"global_avgpool", "global_maxpool"})),
     weights={"conv": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)},

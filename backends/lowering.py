@@ -20,7 +20,7 @@ from typing import Callable
 
 from archc.compiler import ArchError, Network, ops
 
-from . import _source
+from . import _family, _source
 from ._names import ModuleTree, PlanError, identifier
 from ._plan import Plan
 from .lower_ctx import Lowered, LowerCtx  # noqa: F401 (API)
@@ -106,6 +106,8 @@ class Backend(BackendBase):
     container     constructor of a plain group of members (a labelled loop iteration)
     sequence      function([(name, ctor)]) -> constructor of named members applied in order
     instance      function(class, [args]) -> a class instantiation expression
+    sequence_dict, sequence_from   a sequence built in a loop: its entries' empty dict, and
+                  the sequence from that dict's name
     init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
                   source)
     root_return   function(expr, shape, rank) -> an output's returned expression (shape:
@@ -132,6 +134,10 @@ class Backend(BackendBase):
     layout: str = "NCHW"       # the tensors' layout, for docstrings
     imports: tuple = ()        # (text the file uses, import line), standard library first
     modes: str = ""            # a docstring note on train/eval
+    # a sequence built in a loop (backends/_roll.py): the empty dict of its entries, and the
+    # sequence made from that dict's name
+    sequence_dict: str = "OrderedDict()"
+    sequence_from: Callable = lambda name: f"nn.Sequential({name})"
 
 
 def crop_slices(ctx: LowerCtx) -> str:
@@ -200,10 +206,13 @@ def module_tree(net: Network, backend: BackendBase) -> ModuleTree:
     return ModuleTree(net, backend.reserved_attrs)
 
 
-def _plan_of(net: Network, backend: Backend, tap: bool) -> Plan:
+def _plan_of(net: Network, backend: Backend, tap: bool, family: bool = False) -> Plan:
+    """The plan of the generated file; family: its network class takes the parameters
+    backends/_family.py verifies as constructor arguments."""
     check_lowerable(net, backend)
     try:
-        return Plan(net, backend, tap)
+        return Plan(net, backend, tap, symbolic=_family.exposed(backend, net, tap)
+                    if family else ())
     except PlanError as err:
         raise LoweringError(err.message, err.span, hint=err.hint) from None
 
@@ -216,7 +225,7 @@ def build_source(backend: Backend, net: Network, init: str | None = None,
     default). tap: pass every layer's output through `tap(layer_name, value)`."""
     scheme = init_scheme(net, init)
     cls = class_name(net)
-    plan = _plan_of(net, backend, tap)
+    plan = _plan_of(net, backend, tap, family=True)
     return _source.file_text(backend, net, plan, cls, scheme, tap)
 
 

@@ -211,6 +211,7 @@ class Calls:
         inner = self.builder.open_scope(names, self._label(e, env, names), d.name, "block", e.span,
                                         definition=d.name)
         inner.scope.given = {k: a.expr for k, a in given.items()}
+        inner.scope.label = e.label
         self.stack.append((d.name, e.span))
         try:
             for p in d.params:

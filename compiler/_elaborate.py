@@ -132,6 +132,7 @@ class Elaborator(Calls):
                     msg = self.eval(st.message, env, names)
                     text = msg if isinstance(msg, str) else show(msg)
                 raise ArchError(f"assertion failed: {text}", st.span)
+            names.record(("assert", st))
         else:  # pragma: no cover - the parser builds only the statements above
             raise AssertionError(st)
 
@@ -154,6 +155,7 @@ class Elaborator(Calls):
                 inner = self.builder.open_scope(names, f"{st.label}{k}", "", "loop", st.span)
             names.record(("for", st, k, item))
             self._body(st.body, env, inner)
+        names.record(("end", st))
 
     # ---- expressions ----
     def _bool(self, v, span, what):

@@ -326,6 +326,7 @@ def build(program: Program, overrides: dict | None = None, caller: str = "archc"
         raise err from None
     net.params = {k: plain(v) for k, v in net.params.items()}
     net.notes = tuple(program.notes)
+    net.program = program
     for scope in net.scopes.values():
         scope.args = {k: plain(v) for k, v in scope.args.items()}
     net.doc = program.doc()

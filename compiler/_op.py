@@ -138,6 +138,10 @@ class Op:
         it also needs H and W. tests/test_torch_backend.py checks it against `shape`."""
         return in_channels[0]
 
+    def channels_at(self, in_channels: list, attrs: dict, in_shapes: list):
+        """`channels` where the input shapes are known too (H and W then fixed)."""
+        return self.channels(in_channels, attrs)
+
     # -- costs -----------------------------------------------------------------------
     def params(self, inputs: list, out: Shape, attrs: dict) -> dict:
         """Trainable parameter counts by tensor name (e.g. {"weight": 576, "bias": 64})."""

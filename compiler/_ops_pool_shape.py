@@ -129,6 +129,9 @@ class Flatten(Op):
     def channels(self, in_channels, a):
         return None   # C * H * W
 
+    def channels_at(self, in_channels, a, in_shapes):
+        return in_channels[0] if tuple(in_shapes[0][1:]) == (1, 1) else None
+
 
 @register
 class Slice(Op):

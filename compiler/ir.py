@@ -37,7 +37,9 @@ class Scope:
     its body's evaluation in order, as tuples:
         ("assign", S.Assign, value)          after the value was computed
         ("for", S.For, k, item)              iteration k (from 1) binds item
+        ("end", S.For)                       after the loop's last iteration
         ("if", S.If, branch)                 branch index taken, -1 when none
+        ("assert", S.Assert)                 an assertion that held
         ("layer", node)                      a layer created directly in this frame
         ("scope", name)                      a child scope created directly in this frame
         ("return", S.Return, value)
@@ -54,6 +56,7 @@ class Scope:
     given: dict = field(default_factory=dict)    # parameter -> the caller's expression
     output: object = None                    # the value returned (frames)
     trace: list = field(default_factory=list)
+    label: object = None      # a block call's label as written (None, str or _syntax.Label)
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Network:
     outputs: tuple = ()
     # notes for the user ("file:line:col: ..."), e.g. a block that shadows a built-in
     notes: tuple = ()
+    # the compiler._loader.Program it was elaborated from (None after a transform such as
+    # compiler.reparam.deploy): backends elaborate it again with other parameter values
+    program: object = field(default=None, repr=False, compare=False)
 
     def output_list(self) -> list:
         """[(name, node)] of every output, in order; the name is None for a network that

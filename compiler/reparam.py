@@ -210,5 +210,5 @@ def deploy(net: Network) -> Network:
     for s in scopes.values():
         s.trace = [ev for ev in s.trace if not (ev[0] == "scope" and ev[1] not in live)]
     return dataclasses.replace(
-        net, graph=g, scopes=scopes, output=renamed.get(net.output, net.output),
+        net, graph=g, scopes=scopes, program=None, output=renamed.get(net.output, net.output),
         outputs=tuple((k, renamed.get(v, v)) for k, v in net.outputs))

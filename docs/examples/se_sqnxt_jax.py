@@ -165,32 +165,35 @@ class SESqueezeNext(nnx.Module):
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
-    Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
-    se_ratio = 16.0, resolution = 32, init = "xavier_uniform".
+    Arguments (the network's parameters; their defaults are the values this file was built
+    with): stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10, se_ratio = 16.0.
+    Fixed in this file (`archc build -D NAME=VALUE` changes them): resolution = 32,
+    init = "xavier_uniform".
 
-    Input: N x 32 x 32 x 3 (NHWC). Output: N x 10. Weight initialisation: xavier_uniform.
-    Call .train() / .eval() to switch modes.
+    Input: N x 32 x 32 x 3 (NHWC; at the default arguments). Output: N x 10. Weight
+    initialisation: xavier_uniform. Call .train() / .eval() to switch modes.
     """
 
-    def __init__(self, *, rngs: nnx.Rngs):
-        self.conv1 = Conv(3, 64, (3, 3), padding=0, rngs=rngs)
-        self.bn1 = BatchNorm(64)
-        self.stage1 = Sequential(block1=SqnxtBlock(64, 32, se_ratio=16.0, rngs=rngs))
-        self.stage2 = Sequential(
-            block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0, rngs=rngs),
-            block2=SqnxtBlock(64, 64, se_ratio=16.0, rngs=rngs),
-        )
-        self.stage3 = Sequential(
-            block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0, rngs=rngs),
-            block2=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
-            block3=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
-            block4=SqnxtBlock(128, 128, se_ratio=16.0, rngs=rngs),
-        )
-        self.stage4 = Sequential(block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0, rngs=rngs))
-        self.conv2 = Conv(256, 128, (1, 1), padding=0, rngs=rngs)
-        self.bn2 = BatchNorm(128)
-        self.dropout = nnx.Dropout(0.6, rngs=rngs)
-        self.fc = Linear(128, 10, rngs=rngs)
+    def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0, *,
+                 rngs: nnx.Rngs):
+        if not (len(stages) == 4):
+            raise ValueError('stages lists the blocks of the 4 stages, e.g. [1, 2, 4, 1]')
+        self.conv1 = Conv(3, int(64 * width), (3, 3), padding=0, rngs=rngs)
+        self.bn1 = BatchNorm(int(64 * width))
+        x_channels = int(64 * width)
+        for s in range(4):
+            stage = {}
+            for b in range(stages[s]):
+                stride = 2 if b == 0 and s > 0 else 1
+                stage[f"block{b + 1}"] = SqnxtBlock(
+                    x_channels, int((32, 64, 128, 256)[s] * width), stride=stride,
+                    se_ratio=se_ratio, rngs=rngs)
+                x_channels = int((32, 64, 128, 256)[s] * width)
+            setattr(self, f"stage{s + 1}", Sequential(**stage))
+        self.conv2 = Conv(int(256 * width), int(128 * width), (1, 1), padding=0, rngs=rngs)
+        self.bn2 = BatchNorm(int(128 * width))
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.fc = Linear(int(128 * width), classes, rngs=rngs)
         init_weights(self, rngs)
 
     def __call__(self, x):

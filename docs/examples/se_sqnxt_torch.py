@@ -93,34 +93,35 @@ class SESqueezeNext(nn.Module):
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
     column); width scales every channel count with int().
 
-    Parameters as used: stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10,
-    se_ratio = 16.0, resolution = 32, init = "xavier_uniform".
+    Arguments (the network's parameters; their defaults are the values this file was built
+    with): stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10, se_ratio = 16.0.
+    Fixed in this file (`archc build -D NAME=VALUE` changes them): resolution = 32,
+    init = "xavier_uniform".
 
-    Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
+    Input: N x 3 x 32 x 32 (NCHW; at the default arguments). Output: N x 10. Weight
+    initialisation: xavier_uniform.
     """
 
-    def __init__(self):
+    def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.stage1 = nn.Sequential(OrderedDict(block1=SqnxtBlock(64, 32, se_ratio=16.0)))
-        self.stage2 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(32, 64, stride=2, se_ratio=16.0),
-            block2=SqnxtBlock(64, 64, se_ratio=16.0),
-        ))
-        self.stage3 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(64, 128, stride=2, se_ratio=16.0),
-            block2=SqnxtBlock(128, 128, se_ratio=16.0),
-            block3=SqnxtBlock(128, 128, se_ratio=16.0),
-            block4=SqnxtBlock(128, 128, se_ratio=16.0),
-        ))
-        self.stage4 = nn.Sequential(OrderedDict(
-            block1=SqnxtBlock(128, 256, stride=2, se_ratio=16.0),
-        ))
-        self.conv2 = nn.Conv2d(256, 128, 1)
-        self.bn2 = nn.BatchNorm2d(128)
-        self.dropout = nn.Dropout(p=0.6)
-        self.fc = nn.Linear(128, 10)
+        if not (len(stages) == 4):
+            raise ValueError('stages lists the blocks of the 4 stages, e.g. [1, 2, 4, 1]')
+        self.conv1 = nn.Conv2d(3, int(64 * width), 3)
+        self.bn1 = nn.BatchNorm2d(int(64 * width))
+        x_channels = int(64 * width)
+        for s in range(4):
+            stage = OrderedDict()
+            for b in range(stages[s]):
+                stride = 2 if b == 0 and s > 0 else 1
+                stage[f"block{b + 1}"] = SqnxtBlock(
+                    x_channels, int((32, 64, 128, 256)[s] * width), stride=stride,
+                    se_ratio=se_ratio)
+                x_channels = int((32, 64, 128, 256)[s] * width)
+            setattr(self, f"stage{s + 1}", nn.Sequential(stage))
+        self.conv2 = nn.Conv2d(int(256 * width), int(128 * width), 1)
+        self.bn2 = nn.BatchNorm2d(int(128 * width))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(int(128 * width), classes)
         init_weights(self)
 
     def forward(self, x):
