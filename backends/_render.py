@@ -391,7 +391,8 @@ class Renderer:
             value = sc.args[archc]
             if given is None and default is not None and P.literal(value) == default:
                 continue
-            val = self.translate(given, value, name)
+            val = self.translate(given, value, name) if given is not None else \
+                self._default_here(sc, archc, value, name)
             text = self.text(val, forward=False)
             if cp.positional(name):
                 args.append(text)
@@ -422,6 +423,34 @@ class Renderer:
                     scope=sc.parent or "")
         self.r.items.append(item)
         return [item]
+
+    def _default_here(self, sc, param: str, value, hint: str) -> Val:
+        """An argument the call did not give, whose .arch default is an expression of the
+        block's other parameters (`mid: int = out`): that expression in this class's terms
+        (the call's texts for those parameters), checked to give its value; else a literal."""
+        d = self.net.definitions[sc.definition]
+        p = next(q for q in d.params if q.name == param)
+        if p.default is None or P.literal(value) is None:
+            return Val.literal(value, hint)
+        names = {}
+        for q in d.params:
+            v = sc.args[q.name]
+            if isinstance(v, Tensor):
+                names[q.name] = (None, v, False)
+            elif q.name in sc.given:
+                t = self.translate(sc.given[q.name], v, q.name)
+                if not t.hole:
+                    names[q.name] = (t.text, v, t.const)
+        scope = P.Scope(names, self._channels_text)
+        text = P.translate(p.default, scope)
+        try:
+            ok = text is not None and P.same_value(value, P.python_value(text, self.pyenv()))
+        except ValueError:
+            ok = False
+        if not ok or text == P.literal(value):
+            return Val.literal(value, hint)
+        self.r.needs |= scope.needs
+        return Val(value, text, hint=hint)
 
     def _child_channel(self, oc, cp, sc, t) -> Val:
         """The channel count of a child block's output, in this class's terms: the child's

@@ -266,3 +266,13 @@ def test_make_divisible_helper_is_archcs_rule():
     for v in (1, 7.5, 16, 30.1, 96 / 4, 100, 3.999, 1e3 / 3):
         for d in (1, 4, 8, 16):
             assert ns["make_divisible"](v, d) == BUILTINS["make_divisible"](v, d), (v, d)
+
+
+def test_a_default_that_is_an_expression_is_written_in_the_callers_terms():
+    """`mid: int = out` not given by a call: the caller passes its own text for `out` instead
+    of each call's literal, so U-Net's four down blocks are one class."""
+    src = torch_backend.build_source(load("unet"))
+    tree = ast.parse(src)
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert [c for c in classes if c.startswith("UnetDown")] == ["UnetDown"]
+    assert "self.conv = UnetDoubleConv(in_channels, out, out, padded=padded)" in src
