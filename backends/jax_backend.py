@@ -217,11 +217,12 @@ LOWER = {
     "mul": _fn("{0} * {1}"),
     "attention": _fn("multihead_attention({0}, {1}, {2}, {heads}, {patch})", "heads", "patch"),
 }
-IMPORTS = (("functools.", "import functools"), ("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
-           (None, None), ("jax.", "import jax"),
-           ("jnp.", "import jax.numpy as jnp"), (None, "import numpy as np"),
-           (None, "from flax import nnx"))
-# what every file's initialisation code (_init_code) defines beside init_weights
+IMPORTS = (("functools.", "import functools"), ("math.", "import math"),
+           ("OrderedDict", "from collections import OrderedDict"), (None, None),
+           ("jax.", "import jax"), ("jnp.", "import jax.numpy as jnp"),
+           (None, "import numpy as np"), (None, "from flax import nnx"))
+# what every file's initialisation code (_jax_init.init_code) defines beside init_weights:
+# placeholder and the Conv / Linear partials
 INIT_GLOBALS = frozenset({"placeholder"} | {name for _, name in LAYERS})
 RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS) | INIT_GLOBALS
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}

@@ -12,7 +12,7 @@ else is backends/lowering.py's.
 """
 from __future__ import annotations
 
-from archc.compiler import Network, ops
+from archc.compiler import Network
 
 from . import lowering as L
 from .lower_ctx import Lowered
