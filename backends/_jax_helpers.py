@@ -28,14 +28,6 @@ def multihead_attention(q, k, v, heads, patch=1):
     out = out.reshape(n, p, p, heads, h // p, w // p, -1).transpose(0, 4, 1, 5, 2, 3, 6)
     return out.reshape(n, h, w, -1)
 ''',
-    "Conv": '''
-def Conv(*args, **kwargs):   # nnx.Conv, its values drawn by init_weights
-    return nnx.Conv(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
-''',
-    "Linear": '''
-def Linear(*args, **kwargs):   # nnx.Linear, its values drawn by init_weights
-    return nnx.Linear(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
-''',
     "BatchNorm": '''
 class BatchNorm(nnx.Module):
     """Batch normalisation over the last axis with PyTorch's semantics."""
@@ -52,13 +44,10 @@ class BatchNorm(nnx.Module):
     def __call__(self, x):
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
-        else:
-            axes = tuple(range(x.ndim - 1))
-            xf = x.astype(jnp.float32)
-            mean = jnp.mean(xf, axis=axes)
-            var = jnp.mean(jnp.square(xf - mean), axis=axes)
-            n = xf.size // xf.shape[-1]
-            m = self.momentum
+        else:   # the batch's statistics; the running variance takes the unbiased one
+            xf, axes = x.astype(jnp.float32), tuple(range(x.ndim - 1))
+            mean, var = jnp.mean(xf, axis=axes), jnp.var(xf, axis=axes)
+            n, m = xf.size // xf.shape[-1], self.momentum
             self.mean[...] = (1 - m) * self.mean[...] + m * mean
             self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
         y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
@@ -273,7 +262,7 @@ def channel_shuffle(x, groups):
 ''',
     "flatten": '''
 def flatten(x):
-    """PyTorch's flatten order (C, H, W) on NHWC; the result is N x 1 x 1 x (C*H*W)."""
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], 1, 1, -1)
+    """N x H x W x C -> N x (C*H*W) in PyTorch's order (C, H, W)."""
+    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 ''',
 }

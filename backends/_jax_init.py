@@ -19,10 +19,15 @@ import textwrap
 from . import lowering as L
 
 
+# the layers built with placeholder values: (op, the file's class: a partial of nnx's)
+LAYERS = (("conv", "Conv"), ("linear", "Linear"))
+
+
 def init_code(classes: dict, scheme: str, used: set):
-    """(lines the network's __init__ ends with, the file's initialisation code): `placeholder`
-    and `init_weights`, which draws the scheme's values with numpy from one key of
-    rngs.params(). classes: op -> the class init_weights initialises."""
+    """(lines the network's __init__ ends with, the file's initialisation code): `placeholder`,
+    the `Conv` / `Linear` the network uses (nnx's with placeholder values) and `init_weights`,
+    which draws the scheme's values with numpy from one key of rngs.params(). classes: op ->
+    the class init_weights initialises."""
     kinds = L.init_classes(classes, used)
     if scheme == "default":
         doc = ("PyTorch's default initialisation for every conv and linear layer: weights and "
@@ -47,14 +52,17 @@ def init_code(classes: dict, scheme: str, used: set):
                 values.append(np.zeros(m.bias.shape, np.float32))"""
     doc = "\n".join(textwrap.wrap(
         f"{doc}, drawn with numpy from one key of rngs.params() (eager jax.random would "
-        "compile an XLA program per shape); traced (nnx.jit, nnx.eval_shape), the same draw "
-        "runs as a jax.pure_callback.", 88, subsequent_indent="    "))
+        "compile an XLA program per shape).", 88,
+        subsequent_indent="    "))
+    layers = "".join(f"\n{name} = functools.partial(nnx.{name}, kernel_init=placeholder, "
+                     "bias_init=placeholder)" for op, name in LAYERS if op in used)
+    layers += "\n\n" if layers else ""
     return ["init_weights(self, rngs)"], f'''
 def placeholder(key, shape, dtype=np.float32):
-    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
+    """A layer's values (a view of one zero) until init_weights draws them."""
     return np.broadcast_to(np.zeros((), dtype), shape)
 
-
+{layers}
 def init_weights(module, rngs):
     """{doc}"""
     kinds = ({kinds})
@@ -68,10 +76,7 @@ def init_weights(module, rngs):
             {draw}
         return values
     key = jax.random.key_data(rngs.params())
-    try:   # concrete: drawn here; traced (nnx.jit, nnx.eval_shape): in a callback
-        key, traced = np.asarray(key), False
-    except jax.errors.TracerArrayConversionError:
-        traced = True
+    traced = isinstance(key, jax.core.Tracer)   # nnx.jit, nnx.eval_shape: draw in a callback
     shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
     for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
         p.set_value(value)

@@ -16,7 +16,7 @@ Outputs. A network returning one tensor has one graph output, its layer's value;
 named outputs has a graph output per name, in order, named after it (an Identity of the
 layer's value where the layer is named otherwise).
 
-Ranks follow the torch module (torch_backend.ranks): a value is N x C after flatten and
+Ranks follow the torch module (lowering.ranks): a value is N x C after flatten and
 linear, NCHW otherwise; ops that need NCHW unsqueeze an N x C input. So the graph's output
 has the torch module's shape.
 

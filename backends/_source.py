@@ -288,10 +288,11 @@ def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> l
     ind = "        "
     doc = _block_doc(net, cp.definition, cp)
     src = [f"class {cp.name}({backend.module_base}):"]
-    if len(doc) == 1 and len(doc[0]) <= WIDTH - 10 and not doc[0].endswith('"'):
-        src.append(f'    """{doc[0]}"""')
+    src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]]
+    if doc[-1].endswith('"') or len(src[-1]) + 3 > WIDTH:   # closed on a line of its own
+        src.append('    """')
     else:
-        src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]] + ['    """']
+        src[-1] += '"""'
     if tap:
         src += ["", '    tap_prefix = ""']
     src += [""] + wrap_def("__init__", _signature(backend, cp), "    ")
@@ -358,12 +359,12 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
     src += _init_body(backend, plan.root_init, ind, tap)
     src += [ind + line for line in init_lines]
     src += ["", f"    def {backend.forward_name}(self, x):"]
-    shapes = [net.node(node)["shape"] for _, node in net.output_list()]
+    outs = [(net.node(node)["shape"], plan.ranks[node]) for _, node in net.output_list()]
 
     def ret(e):
         if isinstance(e, list):   # named outputs
-            return [(k, backend.root_return(v, shape)) for (k, v), shape in zip(e, shapes)]
-        return backend.root_return(e, shapes[0])
+            return [(k, backend.root_return(v, *o)) for (k, v), o in zip(e, outs)]
+        return backend.root_return(e, *outs[0])
     src += _forward_body(plan.root_forward, ind, ret)
     return src
 

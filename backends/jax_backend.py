@@ -10,6 +10,9 @@ The generated module keeps PyTorch's semantics where they differ from Flax's def
   - BatchNorm: momentum m updates running = (1 - m) * running + m * batch, and the running
     variance uses the unbiased batch variance (a small BatchNorm class is emitted);
   - flatten uses PyTorch's C, H, W element order, so linear weights transfer unchanged;
+    after flatten or linear a value is N x C, as in torch (lowering.ranks; a global pool
+    that only flatten or linear reads is N x C too), and ops that need NHWC restore it with
+    `[:, None, None, :]` (LowerCtx.x4);
   - ceil-mode pooling and count_include_pad follow PyTorch exactly;
   - the default initialisation is PyTorch's (uniform +-1/sqrt(fan_in) for weights and
     biases of conv and linear layers).
@@ -22,10 +25,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from archc.compiler import Network
+from archc.compiler import Network, ops
 
 from . import lowering as L
-from ._jax_init import init_code
+from ._jax_init import LAYERS, init_code
 from ._jax_helpers import HELPERS
 from .lower_ctx import Lowered, paren
 
@@ -82,12 +85,30 @@ def _conv(c):
             + f", padding={_padding(c)}"
             + ("" if c.is_default("bias", True) else f", use_bias={c.a('bias')}")
             + ", rngs=rngs)")
-    return Lowered(ctor, f"{c.path}({c.x()})")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
+
+
+def _flat(c) -> str:
+    """Input 0 as N x C: an N x 1 x 1 x C input without its 1 x 1 axes."""
+    return c.x() if c.ranks[0] == 2 else f"{c.x()}[:, 0, 0]"
 
 
 def _linear(c):
     bias = "" if c.is_default("bias", True) else f", use_bias={c.a('bias')}"
-    return Lowered(f"Linear({c.cin()}, {c.a('out')}{bias}, rngs=rngs)", f"{c.path}({c.x()})")
+    return Lowered(f"Linear({c.cin()}, {c.a('out')}{bias}, rngs=rngs)", f"{c.path}({_flat(c)})")
+
+
+def _flatten(c):
+    """N x C; a larger map in PyTorch's (C, H, W) order (the `flatten` helper), so that the
+    weights of a linear layer after it transfer unchanged."""
+    return Lowered(None, _flat(c) if c.in_shapes[0][1:] == (1, 1) else f"flatten({c.x()})")
+
+
+def _global_pool(reduce: str):
+    def lower(c):   # N x C where only flatten or linear reads it (lowering.ranks)
+        keep = ", keepdims=True" if c.rank == 4 else ""
+        return Lowered(None, f"{reduce}({c.x4()}, axis=(1, 2){keep})")
+    return lower
 
 
 def _kwargs(c, *specs) -> str:
@@ -97,19 +118,20 @@ def _kwargs(c, *specs) -> str:
 
 def _bn(c):
     opt = _kwargs(c, ("eps", 1e-5), ("momentum", 0.1), ("affine", True))
-    return Lowered(f"BatchNorm({c.cin()}{opt})", f"{c.path}({c.x()})")
+    return Lowered(f"BatchNorm({c.cin()}{opt})", f"{c.path}({c.x4()})")
 
 
 def _fn(template: str, *attrs):
-    def lower(c):
-        return Lowered(None, template.format(*c.xs(), **{a: c.f(a) for a in attrs}))
+    def lower(c):   # NHWC inputs for an op of rank 4; for a merge, where ranks mix
+        xs = [c.x4(i) for i in range(c.n_inputs)] if ops.get(c.op).rank == 4 else c.xs4()
+        return Lowered(None, template.format(*xs, **{a: c.f(a) for a in attrs}))
     return lower
 
 
 def _pool(fn: str, *extra):
     def lower(c):
         more = "".join(f", {k}={c.f(k)}" for k in extra)
-        return Lowered(None, f"{fn}({c.x()}, {_tuple(c, 'kernel', True)}, "
+        return Lowered(None, f"{fn}({c.x4()}, {_tuple(c, 'kernel', True)}, "
                              f"{_tuple(c, 'stride', True)}, {_tuple(c, 'padding', True)}, "
                              f"ceil_mode={c.f('ceil_mode')}{more})")
     return lower
@@ -124,14 +146,14 @@ def _conv_transpose(c):
             + ("" if c.is_default("groups", 1) else f", feature_group_count={c.a('groups')}")
             + ("" if c.is_default("bias", True) else f", use_bias={c.a('bias')}")
             + ", rngs=rngs)")
-    return Lowered(ctor, f"{c.path}({c.x()})")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
 
 
 def _upsample(c):
     how = "size" if c.value("scale") is None else "scale"
     more = "".join(f", {k}={c.f(k)}" for k, d in (("mode", "nearest"), ("align_corners", False))
                    if not c.is_default(k, d))
-    return Lowered(None, f"upsample({c.x()}, {how}={_tuple(c, how, True)}{more})")
+    return Lowered(None, f"upsample({c.x4()}, {how}={_tuple(c, how, True)}{more})")
 
 
 def _gelu(c):
@@ -143,7 +165,8 @@ def _gelu(c):
 
 def _drop_path(c):
     # torchvision's StochasticDepth ("row"): one keep/drop draw per sample
-    return Lowered(f"nnx.Dropout({c.a('p')}, broadcast_dims=(1, 2, 3), rngs=rngs)",
+    dims = "(1, 2, 3)" if c.ranks[0] == 4 else "(1,)"
+    return Lowered(f"nnx.Dropout({c.a('p')}, broadcast_dims={dims}, rngs=rngs)",
                    f"{c.path}({c.x()})")
 
 
@@ -154,10 +177,10 @@ LOWER = {
     "pixel_shuffle": _fn("pixel_shuffle({0}, {r})", "r"),
     "pixel_unshuffle": _fn("pixel_unshuffle({0}, {r})", "r"),
     "channel_shuffle": _fn("channel_shuffle({0}, {groups})", "groups"),
-    "crop": lambda c: Lowered(None, f"{c.x()}[:, {L.crop_slices(c)}]"),
-    "adaptive_avgpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "
+    "crop": lambda c: Lowered(None, f"{c.x4()}[:, {L.crop_slices(c)}]"),
+    "adaptive_avgpool": lambda c: Lowered(None, f"adaptive_pool({c.x4()}, "
                                                 f"{_tuple(c, 'size', True)}, jnp.mean)"),
-    "adaptive_maxpool": lambda c: Lowered(None, f"adaptive_pool({c.x()}, "
+    "adaptive_maxpool": lambda c: Lowered(None, f"adaptive_pool({c.x4()}, "
                                                 f"{_tuple(c, 'size', True)}, jnp.max)"),
     "drop_path": _drop_path,
     "linear": _linear,
@@ -167,7 +190,7 @@ LOWER = {
         f"{c.path}({c.x()})"),
     "group_norm": lambda c: Lowered(f"GroupNorm({c.a('groups')}, {c.cin()}"
                                     f"{_kwargs(c, ('eps', 1e-5), ('affine', True))})",
-                                    f"{c.path}({c.x()})"),
+                                    f"{c.path}({c.x4()})"),
     "layer_scale": lambda c: Lowered(f"LayerScale({c.cin()}{_kwargs(c, ('init', 1e-6))})",
                                      f"{c.path}({c.x()})"),
     "dropout": lambda c: Lowered(f"nnx.Dropout({c.a('p')}, rngs=rngs)", f"{c.path}({c.x()})"),
@@ -183,32 +206,33 @@ LOWER = {
     "gelu": _gelu,
     "maxpool": _pool("max_pool"),
     "avgpool": _pool("avg_pool", "count_include_pad"),
-    "global_avgpool": _fn("jnp.mean({0}, axis=(1, 2), keepdims=True)"),
-    "global_maxpool": _fn("jnp.max({0}, axis=(1, 2), keepdims=True)"),
-    "flatten": _fn("flatten({0})"),
+    "global_avgpool": _global_pool("jnp.mean"),
+    "global_maxpool": _global_pool("jnp.max"),
+    "flatten": _flatten,
     "lrn": _fn("lrn({0}, {size}, {alpha}, {beta}, {k})", "size", "alpha", "beta", "k"),
     "identity": _fn("{0}"),
     "slice": _fn("{0}[..., {start}:{stop}]", "start", "stop"),
-    "concat": lambda c: Lowered(None, f"jnp.concatenate([{', '.join(c.xs())}], axis=-1)"),
-    "add": lambda c: Lowered(None, " + ".join(c.xs())),
+    "concat": lambda c: Lowered(None, f"jnp.concatenate([{', '.join(c.xs4())}], axis=-1)"),
+    "add": lambda c: Lowered(None, " + ".join(c.xs4())),
     "mul": _fn("{0} * {1}"),
     "attention": _fn("multihead_attention({0}, {1}, {2}, {heads}, {patch})", "heads", "patch"),
 }
-IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
-           (None, None), ("jax.", "import jax"),
-           ("jnp.", "import jax.numpy as jnp"), (None, "import numpy as np"),
-           (None, "from flax import nnx"))
-# what every file's initialisation code (_init_code) defines beside init_weights
-INIT_GLOBALS = frozenset({"placeholder"})
+IMPORTS = (("functools.", "import functools"), ("math.", "import math"),
+           ("OrderedDict", "from collections import OrderedDict"), (None, None),
+           ("jax.", "import jax"), ("jnp.", "import jax.numpy as jnp"),
+           (None, "import numpy as np"), (None, "from flax import nnx"))
+# what every file's initialisation code (_jax_init.init_code) defines beside init_weights:
+# placeholder and the Conv / Linear partials
+INIT_GLOBALS = frozenset({"placeholder"} | {name for _, name in LAYERS})
 RESERVED_GLOBALS = L.reserved_globals(HELPERS, IMPORTS) | INIT_GLOBALS
 RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super", "rngs"}
 # the classes init_weights initialises, by op (the ops whose registry entry has an init kind)
 INIT_CLASSES = {"conv": "nnx.Conv", "conv_transpose": "ConvTranspose", "linear": "nnx.Linear"}
 
 
-def _root_return(expr: str, shape: tuple) -> str:
-    oc, oh, ow = shape
-    return f"{paren(expr)}.reshape(-1, {oc})" if (oh, ow) == (1, 1) else expr
+def _root_return(expr: str, shape: tuple, rank: int) -> str:
+    """An N x 1 x 1 x C output is returned as N x C (as the torch module's after flatten)."""
+    return f"{paren(expr)}[:, 0, 0]" if rank == 4 and shape[1:] == (1, 1) else expr
 
 
 def _instance(cls: str, args: list) -> str:
@@ -231,7 +255,7 @@ BACKEND = L.Backend(
     sequence=lambda entries: "Sequential(" + ", ".join(f"{n}={c}" for n, c in entries) + ")",
     sequence_dict="{}", sequence_from=lambda name: f"Sequential(**{name})",
     instance=_instance, init_code=partial(init_code, INIT_CLASSES), root_return=_root_return,
-    ranks=lambda net: {n: 4 for n in net.graph.nodes},
+    ranks=partial(L.ranks, flat_pools=frozenset({"global_avgpool", "global_maxpool"})),
     weights={"conv": {"weight": ("kernel", (2, 3, 1, 0)), "bias": ("bias", None)},
              "linear": {"weight": ("kernel", (1, 0)), "bias": ("bias", None)},
              "bn": {"weight": ("scale", None), "bias": ("bias", None),

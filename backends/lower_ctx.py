@@ -18,6 +18,9 @@ class LowerCtx:
     """One layer in a class body, for a backend's lowering function.
 
     x(i)     input i as forward() writes it        ranks[i]  its runtime rank
+    x4(i)    input i as a 4-D value: an N x C input (rank 2) gets its 1 x 1 axes back
+    xs4()    all inputs, 4-D where any of them is (a merge)
+    rank     the runtime rank of the layer's own value (lowering.ranks)
     a(name)  an attribute as the constructor writes it (a literal or constructor code)
     f(name)  an attribute as forward() writes it (a literal, or an attribute of self)
     pair(name, forward=False)  a (h, w) attribute: `3` when both sides are literal and equal
@@ -33,12 +36,23 @@ class LowerCtx:
         self.ranks, self.attrs, self.cins, self.path = ranks, attrs, cins, path
         self.in_shapes, self.shape = data["in_shapes"], data["shape"]
         self.n_inputs = len(data["inputs"])
+        self.rank = r.plan.ranks[node]
+        # N x C -> N x C x 1 x 1 (NCHW) or N x 1 x 1 x C (NHWC)
+        self._expand = "[:, :, None, None]" if r.backend.layout == "NCHW" else "[:, None, None, :]"
 
     def x(self, i: int = 0) -> str:
         return f"\x01{i}\x01"
 
     def xs(self) -> list:
         return [self.x(i) for i in range(self.n_inputs)]
+
+    def x4(self, i: int = 0) -> str:
+        return self.x(i) if self.ranks[i] == 4 else self.x(i) + self._expand
+
+    def xs4(self) -> list:
+        if all(r == self.ranks[0] for r in self.ranks):
+            return self.xs()
+        return [self.x4(i) for i in range(self.n_inputs)]
 
     def a(self, name: str) -> str:
         return self._r.text(self.attrs[name], forward=False)

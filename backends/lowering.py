@@ -111,7 +111,8 @@ class Backend(BackendBase):
                   the sequence from that dict's name
     init_code     function(scheme, ops used) -> (lines ending the network's __init__, extra
                   source)
-    root_return   function(expr, shape) -> an output's returned expression (shape: C, H, W)
+    root_return   function(expr, shape, rank) -> an output's returned expression (shape:
+                  C, H, W; rank: its runtime rank)
     ranks         function(net) -> node -> runtime rank of its value
     instantiate   function(source, net, class name, seed, init scheme name) -> an instance
     """
@@ -271,6 +272,21 @@ def write_source(backend: Backend, net: Network, path, init: str | None = None) 
     src = build_source(backend, net, init=init)
     write_atomic(path, src)
     return src
+
+
+def ranks(net: Network, flat_pools: frozenset = frozenset()) -> dict:
+    """Runtime rank of every value: its op's (ops.Op.rank: 2 after flatten/linear, 4 after
+    ops that need a 4-D input), else that of its inputs. An op in `flat_pools` (JAX's global
+    pools) is 2 where only ops of rank 2 read it (flatten, linear: they take N x C), or
+    nothing does (a network output): it leaves out the 1 x 1 axes."""
+    out = {}
+    for n in net.graph.nodes:
+        d = net.node(n)
+        out[n] = ops.get(d["op"]).rank or max((out[i] for i in d["inputs"]), default=4)
+        if d["op"] in flat_pools and all(ops.get(net.node(s)["op"]).rank == 2
+                                         for s in net.graph.successors(n)):
+            out[n] = 2
+    return out
 
 
 def stateful_layers(net: Network) -> list:

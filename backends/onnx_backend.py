@@ -406,7 +406,7 @@ def build_model(net: Network, weights=None, fold_bn: bool = False, init: str | N
     check_size(net, analysis.totals["params"])
     tensors, source = tensors_of(net, weights, init)
     costs = {lc.name: lc for lc in analysis.layers}
-    ranks = torch_backend.ranks(net)
+    ranks = torch_backend.BACKEND.ranks(net)
     nodes, inits, values, folded = build_graph(net, BACKEND, tensors, fold_bn, ranks,
                                                doc(costs, net))
     outputs = []          # (graph output name, layer)

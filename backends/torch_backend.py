@@ -6,12 +6,13 @@
     module_tree(net)                                  attribute paths (weights.py uses them)
 
 Layout: the IR's shapes are (C, H, W); at run time a value is NCHW (rank 4) or, after
-flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1. Ops that need NCHW restore it with
-`[:, :, None, None]`; linear flattens its input. Everything else is backends/lowering.py's.
+flatten/linear, (N, C) (rank 2) -- the IR's C x 1 x 1 (lowering.ranks). Ops that need NCHW
+restore it with `[:, :, None, None]` (LowerCtx.x4); linear flattens its input. Everything
+else is backends/lowering.py's.
 """
 from __future__ import annotations
 
-from archc.compiler import Network, ops
+from archc.compiler import Network
 
 from . import lowering as L
 from .lower_ctx import Lowered
@@ -45,18 +46,6 @@ training type xpu zero_grad tap_prefix
 RESERVED_ATTRS = MODULE_ATTRS
 
 
-def _x4(c, i: int = 0) -> str:
-    """Input i as NCHW."""
-    return c.x(i) if c.ranks[i] == 4 else f"{c.x(i)}[:, :, None, None]"
-
-
-def _xs4(c) -> list:
-    """All inputs, as NCHW when any of them is NCHW (they are C x 1 x 1 otherwise)."""
-    if all(r == c.ranks[0] for r in c.ranks):
-        return c.xs()
-    return [_x4(c, i) for i in range(c.n_inputs)]
-
-
 def _kw(c, *specs, forward: bool = False) -> str:
     """`, keyword=value` for the attributes that differ from torch's defaults:
     specs are (attribute, default, torch keyword)."""
@@ -83,8 +72,8 @@ def _conv(c):
                   ("dilation", (1, 1), "dilation"), ("groups", 1, "groups"),
                   ("bias", True, "bias")) + ")")
     if _asymmetric(c):
-        return Lowered(ctor, f"{c.path}(pad4({_x4(c)}, {c.f('padding')}))")
-    return Lowered(ctor, f"{c.path}({_x4(c)})")
+        return Lowered(ctor, f"{c.path}(pad4({c.x4()}, {c.f('padding')}))")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
 
 
 def _linear(c):
@@ -97,11 +86,11 @@ def _bn(c):
     ctor = (f"nn.BatchNorm2d({c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
                                               ("momentum", 0.1, "momentum"),
                                               ("affine", True, "affine")) + ")")
-    return Lowered(ctor, f"{c.path}({_x4(c)})")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
 
 
 def _lrn(c):
-    return Lowered(None, f"F.local_response_norm({_x4(c)}, {c.f('size')}, alpha={c.f('alpha')}, "
+    return Lowered(None, f"F.local_response_norm({c.x4()}, {c.f('size')}, alpha={c.f('alpha')}, "
                          f"beta={c.f('beta')}, k={c.f('k')})")
 
 
@@ -114,7 +103,7 @@ def _layer_norm(c):
 def _group_norm(c):
     ctor = (f"nn.GroupNorm({c.a('groups')}, {c.cin()}" + _kw(c, ("eps", 1e-5, "eps"),
                                                              ("affine", True, "affine")) + ")")
-    return Lowered(ctor, f"{c.path}({_x4(c)})")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
 
 
 def _dropout(c):
@@ -133,7 +122,7 @@ def _pool(fn: str, *extra):
             return _pool_padded(c, fn)
         kw = _kw(c, ("stride", c.value("kernel"), "stride"), ("padding", (0, 0), "padding"),
                  ("ceil_mode", False, "ceil_mode"), *extra, forward=True)
-        return Lowered(None, f"F.{fn}({_x4(c)}, {c.pair('kernel', True)}{kw})")
+        return Lowered(None, f"F.{fn}({c.x4()}, {c.pair('kernel', True)}{kw})")
     return lower
 
 
@@ -144,7 +133,7 @@ def _pool_padded(c, fn: str):
     pads = c.f("padding")
     kw = f"{c.pair('kernel', True)}" + _kw(c, ("stride", c.value("kernel"), "stride"),
                                           forward=True)
-    x = _x4(c)
+    x = c.x4()
     if fn == "max_pool2d":
         return Lowered(None, f"F.max_pool2d(pad4({x}, {pads}, float(\"-inf\")), {kw})")
     mean = f"F.avg_pool2d(pad4({x}, {pads}), {kw})"
@@ -159,7 +148,7 @@ def _conv_transpose(c):
             + _kw(c, ("stride", (1, 1), "stride"), ("padding", (0, 0), "padding"),
                   ("output_padding", (0, 0), "output_padding"), ("groups", 1, "groups"),
                   ("bias", True, "bias"), ("dilation", (1, 1), "dilation")) + ")")
-    return Lowered(ctor, f"{c.path}({_x4(c)})")
+    return Lowered(ctor, f"{c.path}({c.x4()})")
 
 
 def _upsample(c):
@@ -169,7 +158,7 @@ def _upsample(c):
     if not c.is_default("align_corners", False):   # None (not False) for nearest
         ac = c.f("align_corners")
         kw += f", align_corners={ac}" if ac == "True" else f", align_corners={ac} or None"
-    return Lowered(None, f"F.interpolate({_x4(c)}{kw})")
+    return Lowered(None, f"F.interpolate({c.x4()}{kw})")
 
 
 HELPERS = {
@@ -243,13 +232,13 @@ LOWER = {
     "conv": _conv,
     "conv_transpose": _conv_transpose,
     "upsample": _upsample,
-    "pixel_shuffle": lambda c: Lowered(None, f"F.pixel_shuffle({_x4(c)}, {c.f('r')})"),
-    "pixel_unshuffle": lambda c: Lowered(None, f"F.pixel_unshuffle({_x4(c)}, {c.f('r')})"),
-    "channel_shuffle": lambda c: Lowered(None, f"F.channel_shuffle({_x4(c)}, {c.f('groups')})"),
-    "crop": lambda c: Lowered(None, f"{_x4(c)}[:, :, {L.crop_slices(c)}]"),
-    "adaptive_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, "
+    "pixel_shuffle": lambda c: Lowered(None, f"F.pixel_shuffle({c.x4()}, {c.f('r')})"),
+    "pixel_unshuffle": lambda c: Lowered(None, f"F.pixel_unshuffle({c.x4()}, {c.f('r')})"),
+    "channel_shuffle": lambda c: Lowered(None, f"F.channel_shuffle({c.x4()}, {c.f('groups')})"),
+    "crop": lambda c: Lowered(None, f"{c.x4()}[:, :, {L.crop_slices(c)}]"),
+    "adaptive_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({c.x4()}, "
                                                 f"{c.pair('size', True)})"),
-    "adaptive_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({_x4(c)}, "
+    "adaptive_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({c.x4()}, "
                                                 f"{c.pair('size', True)})"),
     "drop_path": lambda c: Lowered(f"DropPath({c.a('p')})", f"{c.path}({c.x()})"),
     "linear": _linear,
@@ -273,16 +262,16 @@ LOWER = {
     "gelu": _act("F.gelu({x}", ("approximate", "none", "approximate")),
     "maxpool": _pool("max_pool2d"),
     "avgpool": _pool("avg_pool2d", ("count_include_pad", True, "count_include_pad")),
-    "global_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({_x4(c)}, 1)"),
-    "global_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({_x4(c)}, 1)"),
+    "global_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({c.x4()}, 1)"),
+    "global_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({c.x4()}, 1)"),
     "identity": lambda c: Lowered(None, c.x()),
     "flatten": lambda c: Lowered(None, f"torch.flatten({c.x()}, 1)"),
     "slice": lambda c: Lowered(None, f"{c.x()}[:, {c.f('start')}:{c.f('stop')}]"),
-    "concat": lambda c: Lowered(None, f"torch.cat([{', '.join(_xs4(c))}], dim=1)"),
-    "add": lambda c: Lowered(None, " + ".join(_xs4(c))),
-    "mul": lambda c: Lowered(None, " * ".join(_xs4(c))),
-    "attention": lambda c: Lowered(None, f"multihead_attention({_x4(c, 0)}, {_x4(c, 1)}, "
-                                         f"{_x4(c, 2)}, {c.f('heads')}, {c.f('patch')})"),
+    "concat": lambda c: Lowered(None, f"torch.cat([{', '.join(c.xs4())}], dim=1)"),
+    "add": lambda c: Lowered(None, " + ".join(c.xs4())),
+    "mul": lambda c: Lowered(None, " * ".join(c.xs4())),
+    "attention": lambda c: Lowered(None, f"multihead_attention({c.x4(0)}, {c.x4(1)}, "
+                                         f"{c.x4(2)}, {c.f('heads')}, {c.f('patch')})"),
 }
 
 IMPORTS = (("math.", "import math"), ("OrderedDict", "from collections import OrderedDict"),
@@ -293,16 +282,6 @@ RESERVED_LOCALS = RESERVED_GLOBALS | {"self", "super"}
 # the classes init_weights initialises, by op (the ops whose registry entry has an init kind)
 INIT_CLASSES = {"conv": "nn.Conv2d", "conv_transpose": "nn.ConvTranspose2d",
                 "linear": "nn.Linear"}
-
-
-def ranks(net: Network) -> dict:
-    """Runtime rank of every value: its op's (ops.Op.rank: 2 after flatten/linear, 4 after
-    ops that need NCHW), else that of its inputs."""
-    out = {}
-    for n in net.graph.nodes:
-        d = net.node(n)
-        out[n] = ops.get(d["op"]).rank or max((out[i] for i in d["inputs"]), default=4)
-    return out
 
 
 def _init_code(scheme: str, used: set):
@@ -340,7 +319,7 @@ BACKEND = L.Backend(
     module_base="nn.Module", forward_name="forward", super_init=True, rngs=False,
     helpers=HELPERS, container="nn.Module()", sequence=_sequence,
     instance=lambda cls, args: f"{cls}({', '.join(args)})", init_code=_init_code,
-    root_return=lambda expr, shape: expr, ranks=ranks,
+    root_return=lambda expr, shape, rank: expr, ranks=L.ranks,
     weights={"conv": {"weight": ("weight", None), "bias": ("bias", None)},
              "linear": {"weight": ("weight", None), "bias": ("bias", None)},
              "bn": {"weight": ("weight", None), "bias": ("bias", None),

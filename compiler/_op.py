@@ -106,9 +106,9 @@ class Op:
     stateful: bool = False    # a module (parameters, buffers or a train/eval mode), not a call
     bitops: BitRule = BitRule()
     quant: QuantRule = QuantRule()
-    # the rank of its value at run time where a C x 1 x 1 value may be N x C (torch, ONNX):
-    # 4 (N x C x H x W), 2 (N x C: flatten, linear), None that of its inputs (element-wise
-    # ops, merges, slices)
+    # the rank of its value at run time where a C x 1 x 1 value may be N x C (torch, JAX,
+    # ONNX; backends/lowering.ranks): 4 (N x C x H x W), 2 (N x C: flatten, linear), None
+    # that of its inputs (element-wise ops, merges, slices)
     rank: int | None = 4
     # a BN whose only input it is, and which is its only consumer, folds into its weight and
     # bias (compression/fold.py, the ONNX export's fold_bn); its weight is laid out as conv's

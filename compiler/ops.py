@@ -27,7 +27,8 @@ no other module keeps a list of op names (defaults in `Op`; an op states what di
   multiplies, adds and stored bits (docs/bitops.md);
 - `quant`: its QuantRule, where compression (compression/plan.py) quantizes activations
   around it;
-- `rank`: the rank of its value at run time in torch and ONNX (N x C after flatten/linear);
+- `rank`: the rank of its value at run time in torch, JAX and ONNX (N x C after
+  flatten/linear);
 - `folds_bn`: whether a following BN folds into it (compression, the ONNX export);
 - `init`: whether the weight initialisation schemes draw its weight.
 

@@ -243,6 +243,21 @@ def test_checked_in_jax_example_is_current():
     assert example.read_text() == archc.build_source("se_sqnxt", backend="jax")
 
 
+def test_se_sqnxt_pooled_features_reach_the_linear_layer_without_a_4d_round_trip():
+    """The JAX file keeps N x C values where torch's does: the global pool before flatten is
+    jnp.mean without the 1 x 1 axes, so neither a flatten helper nor a reshape is left
+    around the final linear layer; the files stay short."""
+    src = archc.build_source("se_sqnxt", backend="jax")
+    call = src[src.rindex("def __call__"):]
+    assert "flatten(" not in src and ".reshape(" not in call
+    assert call.rstrip().endswith("x = jnp.mean(self.dropout(x), axis=(1, 2))\n"
+                                  "        return self.fc(x)")
+    # issue 23's targets are 200 (JAX) and 150 (torch) lines; the JAX file is at 211 lines
+    # (docs/backends.md, "Size of the generated files"): it may not grow
+    assert len(src.splitlines()) <= 211
+    assert len(archc.build_source("se_sqnxt", backend="torch").splitlines()) <= 150
+
+
 def test_make_divisible_helper_is_archcs_rule():
     """The helper written into generated files computes archc's make_divisible builtin."""
     from archc.compiler._builtins import BUILTINS

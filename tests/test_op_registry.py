@@ -310,3 +310,28 @@ def test_op_agrees_across_backends_and_is_classified(op):
     assert set(p.scored) == set(net.layers())
     assert set(plan.nonnegative(net)) == set(net.layers()) | {net.input}
     assert set(p.weighted) == {n for n in net.layers() if ops.get(net.node(n)["op"]).quant.weights}
+
+
+# ---- (d) N x C values: JAX's are torch's, restored to 4-D where an op needs it -------------
+RANKS = """
+    f = x -> conv(6, kernel=3, padding=1) -> maxpool(2) -> flatten -> linear(8)
+    g = x -> global_maxpool -> linear(8)
+    h = mul(x -> conv(8, kernel=1), add(f, g) -> sigmoid)
+    m = add(h -> global_avgpool, h -> global_avgpool -> flatten)
+    y = concat(m -> conv(4, kernel=1) -> upsample([8, 8]), h)
+"""
+
+
+def test_flat_values_agree_across_backends():
+    """A linear layer after a spatial flatten (VGG's, AlexNet's: PyTorch's (C, H, W) order, so
+    its weights transfer unchanged), a global pool only linear reads (N x C in JAX), an
+    N x C scale on a 4-D map, a merge of N x C and 4-D values, ops that need a 4-D input
+    after N x C values: JAX and ONNX equal torch with the same weights."""
+    net = _net(RANKS)
+    src = jb.build_source(net)
+    assert "flatten(" in src and "jnp.max(x, axis=(1, 2))" in src
+    assert src.count("[:, None, None, :]") >= 2
+    torch.manual_seed(0)
+    tm = tb.compile_module(net)
+    x = np.random.RandomState(3).randn(2, 4, 8, 8).astype(np.float32)
+    backends_agree(tm, net, _random_state(tm), x)

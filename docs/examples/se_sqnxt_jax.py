@@ -2,20 +2,13 @@
 
 Do not edit: regenerate with `archc build --backend jax`.
 """
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-
-
-def Conv(*args, **kwargs):   # nnx.Conv, its values drawn by init_weights
-    return nnx.Conv(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
-
-
-def Linear(*args, **kwargs):   # nnx.Linear, its values drawn by init_weights
-    return nnx.Linear(*args, kernel_init=placeholder, bias_init=placeholder, **kwargs)
 
 
 class BatchNorm(nnx.Module):
@@ -33,13 +26,10 @@ class BatchNorm(nnx.Module):
     def __call__(self, x):
         if self.use_running_average:
             mean, var = self.mean[...], self.var[...]
-        else:
-            axes = tuple(range(x.ndim - 1))
-            xf = x.astype(jnp.float32)
-            mean = jnp.mean(xf, axis=axes)
-            var = jnp.mean(jnp.square(xf - mean), axis=axes)
-            n = xf.size // xf.shape[-1]
-            m = self.momentum
+        else:   # the batch's statistics; the running variance takes the unbiased one
+            xf, axes = x.astype(jnp.float32), tuple(range(x.ndim - 1))
+            mean, var = jnp.mean(xf, axis=axes), jnp.var(xf, axis=axes)
+            n, m = xf.size // xf.shape[-1], self.momentum
             self.mean[...] = (1 - m) * self.mean[...] + m * mean
             self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
         y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
@@ -62,21 +52,19 @@ class Sequential(nnx.Module):
         return x
 
 
-def flatten(x):
-    """PyTorch's flatten order (C, H, W) on NHWC; the result is N x 1 x 1 x (C*H*W)."""
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], 1, 1, -1)
-
-
 def placeholder(key, shape, dtype=np.float32):
-    """A stand-in (a view of one zero) until init_weights gives the layer its values."""
+    """A layer's values (a view of one zero) until init_weights draws them."""
     return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+Conv = functools.partial(nnx.Conv, kernel_init=placeholder, bias_init=placeholder)
+Linear = functools.partial(nnx.Linear, kernel_init=placeholder, bias_init=placeholder)
 
 
 def init_weights(module, rngs):
     """xavier_uniform weights (variance 1.0 / fan_avg, flax's fans of a kernel (..., in, out))
     and zero biases for every conv and linear layer, drawn with numpy from one key of
-    rngs.params() (eager jax.random would compile an XLA program per shape); traced
-    (nnx.jit, nnx.eval_shape), the same draw runs as a jax.pure_callback."""
+    rngs.params() (eager jax.random would compile an XLA program per shape)."""
     kinds = (nnx.Conv, nnx.Linear)
     layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
               if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
@@ -92,10 +80,7 @@ def init_weights(module, rngs):
                 values.append(np.zeros(m.bias.shape, np.float32))
         return values
     key = jax.random.key_data(rngs.params())
-    try:   # concrete: drawn here; traced (nnx.jit, nnx.eval_shape): in a callback
-        key, traced = np.asarray(key), False
-    except jax.errors.TracerArrayConversionError:
-        traced = True
+    traced = isinstance(key, jax.core.Tracer)   # nnx.jit, nnx.eval_shape: draw in a callback
     shapes = [jax.ShapeDtypeStruct(p.shape, np.float32) for p in params]
     for p, value in zip(params, jax.pure_callback(draw, shapes, key) if traced else draw(key)):
         p.set_value(value)
@@ -105,8 +90,7 @@ def init_weights(module, rngs):
 
 class ConvBn(nnx.Module):
     """conv -> batch norm -> activation ("none" skips the activation): `conv_bn`,
-    std/layers.arch:5. In this file act = "relu", order = "bn_act".
-    """
+    std/layers.arch:5. In this file act = "relu", order = "bn_act"."""
 
     def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False, *,
                  rngs: nnx.Rngs):
@@ -123,8 +107,7 @@ class ConvBn(nnx.Module):
 
 class Se(nnx.Module):
     """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
-    file divisor = 0, squeeze = 0.
-    """
+    file divisor = 0, squeeze = 0."""
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)
@@ -144,8 +127,7 @@ class Se(nnx.Module):
 class SqnxtBlock(nnx.Module):
     """The SqueezeNext bottleneck block (Gholami et al. 2018; Chappa & El-Sharkawy, Fig. 6;
     Duggal & El-Sharkawy, Fig. 5), as the papers' Tables V and VI list it: `sqnxt_block`,
-    std/sqnxt.arch:15.
-    """
+    std/sqnxt.arch:15."""
 
     def __init__(self, in_channels, out, stride=1, *, se_ratio, rngs: nnx.Rngs):
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
@@ -184,15 +166,15 @@ class SESqueezeNext(nnx.Module):
     column); width scales every channel count with int().
 
     Arguments (the network's parameters; their defaults are the values this file was built
-    with): stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, se_ratio = 16.0. Fixed in this
-    file (`archc build -D NAME=VALUE` changes them): classes = 10, resolution = 32,
+    with): stages = [1, 2, 4, 1], width = 1.0, dropout = 0.6, classes = 10, se_ratio = 16.0.
+    Fixed in this file (`archc build -D NAME=VALUE` changes them): resolution = 32,
     init = "xavier_uniform".
 
     Input: N x 32 x 32 x 3 (NHWC; at the default arguments). Output: N x 10. Weight
     initialisation: xavier_uniform. Call .train() / .eval() to switch modes.
     """
 
-    def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, se_ratio=16.0, *,
+    def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0, *,
                  rngs: nnx.Rngs):
         if not (len(stages) == 4):
             raise ValueError('stages lists the blocks of the 4 stages, e.g. [1, 2, 4, 1]')
@@ -211,7 +193,7 @@ class SESqueezeNext(nnx.Module):
         self.conv2 = Conv(int(256 * width), int(128 * width), (1, 1), padding=0, rngs=rngs)
         self.bn2 = BatchNorm(int(128 * width))
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc = Linear(int(128 * width), 10, rngs=rngs)
+        self.fc = Linear(int(128 * width), classes, rngs=rngs)
         init_weights(self, rngs)
 
     def __call__(self, x):
@@ -225,5 +207,5 @@ class SESqueezeNext(nnx.Module):
         x = self.conv2(x)
         x = self.bn2(x)
         x = jax.nn.relu(x)
-        x = jnp.mean(self.dropout(x), axis=(1, 2), keepdims=True)
-        return self.fc(flatten(x)).reshape(-1, 10)
+        x = jnp.mean(self.dropout(x), axis=(1, 2))
+        return self.fc(x)

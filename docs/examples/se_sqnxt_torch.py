@@ -20,8 +20,7 @@ def init_weights(module):
 
 class ConvBn(nn.Module):
     """conv -> batch norm -> activation ("none" skips the activation): `conv_bn`,
-    std/layers.arch:5. In this file act = "relu", order = "bn_act".
-    """
+    std/layers.arch:5. In this file act = "relu", order = "bn_act"."""
 
     def __init__(self, in_channels, out, kernel=(1, 1), stride=1, padding=(0, 0), bias=False):
         super().__init__()
@@ -36,8 +35,7 @@ class ConvBn(nn.Module):
 
 class Se(nn.Module):
     """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
-    file divisor = 0, squeeze = 0.
-    """
+    file divisor = 0, squeeze = 0."""
 
     def __init__(self, in_channels, ratio=16.0):
         super().__init__()
@@ -57,8 +55,7 @@ class Se(nn.Module):
 class SqnxtBlock(nn.Module):
     """The SqueezeNext bottleneck block (Gholami et al. 2018; Chappa & El-Sharkawy, Fig. 6;
     Duggal & El-Sharkawy, Fig. 5), as the papers' Tables V and VI list it: `sqnxt_block`,
-    std/sqnxt.arch:15.
-    """
+    std/sqnxt.arch:15."""
 
     def __init__(self, in_channels, out, stride=1, *, se_ratio):
         super().__init__()
