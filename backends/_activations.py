@@ -8,6 +8,7 @@ module, no state) and forward() calls it; backends/_render.py makes the hole tha
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 from archc.compiler import ops
 
@@ -20,7 +21,12 @@ TABLE = "ACTIVATIONS"
 
 class _Literals:
     """Stands in for the Renderer when lowering an activation alone: every attribute is a
-    literal (the activation's defaults: activation(x, kind) gives no attribute)."""
+    literal (the activation's defaults: activation(x, kind) gives no attribute), the value
+    a 4-D map."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.plan = SimpleNamespace(ranks={"x": 4})
 
     @staticmethod
     def text(v: Val, forward: bool) -> str:
@@ -34,7 +40,7 @@ def function_text(backend, name: str) -> str:
     op = ops.get(name)
     attrs = {a.name: Val.literal(a.default, a.name) for a in op.args if a.kind != "tensor"}
     data = {"op": name, "in_shapes": ((1, 1, 1),), "shape": (1, 1, 1), "inputs": ("x",)}
-    low = backend.lower_op(LowerCtx(_Literals(), "x", data, [4], attrs, [Val.literal(1)], None))
+    low = backend.lower_op(LowerCtx(_Literals(backend), "x", data, [4], attrs, [Val.literal(1)], None))
     expr = ARG.sub("x", low.expr)
     m = re.fullmatch(r"([A-Za-z_][\w.]*)\(x\)", expr)
     return m.group(1) if m else f"lambda x: {expr}"

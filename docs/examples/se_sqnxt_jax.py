@@ -170,8 +170,8 @@ class SESqueezeNext(nnx.Module):
     Fixed in this file (`archc build -D NAME=VALUE` changes them): resolution = 32,
     init = "xavier_uniform".
 
-    Input: N x 32 x 32 x 3 (NHWC; at the default arguments). Output: N x 10. Weight
-    initialisation: xavier_uniform. Call .train() / .eval() to switch modes.
+    Input: N x 32 x 32 x 3 (NHWC). Output: N x 10. Weight initialisation: xavier_uniform.
+    Shapes at the default arguments. Call .train() / .eval() to switch modes.
     """
 
     def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0, *,

@@ -98,8 +98,8 @@ class SESqueezeNext(nn.Module):
     Fixed in this file (`archc build -D NAME=VALUE` changes them): resolution = 32,
     init = "xavier_uniform".
 
-    Input: N x 3 x 32 x 32 (NCHW; at the default arguments). Output: N x 10. Weight
-    initialisation: xavier_uniform.
+    Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
+    Shapes at the default arguments.
     """
 
     def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0):
