@@ -284,15 +284,19 @@ def _forward_body(lines: list, indent: str, ret) -> list:
     return out + wrap("return ", returned, indent)
 
 
+def _docstring(doc: list) -> list:
+    """A class's docstring lines, closed on its last line where that fits."""
+    src = [f'    """{doc[0]}'] + [f"    {line}" if line else "" for line in doc[1:]]
+    if doc[-1].endswith('"') or len(src[-1]) + 3 > WIDTH:   # closed on a line of its own
+        return src + ['    """']
+    src[-1] += '"""'
+    return src
+
+
 def _class(backend: Backend, net: Network, cp, tap: bool, init_lines: list) -> list:
     ind = "        "
     doc = _block_doc(net, cp.definition, cp)
-    src = [f"class {cp.name}({backend.module_base}):"]
-    src += [f'    """{doc[0]}'] + [f"    {line}" for line in doc[1:]]
-    if doc[-1].endswith('"') or len(src[-1]) + 3 > WIDTH:   # closed on a line of its own
-        src.append('    """')
-    else:
-        src[-1] += '"""'
+    src = [f"class {cp.name}({backend.module_base}):"] + _docstring(doc)
     if tap:
         src += ["", '    tap_prefix = ""']
     src += [""] + wrap_def("__init__", _signature(backend, cp), "    ")
@@ -344,9 +348,7 @@ def _network_class(backend: Backend, net: Network, plan: Plan, cls: str, scheme:
     ind = "        "
     src = [f"class {cls}({backend.module_base}):"]
     if doc:
-        body = _network_doc(backend, net, plan, scheme)
-        src += ['    """' + body[0]]
-        src += [("    " + line) if line else "" for line in body[1:]] + ['    """']
+        src += _docstring(_network_doc(backend, net, plan, scheme))
     if tap:
         src += ["", '    tap_prefix = ""']
     parts = ["self"] + [f"{name}={default}" if doc else name   # code only: no defaults

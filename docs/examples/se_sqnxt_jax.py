@@ -171,8 +171,7 @@ class SESqueezeNext(nnx.Module):
     init = "xavier_uniform".
 
     Input: N x 32 x 32 x 3 (NHWC). Output: N x 10. Weight initialisation: xavier_uniform.
-    Shapes at the default arguments. Call .train() / .eval() to switch modes.
-    """
+    Shapes at the default arguments. Call .train() / .eval() to switch modes."""
 
     def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0, *,
                  rngs: nnx.Rngs):

@@ -99,8 +99,7 @@ class SESqueezeNext(nn.Module):
     init = "xavier_uniform".
 
     Input: N x 3 x 32 x 32 (NCHW). Output: N x 10. Weight initialisation: xavier_uniform.
-    Shapes at the default arguments.
-    """
+    Shapes at the default arguments."""
 
     def __init__(self, stages=(1, 2, 4, 1), width=1.0, dropout=0.6, classes=10, se_ratio=16.0):
         super().__init__()
