@@ -57,6 +57,8 @@ def merge_optional(plans: list, reserved: set) -> list:
 def _absorb(a: ClassPlan, b: ClassPlan, reserved: set) -> bool:
     """Make `a` build `b`'s calls too, when it has every step `b` has."""
     ra, rb = a.instances[0], b.instances[0]
+    if ra.forward_code is not None or rb.forward_code is not None:
+        return False   # a loop written as loops (backends/_roll.py): one class already
     if (a.params, a.channel_params, a.forward_args, a.hoisted, a.out_tuple) != \
             (b.params, b.channel_params, b.forward_args, b.hoisted, b.out_tuple):
         return False

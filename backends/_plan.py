@@ -178,15 +178,19 @@ class Plan:
         for e in r.init:
             if isinstance(e, Assign):
                 out.append(f"{', '.join(e.targets)} = {e.text}")
+            elif isinstance(e, Code):
+                out += e.lines
             else:
                 out.append(f"{'.'.join(e.path)} = {e.ctor}")
 
         def rel(nodes):
             return [r.relative(n) for n in nodes]
-        for it in r.items:
+        for it in r.items if r.forward_code is None else ():
             out.append(f"{rel(it.inputs)} -> {rel(it.outputs)}: {it.expr} {it.hint} "
                        f"{it.multi} {[self.ranks.get(n, 4) for n in it.inputs]}")
-        out.append(f"return {rel(r.outputs)} {r.out_tuple} {r.out_channels}")
+        out += r.forward_code or []
+        out.append(f"return {rel(r.outputs) if r.forward_code is None else ''} "
+                   f"{r.out_tuple} {r.out_channels}")
         lines = [HOLE.sub(lambda m: f"\x00{r.holes[int(m.group(1))].text or ''}\x00", line)
                  for line in out]
         return (r.definition, tuple(lines), tuple(p[0] for p in r.params),
@@ -274,7 +278,9 @@ class Plan:
         cp.params = [p for p in cp.params if p[0] in live]
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
-        cp.forward = forward_lines(self, r0, cp.fill, cp.items)
+        cp.forward = forward_lines(self, r0, cp.fill, cp.items) if r0.forward_code is None \
+            else [("\x02", line) for line in r0.forward_code[:-1]] + \
+            [(None, r0.forward_code[-1])]
 
     def _take_activations(self, cp: ClassPlan, live: set) -> bool:
         """An activation written as one function (every call chose it) by a class that takes
@@ -424,6 +430,8 @@ def _live(cp: ClassPlan) -> set:
                 live |= names_in(e.ctor)
             elif isinstance(e, Store):
                 live |= names_in(e.text)
+            elif isinstance(e, Code):   # a loop (backends/_roll.py)
+                live |= {n for line in e.lines for n in names_in(line.strip())}
             else:   # Guard: its entries run only when its condition holds
                 members, inner = backwards(list(e.members), set(live))
                 e = replace(e, members=tuple(members))

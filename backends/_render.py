@@ -159,6 +159,8 @@ class Renderer(ArgumentsMixin):
                 return None
             r.outputs, r.out_tuple = [t.node for t in outs], isinstance(out, tuple)
             r.out_channels = [self._out_channel(t) for t in outs]
+            if r.rolled is not None:
+                self._rolled_in()
             r.out_channel_values = [t.shape[0] for t in outs]
             if not r.items:
                 return None
@@ -221,14 +223,17 @@ class Renderer(ArgumentsMixin):
                         self.net.scopes[ev[1]].span if kind == "scope" else ev[1].span)
             i += 1
             if kind == "for" and ev[2] == 1 and (self.rolling or (
-                    self.root and self.plan.symbolic and ev[1].label is not None)):
+                    self.root and self.plan.symbolic and ev[1].label is not None) or (
+                    not self.root and type(self) is Renderer and ev[1].label is None)):
                 j = _roll.end_of(trace, i - 1, ev[1])
                 if j is not None:   # the whole loop at once (backends/_roll.py)
                     if self.rolling:
                         self.r.init.append(Code(tuple(self.rolling.loop(
                             ev[1], trace[i - 1:j], labelled=ev[1].label is not None))))
-                    else:
+                    elif self.root:
                         _roll.roll(self, ev[1], trace[i - 1:j])
+                    else:
+                        _roll.roll_block(self, ev[1], trace[i - 1:j])
                     i, pending = j + 1, []
                     continue
             if kind == "if" and self.rolling:
@@ -357,6 +362,18 @@ class Renderer(ArgumentsMixin):
 
     def _base(self) -> str:
         return self.scope.name
+
+    def _rolled_in(self):
+        """The block's loop written as loops (backends/_roll.py), where it is the block's
+        whole data flow: nothing after it, and the block returns what it carries."""
+        r = self.r
+        start, (n_init, n_items, last), init, forward, var = r.rolled
+        if (len(r.init), len(r.items)) != (n_init, n_items) or r.outputs != [last] or \
+                r.out_tuple:
+            return
+        r.init = r.init[:start] + [Code(tuple(init))]
+        r.forward_code = forward + [var]
+        r.out_channels = [None]   # the loop's count is an argument: the caller's literal
 
     def _child(self, sc) -> list:
         """A block called here: a member of its class, or (no class) its layers inlined."""

@@ -32,6 +32,7 @@ from archc.compiler import _syntax as S
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
+from ._names import identifier
 from ._body import Assign, Check, Code, Member, Val, contains_tensor, names_in
 
 
@@ -66,6 +67,55 @@ def iterations(events: list, st) -> list:
         elif out:
             out[-1][1].append(ev)
     return out
+
+
+def roll_block(rd, st, events: list) -> None:
+    """A loop of a block class (`for i in range(layers) { y = "denselayer{i + 1}":
+    layer(x, ...); x = concat(x, y) }`): walked unrolled as ever, and, where the loop is the
+    class's whole data flow from its input to what it returns, also written as loops in
+    __init__ and forward() (kept in `rd.r.rolled` for Plan)."""
+    r = rd.r
+    if r.items or rd.plan.tap:
+        rd.events(events)
+        return
+    before = rd.snapshot()
+    start = len(r.init)
+    rd.events(events)
+    after = rd.snapshot()
+    if not r.items:
+        return
+    done = (len(r.init), len(r.items), r.items[-1].outputs[-1])
+    rd.restore(before)
+    saved = r.init, r.items, len(r.holes), len(r.ifs)
+    r.init, r.items = [], []
+    rd.rolling = Roller(rd)
+    rd.rolling.own = True
+    try:
+        lines = rd.rolling.loop(st, events, labelled=False)
+        if len(r.holes) != saved[2] or rd.rolling.forward is None:
+            raise NoRoll
+        loop_var, seq, body = rd.rolling.forward
+        var = rd.rolling.fvar
+        bound = seq[len("range("):-1]
+        if "," in bound:
+            raise NoRoll
+        # an attribute of the class, not one the framework's modules have (the class's
+        # only members are the loop's, named by their label templates)
+        count = identifier(bound if bound.isidentifier() else "steps",
+                           set(rd.backend.reserved_attrs))
+        if any(count == rd.rolling._label_prefix(p) for p in rd.rolling.keys):
+            raise NoRoll
+        r.rolled = (start, done, lines + [f"self.{count} = {bound}"],
+                    [f"for {loop_var} in range(self.{count}):"] + ["    " + b for b in body],
+                    var)
+    except NoRoll:
+        pass
+    finally:
+        rd.rolling = None
+        r.init, r.items = saved[0], saved[1]
+        del r.holes[saved[2]:]
+        del r.ifs[saved[3]:]
+        rd.restore(after)
 
 
 def roll(rd, st, events: list) -> None:
@@ -107,6 +157,9 @@ class Roller:
         self.carried: dict = {}     # archc tensor variable -> Python name of its channels
         self.container = None       # (Python name, scope name of this iteration)
         self.member_scope: dict = {}  # member path -> the block call's scope
+        self.own = False            # a block class's loop: members are the class's own
+        self.forward = None         # a block class's loop: forward()'s body lines
+        self.keys: dict = {}        # member path -> its name as a Python f-string
 
     def name_for(self, st, target: str, role: str = "") -> str:
         """One Python name per (statement, variable, role), the same in every iteration and
@@ -157,7 +210,7 @@ class Roller:
                 header = f"for {k}, {targets} in enumerate({seq}, start=1):"
         else:
             header = f"for {', '.join(py) if len(py) > 1 else py[0]} in {seq}:"
-        bodies = []
+        bodies, forwards = [], []
         for k, (item, evs) in enumerate(iters, start=1):
             values = (item,) if len(st.names) == 1 else item
             for n, p, v in zip(st.names, py, values):
@@ -167,8 +220,13 @@ class Roller:
             if labelled:
                 self.container = (cname, f"{st.label}{k}")
             outer, rd.r.init = rd.r.init, []
+            outer_items, rd.r.items = rd.r.items, []
+            entry = {t: rd.names[t][1] for t in self.carried}
             rd.events(evs)
             body, rd.r.init = self._lines(rd.r.init), outer
+            items, rd.r.items = rd.r.items, outer_items
+            if self.own:
+                forwards.append(self._forward(items, entry))
             for t in assigned:   # the carried channel counts, at the iteration's end
                 c = self.carried.get(t)
                 v = rd.tchan.get(rd.names[t][1].node) if c else None
@@ -179,9 +237,13 @@ class Roller:
             bodies.append(body)
         # after the loop, the carried counts are in their variables (however many iterations)
         self._carry({t: c for t, c in self.carried.items() if t in assigned})
-        if any(b != bodies[0] for b in bodies):
+        if any(b != bodies[0] for b in bodies) or any(f != forwards[0] for f in forwards):
             raise NoRoll
         body = bodies[0]
+        if self.own:   # forward()'s loop, over the members this loop made
+            if len(py) != 1 or not seq.startswith("range(") or labelled:
+                raise NoRoll
+            self.forward = (py[0], seq, forwards[0])
         if labelled:
             self.container = None
             body = [f"{cname} = {rd.backend.sequence_dict}"] + body + \
@@ -189,6 +251,41 @@ class Roller:
         for t in carried:
             del self.carried[t]
         return pre + [header] + ["    " + line for line in body]
+
+    def _forward(self, items: list, entry: dict) -> list:
+        """One iteration's forward() lines: its members called by their f-string names, the
+        carried tensors in the variables they came in."""
+        from ._body import Rendered
+        from ._forward import forward_lines
+        rd = self.rd
+        if len(entry) != 1 or any("\x00" in it.expr or it.multi for it in items):
+            raise NoRoll
+        (t, tensor), = entry.items()
+        # the variable forward() carries: the block's input, which the first iteration reads
+        self.fvar = var = getattr(self, "fvar", None) or rd.r.ext.get(tensor.node)
+        if var is None or not var.isidentifier():
+            raise NoRoll
+        out, known = [], {tensor.node}
+        for it in items:
+            if not set(it.inputs) <= known:
+                raise NoRoll   # it reads a tensor from before the loop other than the input
+            known |= set(it.outputs)
+            expr = it.expr
+            for path, key in self.keys.items():
+                expr = expr.replace(f"self.{'.'.join(path)}(", f"getattr(self, {key})(")
+            if "self." in expr.replace("getattr(self, ", ""):
+                raise NoRoll   # a member of another kind
+            out.append(type(it)(**{**vars(it), "expr": expr, "tap": False}))
+        exit_node = rd.names[t][1].node
+        pseudo = Rendered(rd.r.scope, rd.r.definition, ext={tensor.node: var},
+                          outputs=[exit_node])
+        lines = forward_lines(rd.plan, pseudo, {}, out)
+        body = [f"{target} = {expr}" for target, expr, *_ in lines[:-1] if target != expr]
+        if any(len(line) == 3 for line in lines[:-1]):
+            raise NoRoll
+        if lines[-1][1] != var:
+            body.append(f"{var} = {lines[-1][1]}")
+        return body
 
     def _iterable(self, it, items: tuple) -> str:
         """The loop's iterable as Python, checked to give its items (range() is written as
@@ -237,9 +334,18 @@ class Roller:
             elif isinstance(e, Member) and e.kind == "block" and self.container and \
                     len(e.path) == 2 and e.path[0] == self.container[1]:
                 out.append(f"{self.container[0]}[{self._label(e.path)}] = {e.ctor}")
+            elif isinstance(e, Member) and e.kind == "block" and self.own and \
+                    self.container is None and len(e.path) == 1:
+                self.keys[e.path] = self._label(e.path)
+                out.append(f"setattr(self, {self.keys[e.path]}, {e.ctor})")
             else:
                 raise NoRoll
         return out
+
+    def _label_prefix(self, path: tuple) -> str:
+        lab = self.member_scope[path].label
+        return "".join(p for p in lab.parts if isinstance(p, str)) if isinstance(
+            lab, S.Label) else str(lab)
 
     def _label(self, path: tuple) -> str:
         """The block call's label template as a Python f-string, checked to give its name."""

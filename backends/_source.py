@@ -259,6 +259,12 @@ def _forward_body(lines: list, indent: str, ret) -> list:
     out, cond = [], None
     for line in lines[:-1]:
         target, expr = line[:2]
+        if target == "\x02":   # a line of a loop (backends/_roll.py), indented already
+            deeper = indent + expr[:len(expr) - len(expr.lstrip())]
+            head, eq, rest = expr.lstrip().partition(" = ")
+            out += wrap(head + eq, rest, deeper) if eq and not head.startswith("for ") \
+                else [deeper + expr.lstrip()]
+            continue
         if len(line) == 3:   # assigned when the condition holds; one `if` for a run of them
             if line[2] != cond:
                 cond = line[2]

@@ -276,3 +276,22 @@ def test_a_default_that_is_an_expression_is_written_in_the_callers_terms():
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     assert [c for c in classes if c.startswith("UnetDown")] == ["UnetDown"]
     assert "self.conv = UnetDoubleConv(in_channels, out, out, padded=padded)" in src
+
+
+def test_a_block_loop_is_a_loop_in_init_and_forward():
+    """DenseNet's dense block (`for i in range(layers)`: a layer, then a concat) is one class
+    whose loops make and call `denselayer<i + 1>` (the state_dict keys stay the IR's names),
+    whatever the layer count: torchvision's _DenseBlock(num_layers); ConvNeXt's first stage."""
+    for backend in ("torch", "jax"):
+        src = archc.build_source("densenet", backend=backend)
+        tree = ast.parse(src)
+        classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+        assert [c for c in classes if c.startswith("DenseBlock")] == ["DenseBlock"], backend
+        assert 'setattr(self, f"denselayer{i + 1}", DenseLayer(x_channels, growth' in src
+        assert "for i in range(self.layers):" in src
+        assert 'y = getattr(self, f"denselayer{i + 1}")(x)' in src
+        assert "self.denseblock3 = DenseBlock(256, 24, 32" in src
+    net = load("densenet")
+    model = torch_backend.compile_module(net)
+    assert sorted(k for k in model.state_dict() if k.startswith("denseblock1.denselayer6.conv2"))\
+        == ["denseblock1.denselayer6.conv2.weight"]
