@@ -260,6 +260,12 @@ def channel_shuffle(x, groups):
     x = x.reshape(n, h, w, groups, c // groups)
     return jnp.swapaxes(x, 3, 4).reshape(n, h, w, c)
 ''',
+    "center_crop": '''
+def center_crop(x, size):
+    """The centre size[0] x size[1] window of x's H x W (NHWC): rows from (H - h) // 2."""
+    top, left = (x.shape[1] - size[0]) // 2, (x.shape[2] - size[1]) // 2
+    return x[:, top:top + size[0], left:left + size[1]]
+''',
     "flatten": '''
 def flatten(x):
     """N x H x W x C -> N x (C*H*W) in PyTorch's order (C, H, W)."""

@@ -157,8 +157,8 @@ def _tr(e, scope):  # -> (text, precedence, constant value or _NO) | None
                 return _const(v)
         return (f"{_wrap(obj, _PREC['atom'])}[{idx[0]}]", _PREC["atom"], _NO)
     if isinstance(e, S.Slice):   # a constant part of a constant list; else a hole
-        parts = [_tr(e.obj, scope)] + [_const(None) if b is None else _tr(b, scope)
-                                       for b in (e.start, e.stop)]
+        parts = [_tr(e.obj, scope)] + [("None", _PREC["atom"], None) if b is None else
+                                       _tr(b, scope) for b in (e.start, e.stop)]
         if any(p is None or p[2] is _NO for p in parts):
             return None
         v = _fold(lambda: parts[0][2][parts[1][2]:parts[2][2]])

@@ -160,7 +160,7 @@ class Renderer(ArgumentsMixin):
             r.outputs, r.out_tuple = [t.node for t in outs], isinstance(out, tuple)
             r.out_channels = [self._out_channel(t) for t in outs]
             if r.rolled is not None:
-                self._rolled_in()
+                _roll.rolled_in(self)
             r.out_channel_values = [t.shape[0] for t in outs]
             if not r.items:
                 return None
@@ -362,18 +362,6 @@ class Renderer(ArgumentsMixin):
 
     def _base(self) -> str:
         return self.scope.name
-
-    def _rolled_in(self):
-        """The block's loop written as loops (backends/_roll.py), where it is the block's
-        whole data flow: nothing after it, and the block returns what it carries."""
-        r = self.r
-        start, (n_init, n_items, last), init, forward, var = r.rolled
-        if (len(r.init), len(r.items)) != (n_init, n_items) or r.outputs != [last] or \
-                r.out_tuple:
-            return
-        r.init = r.init[:start] + [Code(tuple(init))]
-        r.forward_code = forward + [var]
-        r.out_channels = [None]   # the loop's count is an argument: the caller's literal
 
     def _child(self, sc) -> list:
         """A block called here: a member of its class, or (no class) its layers inlined."""

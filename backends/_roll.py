@@ -15,6 +15,9 @@ so that `stages` can be an argument:
             x_channels = ...
         setattr(self, f"stage{s + 1}", nn.Sequential(stage))
 
+A block class's loop that is the block's whole data flow (DenseNet's dense block) is
+written as loops in `__init__` and in `forward()` (`roll_block`, `rolled_in`).
+
 `Roller.loop` renders each iteration with the loop variables as Python names (the channel
 count of a tensor the loop carries as a variable) and keeps the loop only when every
 iteration is the same code, every expression of it checked as the renderer checks them
@@ -116,6 +119,19 @@ def roll_block(rd, st, events: list) -> None:
         del r.holes[saved[2]:]
         del r.ifs[saved[3]:]
         rd.restore(after)
+
+
+def rolled_in(rd) -> None:
+    """The block's loop written as loops (backends/_roll.py), where it is the block's
+    whole data flow: nothing after it, and the block returns what it carries."""
+    r = rd.r
+    start, (n_init, n_items, last), init, forward, var = r.rolled
+    if (len(r.init), len(r.items)) != (n_init, n_items) or r.outputs != [last] or \
+            r.out_tuple:
+        return
+    r.init = r.init[:start] + [Code(tuple(init))]
+    r.forward_code = forward + [var]
+    r.out_channels = [None]   # the loop's count is an argument: the caller's literal
 
 
 def roll(rd, st, events: list) -> None:

@@ -177,7 +177,7 @@ LOWER = {
     "pixel_shuffle": _fn("pixel_shuffle({0}, {r})", "r"),
     "pixel_unshuffle": _fn("pixel_unshuffle({0}, {r})", "r"),
     "channel_shuffle": _fn("channel_shuffle({0}, {groups})", "groups"),
-    "crop": lambda c: Lowered(None, f"{c.x4()}[:, {L.crop_slices(c)}]"),
+    "crop": lambda c: Lowered(None, f"center_crop({c.x4()}, {c.f('size')})"),
     "adaptive_avgpool": lambda c: Lowered(None, f"adaptive_pool({c.x4()}, "
                                                 f"{_tuple(c, 'size', True)}, jnp.mean)"),
     "adaptive_maxpool": lambda c: Lowered(None, f"adaptive_pool({c.x4()}, "

@@ -141,14 +141,6 @@ class Backend(BackendBase):
     sequence_from: Callable = lambda name: f"nn.Sequential({name})"
 
 
-def crop_slices(ctx: LowerCtx) -> str:
-    """`top:bottom, left:right` of a crop's centre window (ops.Crop: rows from (H - h) // 2,
-    columns from (W - w) // 2); literal, since the input's size is the IR's."""
-    (_, h, w), (oh, ow) = ctx.in_shapes[0], ctx.value("size")
-    top, left = (h - oh) // 2, (w - ow) // 2
-    return f"{top}:{top + oh}, {left}:{left + ow}"
-
-
 # ---- small pieces of source ----------------------------------------------------------------
 def py_number(v) -> str:
     """Source text for an int, float or bool coming from the IR; nothing else passes."""

@@ -182,6 +182,12 @@ def multihead_attention(q, k, v, heads, patch=1):
     out = out.reshape(n, p, p, heads, h // p, w // p, -1).permute(0, 3, 6, 4, 1, 5, 2)
     return out.reshape(n, -1, h, w)
 ''',
+    "center_crop": '''
+def center_crop(x, size):
+    """The centre size[0] x size[1] window of x's H x W: rows from (H - h) // 2."""
+    top, left = (x.shape[2] - size[0]) // 2, (x.shape[3] - size[1]) // 2
+    return x[:, :, top:top + size[0], left:left + size[1]]
+''',
     "pad4": '''
 def pad4(x, pads, value=0.0):
     """F.pad with a (top, left, bottom, right) padding (TensorFlow's SAME, "tf_same")."""
@@ -235,7 +241,7 @@ LOWER = {
     "pixel_shuffle": lambda c: Lowered(None, f"F.pixel_shuffle({c.x4()}, {c.f('r')})"),
     "pixel_unshuffle": lambda c: Lowered(None, f"F.pixel_unshuffle({c.x4()}, {c.f('r')})"),
     "channel_shuffle": lambda c: Lowered(None, f"F.channel_shuffle({c.x4()}, {c.f('groups')})"),
-    "crop": lambda c: Lowered(None, f"{c.x4()}[:, :, {L.crop_slices(c)}]"),
+    "crop": lambda c: Lowered(None, f"center_crop({c.x4()}, {c.f('size')})"),
     "adaptive_avgpool": lambda c: Lowered(None, f"F.adaptive_avg_pool2d({c.x4()}, "
                                                 f"{c.pair('size', True)})"),
     "adaptive_maxpool": lambda c: Lowered(None, f"F.adaptive_max_pool2d({c.x4()}, "

@@ -270,12 +270,20 @@ def test_make_divisible_helper_is_archcs_rule():
 
 def test_a_default_that_is_an_expression_is_written_in_the_callers_terms():
     """`mid: int = out` not given by a call: the caller passes its own text for `out` instead
-    of each call's literal, so U-Net's four down blocks are one class."""
+    of each call's literal, so U-Net's four down blocks are one class (7 classes in all)."""
     src = torch_backend.build_source(load("unet"))
     tree = ast.parse(src)
     classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
     assert [c for c in classes if c.startswith("UnetDown")] == ["UnetDown"]
     assert "self.conv = UnetDoubleConv(in_channels, out, out, padded=padded)" in src
+    # and the up blocks one class: the crop's window is computed from its input's runtime
+    # size (its size the caller passes), not written as literal slices per call
+    for backend in ("torch", "jax"):
+        src = archc.build_source("unet", backend=backend)
+        classes = [n.name for n in ast.parse(src).body if isinstance(n, ast.ClassDef)]
+        assert [c for c in classes if c.startswith("UnetUp")] == ["UnetUp"], backend
+        assert "s = center_crop(skip, self.crop_size)" in src
+        assert "self.up4 = UnetUp(128, 64, 64, crop_size=(392, 392)" in src
 
 
 def test_a_block_loop_is_a_loop_in_init_and_forward():
