@@ -29,6 +29,7 @@ code decides whether the loop's bounds become arguments.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from archc.compiler import _syntax as S
@@ -88,17 +89,11 @@ def roll_block(rd, st, events: list) -> None:
     if not r.items:
         return
     done = (len(r.init), len(r.items), r.items[-1].outputs[-1])
-    rd.restore(before)
-    saved = r.init, r.items, len(r.holes), len(r.ifs)
-    r.init, r.items = [], []
-    rd.rolling = Roller(rd)
-    rd.rolling.own = True
-    try:
-        lines = rd.rolling.loop(st, events, labelled=False)
-        if len(r.holes) != saved[2] or rd.rolling.forward is None:
+    with _attempt(rd, before, after, own=True) as (roller, holes):
+        lines = roller.loop(st, events, labelled=False)
+        if len(r.holes) != holes or roller.forward is None:
             raise NoRoll
-        loop_var, seq, body = rd.rolling.forward
-        var = rd.rolling.fvar
+        loop_var, seq, body = roller.forward
         bound = seq[len("range("):-1]
         if "," in bound:
             raise NoRoll
@@ -106,19 +101,11 @@ def roll_block(rd, st, events: list) -> None:
         # only members are the loop's, named by their label templates)
         count = identifier(bound if bound.isidentifier() else "steps",
                            set(rd.backend.reserved_attrs))
-        if any(count == rd.rolling._label_prefix(p) for p in rd.rolling.keys):
+        if any(count == roller._label_prefix(p) for p in roller.keys):
             raise NoRoll
         r.rolled = (start, done, lines + [f"self.{count} = {bound}"],
                     [f"for {loop_var} in range(self.{count}):"] + ["    " + b for b in body],
-                    var)
-    except NoRoll:
-        pass
-    finally:
-        rd.rolling = None
-        r.init, r.items = saved[0], saved[1]
-        del r.holes[saved[2]:]
-        del r.ifs[saved[3]:]
-        rd.restore(after)
+                    roller.fvar)
 
 
 def rolled_in(rd) -> None:
@@ -143,17 +130,28 @@ def roll(rd, st, events: list) -> None:
     rd.events(events)
     unrolled = list(r.init[start:])
     after = rd.snapshot()
-    rd.restore(before)
-    saved = r.init, r.items, len(r.holes), len(r.ifs)
-    r.init, r.items = [], []
-    rd.rolling = Roller(rd)
-    try:
-        lines = rd.rolling.loop(st, events, labelled=True)
-        if len(r.holes) != saved[2]:
+    with _attempt(rd, before, after) as (roller, holes):
+        lines = roller.loop(st, events, labelled=True)
+        if len(r.holes) != holes:
             raise NoRoll
         n = len(iterations(events, st))
         names = tuple(f"{st.label}{k}" for k in range(1, n + 1))
         r.rolls.append(Roll(names, unrolled, Code(tuple(lines))))
+
+
+@contextmanager
+def _attempt(rd, before: tuple, after: tuple, own: bool = False):
+    """A loop rendered again as a loop, from the renderer's state `before` the loop, with a
+    Roller (and the count of holes so far); whatever happens (NoRoll: it stays unrolled),
+    the state `after` the unrolled walk, its entries, items, holes and branches come back."""
+    r = rd.r
+    rd.restore(before)
+    saved = r.init, r.items, len(r.holes), len(r.ifs)
+    r.init, r.items = [], []
+    rd.rolling = Roller(rd)
+    rd.rolling.own = own
+    try:
+        yield rd.rolling, saved[2]
     except NoRoll:
         pass
     finally:
