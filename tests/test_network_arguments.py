@@ -12,7 +12,7 @@ import pytest
 from archc.compiler import ArchError, bundled_networks, load
 
 import archc
-from backends import _family
+from archc.backends import _family
 
 torch = pytest.importorskip("torch")
 NETWORKS = bundled_networks()
@@ -165,7 +165,7 @@ def test_a_parameter_whose_code_changes_stays_fixed():
     """Only verified parameters become arguments: a parameter is dropped when the file built
     with another value of it is other code (ResNet's depth picks the block and its stage
     lengths); SE-SqueezeNext's stage lists are the bounds of its stage loops."""
-    from backends import torch_backend
+    from archc.backends import torch_backend
     assert "depth" not in _family.exposed(torch_backend.BACKEND, load("resnet"))
     assert _family.exposed(torch_backend.BACKEND, load("se_sqnxt")) == \
         ("stages", "width", "dropout", "classes", "se_ratio", "resolution")
@@ -196,7 +196,7 @@ def test_alternatives_are_other_values_of_the_same_kind():
 
 def test_a_deployed_network_takes_no_arguments():
     """archc.deploy's transform is not a program the file could run again."""
-    from backends import torch_backend
+    from archc.backends import torch_backend
     net = archc.deploy(load("repvgg"))
     assert _family.exposed(torch_backend.BACKEND, net) == ()
     src = archc.build_source(net)
