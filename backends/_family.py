@@ -28,6 +28,7 @@ import hashlib
 from archc.compiler import ArchError
 from archc.compiler._loader import build as _rebuild
 
+from . import _source
 from ._names import PlanError
 from ._plan import Plan
 
@@ -65,42 +66,75 @@ def exposed(backend, net, tap: bool = False) -> tuple:
 
 _CACHE: dict = {}   # sha256 of (backend, tap, sources, network, values) -> exposed()
 
+# The verification's cost, bounded before and while it runs, in trace events (statements,
+# iterations, layers and calls the elaborator recorded; rendering a file walks each once):
+# a network recording more than BASE_EVENTS, or whose builds for the verification would
+# walk more than BUDGET_EVENTS in all, keeps its parameters fixed (the largest bundled
+# network records 1,690; SqueezeNext's verification walks about 14,000).
+BASE_EVENTS = 20_000
+BUDGET_EVENTS = 200_000
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _events(net) -> int:
+    return sum(len(s.trace) for s in net.scopes.values())
+
 
 def _exposed(backend, net, tap: bool) -> tuple:
-    names = [p for p, v in net.params.items() if alternatives(v)]
-    while names:
-        base, unchecked = _code(backend, net, names, tap)
-        bad = set(unchecked)
-        if not bad and all(_same(backend, net, names, tap, base, {p: alternatives(
-                net.params[p])[k] for p in names}) for k in range(2)):
-            return tuple(names)
-        for p in names:   # together they differ: find which ones (the next round checks
-            if p not in bad and not _same(backend, net, names, tap, base,   # both values)
-                                          {p: alternatives(net.params[p])[0]}):
-                bad.add(p)
-        if not bad:   # each verified alone, not together: drop one and try again
-            bad = {names[-1]}
-        names = [p for p in names if p not in bad]
-    return ()
-
-
-def _code(backend, net, names, tap) -> tuple:
-    from .lowering import init_scheme  # lowering imports this module
-    plan = Plan(net, backend, tap, symbolic=names)
-    from . import _source
-    text = _source.file_text(backend, net, plan, net.name, init_scheme(net, None), tap,
-                             doc=False)
-    return text, plan.unchecked
-
-
-def _same(backend, net, names, tap, base: str, values: dict) -> bool:
-    """The file written from `values` (other values of some parameters) is `base`'s code
-    (False when those values are not valid for the network)."""
-    overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in net.params.items()}
-    overrides.update(values)
+    if _events(net) > BASE_EVENTS:
+        return ()
     try:
-        other = _rebuild(net.program, overrides)
-        text, unchecked = _code(backend, other, names, tap)
-    except (ArchError, PlanError):
-        return False
-    return text == base and not unchecked
+        return _Verifier(backend, net, tap).run()
+    except _OverBudget:
+        return ()
+
+
+class _Verifier:
+    """Finds the parameters whose other values give the same code, within BUDGET_EVENTS."""
+
+    def __init__(self, backend, net, tap: bool):
+        self.backend, self.net, self.tap, self.spent = backend, net, tap, 0
+
+    def run(self) -> tuple:
+        net = self.net
+        names = [p for p, v in net.params.items() if alternatives(v)]
+        while names:
+            base, unchecked = self._code(net, names)
+            bad = set(unchecked)
+            if not bad and all(self._same(names, base, {p: alternatives(
+                    net.params[p])[k] for p in names}) for k in range(2)):
+                return tuple(names)
+            for p in names:   # together they differ: find which ones (the next round
+                if p not in bad and not self._same(     # checks both values)
+                        names, base, {p: alternatives(net.params[p])[0]}):
+                    bad.add(p)
+            if not bad:   # each verified alone, not together: drop one and try again
+                bad = {names[-1]}
+            names = [p for p in names if p not in bad]
+        return ()
+
+    def _code(self, net, names) -> tuple:
+        from .lowering import init_scheme  # lowering imports this module
+        self.spent += _events(net)
+        if self.spent > BUDGET_EVENTS:
+            raise _OverBudget
+        plan = Plan(net, self.backend, self.tap, symbolic=names)
+        text = _source.file_text(self.backend, net, plan, net.name, init_scheme(net, None),
+                                 self.tap, doc=False)
+        return text, plan.unchecked
+
+    def _same(self, names, base: str, values: dict) -> bool:
+        """The file written from `values` (other values of some parameters) is `base`'s
+        code (False when those values are not valid for the network)."""
+        net = self.net
+        overrides = {k: (list(v) if isinstance(v, tuple) else v) for k, v in net.params.items()}
+        overrides.update(values)
+        try:
+            other = _rebuild(net.program, overrides)
+            text, unchecked = self._code(other, names)
+        except (ArchError, PlanError):
+            return False
+        return text == base and not unchecked

@@ -252,7 +252,7 @@ def test_se_sqnxt_pooled_features_reach_the_linear_layer_without_a_4d_round_trip
     assert "flatten(" not in src and ".reshape(" not in call
     assert call.rstrip().endswith("x = jnp.mean(self.dropout(x), axis=(1, 2))\n"
                                   "        return self.fc(x)")
-    # issue 23's targets are 200 (JAX) and 150 (torch) lines; the JAX file is at 210 lines
+    # the targets are 200 (JAX) and 150 (torch) lines; the JAX file is at 210 lines
     # (docs/backends.md, "Size of the generated files"): it may not grow
     assert len(src.splitlines()) <= 210
     assert len(archc.build_source("se_sqnxt", backend="torch").splitlines()) <= 150

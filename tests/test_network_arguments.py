@@ -201,3 +201,23 @@ def test_a_deployed_network_takes_no_arguments():
     assert _family.exposed(torch_backend.BACKEND, net) == ()
     src = archc.build_source(net)
     assert "def __init__(self):" in src.split("class RepVGG")[-1]
+
+
+def test_the_verification_is_bounded(monkeypatch):
+    """A network recording more trace events than the verification may walk, or whose
+    rebuilds would walk more in all, keeps its parameters fixed instead of building for
+    long (a hostile loop: analysis takes seconds, each verification build as long again)."""
+    from archc.backends import torch_backend
+    net = load("se_sqnxt")
+    monkeypatch.setattr(_family, "_CACHE", {})
+    monkeypatch.setattr(_family, "BASE_EVENTS", _family._events(net) - 1)
+    assert _family.exposed(torch_backend.BACKEND, net) == ()
+    monkeypatch.setattr(_family, "_CACHE", {})
+    monkeypatch.setattr(_family, "BASE_EVENTS", 20_000)
+    monkeypatch.setattr(_family, "BUDGET_EVENTS", 2 * _family._events(net))  # base + one
+    assert _family.exposed(torch_backend.BACKEND, net) == ()
+    monkeypatch.setattr(_family, "_CACHE", {})
+    monkeypatch.setattr(_family, "BUDGET_EVENTS", 200_000)
+    assert "stages" in _family.exposed(torch_backend.BACKEND, net)
+    src = archc.build_source(load("se_sqnxt"))
+    assert "def __init__(self, stages=" in src
