@@ -7,6 +7,8 @@ compiles no XLA program.
 """
 from __future__ import annotations
 
+import re
+
 HELPERS = {
     "multihead_attention": '''
 def multihead_attention(q, k, v, heads, patch=1):
@@ -272,3 +274,36 @@ def flatten(x):
     return jnp.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1)
 ''',
 }
+
+
+def _always_affine(source: str) -> str:
+    """A norm helper without its `affine` option: always a learned scale and bias."""
+    out = re.sub(r", affine=True\)", ")", source)
+    out = re.sub(r", self\.affine = (.*), affine\n", r" = \1\n", out)
+    out = re.sub(r"\n( +)if affine:\n\1    (.*)\n\1    (.*)\n", r"\n\1\2\n\1\3\n", out)
+    out = re.sub(r"\n( +)if self\.affine:\n\1    y = (.*)\n\1return y\n", r"\n\1return \2\n", out)
+    if "affine" in out:
+        raise AssertionError("a norm helper's affine option no longer has the expected form")
+    return out
+
+
+def _calls_pass(name: str, keyword: str, text: str) -> bool:
+    """Whether a call of `name` in `text` passes `keyword=` (its arguments to the matching
+    parenthesis)."""
+    for m in re.finditer(rf"\b{name}\(", text):
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        if re.search(rf"\b{keyword}=", text[m.end():i]):
+            return True
+    return False
+
+
+def _affine_where_used(name: str):
+    """The helper's source for a file: with its `affine` option only where a call passes it."""
+    full, plain = HELPERS[name], _always_affine(HELPERS[name])
+    return lambda text: full if _calls_pass(name, "affine", text) else plain
+
+
+HELPERS.update({name: _affine_where_used(name) for name in ("BatchNorm", "LayerNorm", "GroupNorm")})

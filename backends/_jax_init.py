@@ -36,10 +36,11 @@ def init_code(classes: dict, scheme: str, used: set):
             for p in (m.kernel, m.bias):
                 if p is not None:
                     values.append((rng.random(p.shape, np.float32) * 2 - 1) * bound)"""
+        drawn = "[p for m in layers for p in (m.kernel, m.bias) if p is not None]"
     else:
         dist, fan, scale = L.INIT_SCHEMES[scheme]
-        doc = (f"{scheme} weights (variance {scale} / {fan}, flax's fans of a kernel "
-               "(..., in, out)) and zero biases for every conv and linear layer")
+        doc = (f"{scheme} weights (variance {scale} / {fan}) and zero biases of the conv and "
+               "linear layers")
         fans = {"fan_in": "fan_in", "fan_out": "fan_out",
                 "fan_avg": "(fan_in + fan_out) / 2"}[fan]
         value = ("(rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var)"
@@ -47,12 +48,11 @@ def init_code(classes: dict, scheme: str, used: set):
                  "rng.standard_normal(shape, np.float32) * math.sqrt(var)")
         draw = f"""*receptive, fan_in, fan_out = shape = m.kernel.shape
             var = {scale} / max(1.0, {fans} * math.prod(receptive))
-            values.append({value})
-            if m.bias is not None:
-                values.append(np.zeros(m.bias.shape, np.float32))"""
+            values.append({value})"""
+        drawn = "[m.kernel for m in layers]   # the biases keep their placeholders' zeros"
     doc = "\n".join(textwrap.wrap(
-        f"{doc}, drawn with numpy from one key of rngs.params() (eager jax.random would "
-        "compile an XLA program per shape).", 88,
+        f"{doc}, drawn with numpy (no XLA program per shape) from one key of "
+        "rngs.params().", 88,
         subsequent_indent="    "))
     layers = "".join(f"\n{name} = functools.partial(nnx.{name}, kernel_init=placeholder, "
                      "bias_init=placeholder)" for op, name in LAYERS if op in used)
@@ -68,7 +68,7 @@ def init_weights(module, rngs):
     kinds = ({kinds})
     layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
               if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
-    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
+    params = {drawn}
 
     def draw(key):
         rng, values = np.random.default_rng(np.asarray(key)), []

@@ -36,9 +36,11 @@ def file_text(backend: Backend, net: Network, plan: Plan, cls: str, scheme: str,
     for cp in plan.classes:
         body += ["", ""] + _class(backend, net, cp, tap, init_lines)
     body += ["", ""] + _network_class(backend, net, plan, cls, scheme, init_lines, tap, doc)
-    helpers = dict(backend.helpers, make_divisible=_pyexpr.MAKE_DIVISIBLE,
-                   **{_activations.TABLE: _activations.table_source(backend)})
     used, text = [], "\n".join(body) + init_extra
+    helpers = {name: source if isinstance(source, str) else source(text)   # chosen by the file
+               for name, source in backend.helpers.items()}
+    helpers.update(make_divisible=_pyexpr.MAKE_DIVISIBLE,
+                   **{_activations.TABLE: _activations.table_source(backend)})
     changed = True
     while changed:   # helpers the body uses, and the helpers those use
         changed = False
@@ -211,6 +213,21 @@ def _signature(backend: Backend, cp) -> str:
     return ", ".join(parts)
 
 
+def _conditional_member(backend: Backend, g: Guard, indent: str) -> list | None:
+    """An optional step of one layer or block as one conditional assignment, `self.name =
+    Ctor(...) if cond else None` (on two lines where one does not hold it); None where the
+    guard holds more, or the constructor does not fit on a line (the `if` / `else` then)."""
+    m = g.members[0] if len(g.members) == 1 else None
+    if not isinstance(m, Member) or len(m.path) != 1:
+        return None
+    line = f"{indent}self.{m.path[0]} = {m.ctor} if {g.cond} else None"
+    if len(line) <= WIDTH:
+        return [line]
+    first = f"{indent}self.{m.path[0]} = ({m.ctor}"
+    second = " " * (len(first) - len(m.ctor)) + f"if {g.cond} else None)"
+    return [first, second] if max(len(first), len(second)) <= WIDTH else None
+
+
 def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
     out = []
     made = set()
@@ -238,6 +255,10 @@ def _init_body(backend: Backend, entries: list, indent: str, tap: bool) -> list:
             out += wrap(f"self.{e.path[0]} = ", e.cond, indent)
             continue
         if isinstance(e, Guard):   # an optional step: None unless the condition holds
+            one = _conditional_member(backend, e, indent)
+            if one:
+                out += one
+                continue
             out.append(f"{indent}if {e.cond}:")
             out += _init_body(backend, list(e.members), indent + "    ", tap)
             out.append(f"{indent}else:")
@@ -331,9 +352,10 @@ def _network_doc(backend: Backend, net: Network, plan: Plan, scheme: str) -> lis
     def listed(names):   # escaped before wrapping: no escape pushes a line over the width
         return ", ".join(doc_text(f"{k} = {value_text(net.params[k])}").replace(" ", "\xa0")
                          for k in names)
-    body = [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
-    if net.doc:
-        body += [""] + textwrap.wrap(doc_text(net.doc), width=88)
+    # the file's docstring names the .arch file; the network's comment, where it has one, says
+    # what the network is
+    body = textwrap.wrap(doc_text(net.doc), width=88) if net.doc else \
+        [doc_text(f"{net.name}, compiled by archc from {os.path.basename(net.file)}.")]
     text = ""
     if taken:
         text = "Arguments (the network's parameters; their defaults are the values this " \

@@ -103,7 +103,8 @@ class Backend(BackendBase):
     super_init    call super().__init__() first
     rngs          constructors take `*, rngs` and pass it to every member
     title, layout, imports, modes    what the file's docstring and imports say
-    helpers       helper name -> source, emitted once when the plan needs it
+    helpers       helper name -> source (or function(the file's text) -> source), emitted
+                  once when the plan needs it
     container     constructor of a plain group of members (a labelled loop iteration)
     sequence      function([(name, ctor)]) -> constructor of named members applied in order
     instance      function(class, [args]) -> a class instantiation expression

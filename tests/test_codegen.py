@@ -98,8 +98,30 @@ def test_structures_of_one_block_are_variants_or_optional_members():
     ResNet-50's bottleneck blocks likewise (torchvision's `downsample`)."""
     src = torch_backend.build_source(load("resnet", depth=50))
     assert "class ResnetBlock(nn.Module):" in src
-    assert "self.downsample = None" in src
+    # one optional layer: one conditional assignment, None when the condition fails
+    assert ("        self.downsample = (ConvBn(in_channels, out, stride=stride)\n"
+            "                           if stride != 1 or in_channels != out else None)\n") in src
     assert "x if self.downsample is None else self.downsample(x)" in src
+
+
+def test_norm_helpers_keep_their_affine_option_only_where_a_call_passes_it():
+    """A JAX norm helper has no option that its file never uses: where no call passes
+    `affine=`, it always has a learned scale and bias; a call with affine=false keeps the
+    option in that helper only. (tests/test_op_registry.py runs both against torch.)"""
+    def helper(src, name):
+        start = src.index(f"class {name}(")
+        return src[start:src.index("\n\n\n", start)]
+    plain = helper(archc.build_source("se_sqnxt", backend="jax"), "BatchNorm")
+    assert "affine" not in plain and "self.scale = nnx.Param(" in plain
+    assert "return y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)" in plain
+    net = archc.load_source("network T() {\n    x = input(4, 8, 8)\n"
+                            "    y = concat(x -> group_norm(2), x -> layer_norm(affine=false))\n"
+                            "    return y\n}\n")
+    src = archc.build_source(net, backend="jax")
+    assert "LayerNorm(4, affine=False)" in src
+    assert "def __init__(self, num_features, *, eps=1e-5, affine=True):" in helper(src, "LayerNorm")
+    assert "affine" not in helper(src, "GroupNorm")
+    assert "self.scale = nnx.Param(" in helper(src, "GroupNorm")
 
 
 def test_constructor_code_keeps_the_arch_names_and_arithmetic(sources):
@@ -252,9 +274,9 @@ def test_se_sqnxt_pooled_features_reach_the_linear_layer_without_a_4d_round_trip
     assert "flatten(" not in src and ".reshape(" not in call
     assert call.rstrip().endswith("x = jnp.mean(self.dropout(x), axis=(1, 2))\n"
                                   "        return self.fc(x)")
-    # the targets are 200 (JAX) and 150 (torch) lines; the JAX file is at 210 lines
-    # (docs/backends.md, "Size of the generated files"): it may not grow
-    assert len(src.splitlines()) <= 210
+    # issue's targets: at most 200 (JAX) and 150 (torch) lines (docs/backends.md, "Size of
+    # the generated files")
+    assert len(src.splitlines()) <= 200
     assert len(archc.build_source("se_sqnxt", backend="torch").splitlines()) <= 150
 
 

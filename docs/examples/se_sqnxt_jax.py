@@ -14,11 +14,10 @@ from flax import nnx
 class BatchNorm(nnx.Module):
     """Batch normalisation over the last axis with PyTorch's semantics."""
 
-    def __init__(self, num_features, *, eps=1e-5, momentum=0.1, affine=True):
-        self.eps, self.momentum, self.affine = eps, momentum, affine
-        if affine:
-            self.scale = nnx.Param(np.ones(num_features, np.float32))
-            self.bias = nnx.Param(np.zeros(num_features, np.float32))
+    def __init__(self, num_features, *, eps=1e-5, momentum=0.1):
+        self.eps, self.momentum = eps, momentum
+        self.scale = nnx.Param(np.ones(num_features, np.float32))
+        self.bias = nnx.Param(np.zeros(num_features, np.float32))
         self.mean = nnx.BatchStat(np.zeros(num_features, np.float32))
         self.var = nnx.BatchStat(np.ones(num_features, np.float32))
         self.use_running_average = False
@@ -33,9 +32,7 @@ class BatchNorm(nnx.Module):
             self.mean[...] = (1 - m) * self.mean[...] + m * mean
             self.var[...] = (1 - m) * self.var[...] + m * var * (n / max(n - 1, 1))
         y = (x - mean.astype(x.dtype)) * jax.lax.rsqrt(var + self.eps).astype(x.dtype)
-        if self.affine:
-            y = y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
-        return y
+        return y * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
 
 
 class Sequential(nnx.Module):
@@ -62,13 +59,12 @@ Linear = functools.partial(nnx.Linear, kernel_init=placeholder, bias_init=placeh
 
 
 def init_weights(module, rngs):
-    """xavier_uniform weights (variance 1.0 / fan_avg, flax's fans of a kernel (..., in, out))
-    and zero biases for every conv and linear layer, drawn with numpy from one key of
-    rngs.params() (eager jax.random would compile an XLA program per shape)."""
+    """xavier_uniform weights (variance 1.0 / fan_avg) and zero biases of the conv and linear
+    layers, drawn with numpy (no XLA program per shape) from one key of rngs.params()."""
     kinds = (nnx.Conv, nnx.Linear)
     layers = [m for _, m in nnx.iter_modules(module)   # those still holding placeholders
               if isinstance(m, kinds) and isinstance(m.kernel.get_value(), np.ndarray)]
-    params = [p for m in layers for p in (m.kernel, m.bias) if p is not None]
+    params = [m.kernel for m in layers]   # the biases keep their placeholders' zeros
 
     def draw(key):
         rng, values = np.random.default_rng(np.asarray(key)), []
@@ -76,8 +72,6 @@ def init_weights(module, rngs):
             *receptive, fan_in, fan_out = shape = m.kernel.shape
             var = 1.0 / max(1.0, (fan_in + fan_out) / 2 * math.prod(receptive))
             values.append((rng.random(shape, np.float32) * 2 - 1) * math.sqrt(3 * var))
-            if m.bias is not None:
-                values.append(np.zeros(m.bias.shape, np.float32))
         return values
     key = jax.random.key_data(rngs.params())
     traced = isinstance(key, jax.core.Tracer)   # nnx.jit, nnx.eval_shape: draw in a callback
@@ -139,10 +133,8 @@ class SqnxtBlock(nnx.Module):
         self.conv4 = ConvBn(c1, c1, kernel=(3, 1), padding=(1, 0), bias=True, rngs=rngs)
         self.conv5 = ConvBn(c1, out, bias=True, rngs=rngs)
         self.se = Se(out, ratio=se_ratio, rngs=rngs)
-        if stride == 2 or in_channels != out:
-            self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True, rngs=rngs)
-        else:
-            self.shortcut = None
+        self.shortcut = (ConvBn(in_channels, out, stride=stride, bias=True, rngs=rngs)
+                         if stride == 2 or in_channels != out else None)
         init_weights(self, rngs)
 
     def __call__(self, x):
@@ -157,9 +149,7 @@ class SqnxtBlock(nnx.Module):
 
 
 class SESqueezeNext(nnx.Module):
-    """SESqueezeNext, compiled by archc from se_sqnxt.arch.
-
-    SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
+    """SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
     DNN for Hardware Deployment"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
     block at the end of every bottleneck block (Fig. 6). `stages` is the 4-stage block
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"

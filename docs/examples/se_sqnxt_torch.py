@@ -68,10 +68,8 @@ class SqnxtBlock(nn.Module):
         self.conv4 = ConvBn(c1, c1, kernel=(3, 1), padding=(1, 0), bias=True)
         self.conv5 = ConvBn(c1, out, bias=True)
         self.se = Se(out, ratio=se_ratio)
-        if stride == 2 or in_channels != out:
-            self.shortcut = ConvBn(in_channels, out, stride=stride, bias=True)
-        else:
-            self.shortcut = None
+        self.shortcut = (ConvBn(in_channels, out, stride=stride, bias=True)
+                         if stride == 2 or in_channels != out else None)
 
     def forward(self, x):
         y = self.conv1(x)
@@ -85,9 +83,7 @@ class SqnxtBlock(nn.Module):
 
 
 class SESqueezeNext(nn.Module):
-    """SESqueezeNext, compiled by archc from se_sqnxt.arch.
-
-    SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
+    """SE-SqueezeNext (Chappa & El-Sharkawy, "Squeeze-and-Excitation SqueezeNext: An Efficient
     DNN for Hardware Deployment"): SqueezeNext for CIFAR-10 with a Squeeze-and-Excitation
     block at the end of every bottleneck block (Fig. 6). `stages` is the 4-stage block
     configuration ([1,2,4,1] is SE-SqueezeNext-10; the paper's "resolution multiplier"
