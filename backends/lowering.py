@@ -212,14 +212,16 @@ def _plan_of(net: Network, backend: Backend, tap: bool, family: bool = False) ->
 
 
 def build_source(backend: Backend, net: Network, init: str | None = None,
-                 tap: bool = False) -> str:
+                 tap: bool = False, family: bool = True) -> str:
     """The generated module for `net` as Python source text (deterministic).
 
     init: weight initialisation override (else the network's `init` parameter, else the
-    default). tap: pass every layer's output through `tap(layer_name, value)`."""
+    default). tap: pass every layer's output through `tap(layer_name, value)`. family=False:
+    the network class takes no arguments (its parameters fixed; the same members, values
+    and outputs, without verifying which parameters could be arguments)."""
     scheme = init_scheme(net, init)
     cls = class_name(net)
-    plan = _plan_of(net, backend, tap, family=True)
+    plan = _plan_of(net, backend, tap, family=family)
     return _source.file_text(backend, net, plan, cls, scheme, tap)
 
 
@@ -240,7 +242,9 @@ def compile_module(backend: Backend, net: Network, init: str | None = None, tap=
 
     tap: build in tap mode; every layer's output passes through tap(layer_name, value) ->
     value in data-flow order (True: tap mode, no function yet; see set_tap)."""
-    src = build_source(backend, net, init=init, tap=tap is not None)
+    # the instance is built at the network's values: the family's verification (up to a
+    # second) would change only which of them the class could take as arguments
+    src = build_source(backend, net, init=init, tap=tap is not None, family=False)
     module = backend.instantiate(src, net, class_name(net), seed, init_scheme(net, init))
     if tap is not None:
         for path, prefix in _scope_paths(net, backend).items():

@@ -221,3 +221,26 @@ def test_the_verification_is_bounded(monkeypatch):
     assert "stages" in _family.exposed(torch_backend.BACKEND, net)
     src = archc.build_source(load("se_sqnxt"))
     assert "def __init__(self, stages=" in src
+
+
+@pytest.mark.parametrize("name", ["se_sqnxt", "densenet", "mnasnet"])
+def test_the_module_archc_instantiates_is_the_files_class_with_its_defaults(name):
+    """archc.build_module / train build the network without the family's verification (its
+    class then takes no arguments): the same members in the same order, with the same
+    initial values as the file `archc build` writes, constructed at its defaults."""
+    nnx = pytest.importorskip("flax.nnx")
+    import jax
+    import numpy as np
+    src = archc.build_source(name)
+    torch.manual_seed(0)
+    mine = _exec(src, name)[_class_name(src)]().state_dict()
+    torch.manual_seed(0)
+    ref = archc.build_module(name).state_dict()
+    assert list(mine) == list(ref) and all(torch.equal(mine[k], ref[k]) for k in mine)
+    src = archc.build_source(name, backend="jax")
+    mine = nnx.state(_exec(src, name)[_class_name(src)](rngs=nnx.Rngs(params=0, dropout=1)),
+                     nnx.Param)
+    ref = nnx.state(archc.build_module(name, backend="jax"), nnx.Param)
+    a, b = (jax.tree_util.tree_flatten_with_path(s)[0] for s in (mine, ref))
+    assert [k for k, _ in a] == [k for k, _ in b]
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
