@@ -325,3 +325,38 @@ def test_a_block_loop_is_a_loop_in_init_and_forward():
     model = torch_backend.compile_module(net)
     assert sorted(k for k in model.state_dict() if k.startswith("denseblock1.denselayer6.conv2"))\
         == ["denseblock1.denselayer6.conv2.weight"]
+
+
+def test_a_block_loop_after_fixed_steps_is_a_loop():
+    """ConvNeXt's later stages (a downsampling norm and conv, then `for b in range(depth)`)
+    write the loop as loops after those steps: the 2- and 6-block stages share one class whose
+    count is an argument, state_dict keys stay the IR's names, and the file's module is
+    archc's, with the same outputs for the same weights."""
+    for backend in ("torch", "jax"):
+        src = archc.build_source("convnext", backend=backend)
+        tree = ast.parse(src)
+        stages = [n.name for n in tree.body if isinstance(n, ast.ClassDef)
+                  and n.name.startswith("ConvnextStage")]
+        assert stages == ["ConvnextStage", "ConvnextStageWithDownsampleDownsampleNorm"], backend
+        down = stages[1]
+        assert src.count('setattr(self, f"block{b}", ConvnextBlock(x_channels') == 2
+        assert src.count("for b in range(self.depth):\n"
+                         '            x = getattr(self, f"block{b}")(x)\n'
+                         "        return x\n") == 2
+        assert "        x = self.downsample_norm(x)\n        x = self.downsample(x)\n" \
+            "        for b in range(self.depth):" in src
+        for s, (cin, out, depth) in enumerate([(40, 80, 2), (80, 160, 6), (160, 320, 2)], 1):
+            assert f"self.stage{s} = {down}({cin}, {out}, {depth}, ls_init" in src
+    torch = pytest.importorskip("torch")
+    ns: dict = {}
+    exec(compile(archc.build_source("convnext"), "convnext.py", "exec"), ns)  # noqa: S102
+    torch.manual_seed(0)
+    mine = ns["ConvNeXt"]().eval()
+    torch.manual_seed(0)
+    ref = archc.build_module("convnext").eval()
+    a, b = mine.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert "stage1.downsample_norm.weight" in a and "stage2.block5.gamma.gamma" in a
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(mine(x), ref(x))
