@@ -213,10 +213,13 @@ class Rendered:
     # network parameters an assertion reads that the class cannot check (the network)
     unchecked: set = field(default_factory=set)
     rolls: list = field(default_factory=list)     # labelled loops written as loops (_roll.py)
-    # a block class's loop written as loops (_roll.py): (first init entry, (init entries,
-    # items, last node) after it, __init__ lines, forward() lines, the variable returned)
+    # a block class's loop written as loops (_roll_block.py): (first init entry, items
+    # before it, the node it starts from, (init entries, items, last node) after it,
+    # __init__ lines, forward() lines, the variable returned)
     rolled: tuple | None = None
     forward_code: list | None = None   # forward()'s lines where that loop replaced items
+    loop_at: int = 0                   # ... the items before it (written as ever)
+    loop_entry: str | None = None      # ... the node it starts from, after those items
 
     def relative(self, node: str) -> str:
         """An IR node as the call sees it: its forward text if it comes from outside, else

@@ -17,8 +17,11 @@ one `if`. The merge is kept only where the absorbing class, with the other's bra
 or not, is exactly the other class: the same constructor entries (member arguments may
 differ only by names the absent branch's condition makes equal, _implied) and the same
 forward() steps, the input a missing branch passes on standing where the other class uses
-its output. backends/_plan.py calls this after grouping a block's calls into classes and
-before naming them.
+its output. Classes whose loop is written as loops (backends/_roll_block.py) merge where
+the loops are the same code but for the channel counts they start from, which the merged
+class chooses by the absent step's condition (`x_channels = out if down else in_channels`:
+ConvNeXt's stage, its downsampling optional). backends/_plan.py calls this after grouping a
+block's calls into classes and before naming them.
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import _pyexpr as P
-from ._body import HOLE, Assign, Guard, Member, Store, attributes, passes_on
+from ._body import HOLE, Assign, Code, Guard, Member, Store, attributes, passes_on
 from ._names import identifier
+from .lower_ctx import atomic
 
 if TYPE_CHECKING:
     from ._plan import ClassPlan
@@ -57,8 +61,8 @@ def merge_optional(plans: list, reserved: set) -> list:
 def _absorb(a: ClassPlan, b: ClassPlan, reserved: set) -> bool:
     """Make `a` build `b`'s calls too, when it has every step `b` has."""
     ra, rb = a.instances[0], b.instances[0]
-    if ra.forward_code is not None or rb.forward_code is not None:
-        return False   # a loop written as loops (backends/_roll.py): one class already
+    if ra.forward_code != rb.forward_code:
+        return False   # loops written as loops (backends/_roll_block.py) must be the same
     if (a.params, a.channel_params, a.forward_args, a.hoisted, a.out_tuple) != \
             (b.params, b.channel_params, b.forward_args, b.hoisted, b.out_tuple):
         return False
@@ -89,6 +93,10 @@ def _absorb(a: ClassPlan, b: ClassPlan, reserved: set) -> bool:
     if made is None:
         return False
     init, items = made
+    if ra.forward_code is not None:   # the loop's code, from where the steps leave it
+        init = _loop_code(init, b.init, [x for x in new if state[x] == -1])
+        if init is None:
+            return False
     # the input the steps pass on when absent: the one b's calls use where a uses their output
     fixed = {i: next((o.through for o in b.items if o.index == i), 0)
              for i in new if state[i] == "V"}
@@ -147,7 +155,7 @@ def _guard(a: ClassPlan, new: list, reserved: set):
             return None
         if any(isinstance(e, Guard) and any(i in m.tag for m in e.members) for e in init):
             return None
-        seg = [e for e in init if not isinstance(e, Guard) and i in e.tag]
+        seg = [e for e in init if not isinstance(e, Guard) and i in getattr(e, "tag", ())]
         if any(isinstance(e, Member) and len(e.path) != 1 for e in seg):
             return None
         exprs = [HOLE.sub(lambda m: a.fill[int(m.group(1))], it.expr) for it in steps]
@@ -170,6 +178,36 @@ def _guard(a: ClassPlan, new: list, reserved: set):
         for k in at:
             items[k] = replace(items[k], optional=guard.path[0], flag=guard.flag, index=i)
     return init, items
+
+
+def _loop_code(init: list, other: list, absent: list) -> list | None:
+    """The absorbing class's entries, its loop (backends/_roll_block.py) starting from the
+    channel count the other class's loop starts from where the steps the other lacks are
+    absent: `x_channels = out if down else in_channels`. None where the loops differ
+    otherwise, or more than one step the other lacks decides it."""
+    ours = [k for k, e in enumerate(init) if isinstance(e, Code)]
+    theirs = [e for e in other if isinstance(e, Code)]
+    if len(ours) != 1 or len(theirs) != 1:
+        return None
+    a, b = init[ours[0]].lines, theirs[0].lines
+    if a == b:
+        return init
+    guards = [e for e in init if isinstance(e, Guard) and e.index in absent]
+    if len(a) != len(b) or len(guards) != 1:
+        return None
+    cond, lines, head = guards[0].cond, [], True
+    for x, y in zip(a, b):
+        head = head and not x.startswith((" ", "for ", "if "))
+        tx, ty = x.partition(" = "), y.partition(" = ")
+        if x == y:
+            lines.append(x)
+        elif head and tx[0] == ty[0] and tx[1] and ty[1] and tx[0].isidentifier():
+            # the counts the loop carries, before it: set where the steps leave them
+            parts = [t if atomic(t) else f"({t})" for t in (tx[2], cond, ty[2])]
+            lines.append(f"{tx[0]} = {parts[0]} if {parts[1]} else {parts[2]}")
+        else:
+            return None
+    return init[:ours[0]] + [Code(tuple(lines))] + init[ours[0] + 1:]
 
 
 def _steps(items: list, i: int) -> list:
@@ -249,6 +287,8 @@ def _same_call(a: str, b: str, calls: list, same: dict) -> bool:
 
 
 def _text(e):
+    if isinstance(e, Code):   # a loop, compared by _loop_code
+        return ("code",)
     if isinstance(e, Assign):
         return ("assign", e.targets, e.text)
     if isinstance(e, Store):
@@ -261,6 +301,9 @@ def _shape(cp: ClassPlan, init: list, items: list, state: dict, through: dict) -
     branches are `state` (`if` index -> branch taken, -1: none; "V", or absent: optional):
     comparable between classes of one block."""
     r = cp.instances[0]
+    outputs = r.outputs
+    if r.forward_code is not None:   # the steps before the loop, to where it starts
+        items, outputs = items[:r.loop_at], [r.loop_entry]
     texts = []
     for e in init:
         if not isinstance(e, Guard):
@@ -292,4 +335,4 @@ def _shape(cp: ClassPlan, init: list, items: list, state: dict, through: dict) -
     out = [(tuple(map(rel, it.inputs)), tuple(map(rel, it.outputs)),
             HOLE.sub(lambda m: cp.fill[int(m.group(1))], it.expr), it.hint, it.multi,
             it.optional, it.flag, it.through if it.optional else 0) for it in steps]
-    return tuple(texts), tuple(out), tuple(map(rel, r.outputs))
+    return tuple(texts), tuple(out), tuple(map(rel, outputs))

@@ -31,6 +31,7 @@ here and in the modules beside it, once for all backends:
   _body.py     the pieces of a class body: values and holes, constructor entries, items
   _render.py   one call rendered as a class body (`Renderer`; with _render_args.py)
   _roll.py     a labelled loop of the network written as a Python loop
+  _roll_block.py  a block class's loop written as loops in __init__ and forward()
   _family.py   which network parameters the network class takes (verified)
   _plan.py     calls grouped into classes, holes filled, sequences (this file)
   _merge.py    classes of one block merged where one has every step of the other
@@ -51,6 +52,7 @@ from ._merge import merge_optional
 from ._names import ModuleTree, PlanError, class_names, identifier
 from ._render import Renderer
 from ._roll import roll_in
+from ._roll_block import rolled_forward
 
 
 @dataclass
@@ -185,7 +187,7 @@ class Plan:
 
         def rel(nodes):
             return [r.relative(n) for n in nodes]
-        for it in r.items if r.forward_code is None else ():
+        for it in r.items if r.forward_code is None else r.items[:r.loop_at]:
             out.append(f"{rel(it.inputs)} -> {rel(it.outputs)}: {it.expr} {it.hint} "
                        f"{it.multi} {[self.ranks.get(n, 4) for n in it.inputs]}")
         out += r.forward_code or []
@@ -279,8 +281,7 @@ class Plan:
         cp.channel_params = [c for c in cp.channel_params if c[0] in live]
         r0 = cp.instances[0]
         cp.forward = forward_lines(self, r0, cp.fill, cp.items) if r0.forward_code is None \
-            else [("\x02", line) for line in r0.forward_code[:-1]] + \
-            [(None, r0.forward_code[-1])]
+            else rolled_forward(self, cp)
 
     def _take_activations(self, cp: ClassPlan, live: set) -> bool:
         """An activation written as one function (every call chose it) by a class that takes

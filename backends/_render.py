@@ -16,7 +16,7 @@ from archc.compiler import ops
 from archc.compiler._values import Tensor
 
 from . import _pyexpr as P
-from . import _roll
+from . import _roll, _roll_block
 from ._activations import TABLE
 from ._body import (Assign, Branch, Code, Hole, Item, Member, OutChannels, Rendered,
                     Val, contains_tensor, default_text, means, tensors, walk_syntax, where)
@@ -160,7 +160,7 @@ class Renderer(ArgumentsMixin):
             r.outputs, r.out_tuple = [t.node for t in outs], isinstance(out, tuple)
             r.out_channels = [self._out_channel(t) for t in outs]
             if r.rolled is not None:
-                _roll.rolled_in(self)
+                _roll_block.rolled_in(self)
             r.out_channel_values = [t.shape[0] for t in outs]
             if not r.items:
                 return None
@@ -233,7 +233,7 @@ class Renderer(ArgumentsMixin):
                     elif self.root:
                         _roll.roll(self, ev[1], trace[i - 1:j])
                     else:
-                        _roll.roll_block(self, ev[1], trace[i - 1:j])
+                        _roll_block.roll_block(self, ev[1], trace[i - 1:j])
                     i, pending = j + 1, []
                     continue
             if kind == "if" and self.rolling:

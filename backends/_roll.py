@@ -15,8 +15,9 @@ so that `stages` can be an argument:
             x_channels = ...
         setattr(self, f"stage{s + 1}", nn.Sequential(stage))
 
-A block class's loop that is the block's whole data flow (DenseNet's dense block) is
-written as loops in `__init__` and in `forward()` (`roll_block`, `rolled_in`).
+A block class's loop that is the rest of the block's data flow (DenseNet's dense block,
+ConvNeXt's stage) is written as loops in `__init__` and in `forward()`
+(backends/_roll_block.py, with `Roller._forward` here).
 
 `Roller.loop` renders each iteration with the loop variables as Python names (the channel
 count of a tensor the loop carries as a variable) and keeps the loop only when every
@@ -73,54 +74,6 @@ def iterations(events: list, st) -> list:
     return out
 
 
-def roll_block(rd, st, events: list) -> None:
-    """A loop of a block class (`for i in range(layers) { y = "denselayer{i + 1}":
-    layer(x, ...); x = concat(x, y) }`): walked unrolled as ever, and, where the loop is the
-    class's whole data flow from its input to what it returns, also written as loops in
-    __init__ and forward() (kept in `rd.r.rolled` for Plan)."""
-    r = rd.r
-    if r.items or rd.plan.tap:
-        rd.events(events)
-        return
-    before = rd.snapshot()
-    start = len(r.init)
-    rd.events(events)
-    after = rd.snapshot()
-    if not r.items:
-        return
-    done = (len(r.init), len(r.items), r.items[-1].outputs[-1])
-    with _attempt(rd, before, after, own=True) as (roller, holes):
-        lines = roller.loop(st, events, labelled=False)
-        if len(r.holes) != holes or roller.forward is None:
-            raise NoRoll
-        loop_var, seq, body = roller.forward
-        bound = seq[len("range("):-1]
-        if "," in bound:
-            raise NoRoll
-        # an attribute of the class, not one the framework's modules have (the class's
-        # only members are the loop's, named by their label templates)
-        count = identifier(bound if bound.isidentifier() else "steps",
-                           set(rd.backend.reserved_attrs))
-        if any(count == roller._label_prefix(p) for p in roller.keys):
-            raise NoRoll
-        r.rolled = (start, done, lines + [f"self.{count} = {bound}"],
-                    [f"for {loop_var} in range(self.{count}):"] + ["    " + b for b in body],
-                    roller.fvar)
-
-
-def rolled_in(rd) -> None:
-    """The block's loop written as loops (backends/_roll.py), where it is the block's
-    whole data flow: nothing after it, and the block returns what it carries."""
-    r = rd.r
-    start, (n_init, n_items, last), init, forward, var = r.rolled
-    if (len(r.init), len(r.items)) != (n_init, n_items) or r.outputs != [last] or \
-            r.out_tuple:
-        return
-    r.init = r.init[:start] + [Code(tuple(init))]
-    r.forward_code = forward + [var]
-    r.out_channels = [None]   # the loop's count is an argument: the caller's literal
-
-
 def roll(rd, st, events: list) -> None:
     """The labelled loop `st` (its events, "end" excluded): walked unrolled as ever, and, where
     it can be, also written as a loop (kept in `rd.r.rolls` for Plan)."""
@@ -174,6 +127,9 @@ class Roller:
         self.own = False            # a block class's loop: members are the class's own
         self.forward = None         # a block class's loop: forward()'s body lines
         self.keys: dict = {}        # member path -> its name as a Python f-string
+        self.after_steps = False    # a block class's loop after steps of its own
+        self.fvar = None            # the variable forward()'s loop carries
+        self.entry = None           # the node the loop starts from
 
     def name_for(self, st, target: str, role: str = "") -> str:
         """One Python name per (statement, variable, role), the same in every iteration and
@@ -275,8 +231,12 @@ class Roller:
         if len(entry) != 1 or any("\x00" in it.expr or it.multi for it in items):
             raise NoRoll
         (t, tensor), = entry.items()
-        # the variable forward() carries: the block's input, which the first iteration reads
-        self.fvar = var = getattr(self, "fvar", None) or rd.r.ext.get(tensor.node)
+        if self.fvar is None:   # the variable forward() carries, from the first iteration's
+            # input: the block's input, or after steps of the block, the .arch variable's name
+            self.entry = tensor.node
+            self.fvar = identifier(t, set(rd.backend.reserved_locals)) if \
+                self.after_steps else rd.r.ext.get(tensor.node)
+        var = self.fvar
         if var is None or not var.isidentifier():
             raise NoRoll
         out, known = [], {tensor.node}

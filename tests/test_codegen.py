@@ -325,3 +325,106 @@ def test_a_block_loop_is_a_loop_in_init_and_forward():
     model = torch_backend.compile_module(net)
     assert sorted(k for k in model.state_dict() if k.startswith("denseblock1.denselayer6.conv2"))\
         == ["denseblock1.denselayer6.conv2.weight"]
+
+
+def test_a_block_loop_after_fixed_steps_is_a_loop():
+    """ConvNeXt's stage (`if down { downsampling norm and conv }`, then `for b in
+    range(depth)`) is one class, as timm's ConvNeXtStage: the optional pair of members under
+    `if down`, then the loop written as loops from where they leave it (its count an
+    argument); state_dict keys stay the IR's names, and the file's module is archc's, with
+    the same outputs for the same weights."""
+    for backend in ("torch", "jax"):
+        src = archc.build_source("convnext", backend=backend)
+        tree = ast.parse(src)
+        stages = [n.name for n in tree.body if isinstance(n, ast.ClassDef)
+                  and n.name.startswith("ConvnextStage")]
+        assert stages == ["ConvnextStage"], backend
+        stage = next(n for n in tree.body if isinstance(n, ast.ClassDef) and
+                     n.name == "ConvnextStage")
+        init = next(f for f in stage.body if isinstance(f, ast.FunctionDef) and
+                    f.name == "__init__")
+        assert [a.arg for a in init.args.args] == \
+            ["self", "in_channels", "out", "depth", "down", "ls_init"], backend
+        assert "        if down:\n            self.downsample_norm = " in src
+        assert "        x_channels = out if down else in_channels\n" \
+            "        for b in range(depth):\n" \
+            '            setattr(self, f"block{b}", ConvnextBlock(x_channels' in src
+        assert "        if self.downsample_norm is not None:\n" in src
+        assert "        for b in range(self.depth):\n" \
+            '            x = getattr(self, f"block{b}")(x)\n' \
+            "        return x\n" in src
+        assert "self.block0 =" not in src
+        for s, (cin, out, depth, down) in enumerate(
+                [(40, 40, 2, False), (40, 80, 2, True), (80, 160, 6, True),
+                 (160, 320, 2, True)]):
+            assert f"self.stage{s} = ConvnextStage({cin}, {out}, {depth}, {down}, ls_init" \
+                in src, (backend, s)
+    torch = pytest.importorskip("torch")
+    ns: dict = {}
+    exec(compile(archc.build_source("convnext"), "convnext.py", "exec"), ns)  # noqa: S102
+    torch.manual_seed(0)
+    mine = ns["ConvNeXt"]().eval()
+    torch.manual_seed(0)
+    ref = archc.build_module("convnext").eval()
+    a, b = mine.state_dict(), ref.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert "stage1.downsample_norm.weight" in a and "stage2.block5.gamma.gamma" in a
+    assert not any(k.startswith("stage0.downsample") for k in a)
+    # tap mode writes every block's loop unrolled: the same keys, the same outputs
+    unrolled = torch_backend.compile_module(load("convnext"), tap=lambda name, v: v).eval()
+    unrolled.load_state_dict(a)
+    assert list(unrolled.state_dict()) == list(a)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(mine(x), ref(x))
+        assert torch.allclose(mine(x), unrolled(x), rtol=1e-5, atol=1e-6)
+    # the class with other arguments: down without it, the loop's count
+    plain = ns["ConvnextStage"](8, 8, 3, False, 1e-6)
+    assert plain.downsample_norm is None and plain.depth == 3
+    assert plain(torch.randn(1, 8, 4, 4)).shape == (1, 8, 4, 4)
+    assert ns["ConvnextStage"](8, 16, 1, True, 1e-6)(torch.randn(1, 8, 4, 4)).shape == \
+        (1, 16, 2, 2)
+
+
+LOOP_AFTER_STEPS = """
+block blk(x: tensor) {
+    return x -> conv: conv(x.channels, kernel=3, padding=1) -> act: relu
+}
+block stage(x: tensor, width: int, depth: int) {
+    y = x -> pre: conv(width, kernel=1)
+    for b in range(depth) {
+        y = "b{b}": blk(y)
+    }
+    return y
+}
+block tail(x: tensor, depth: int) {
+    y = x -> pre: conv(8, kernel=1)
+    for b in range(depth) {
+        y = "b{b}": blk(y)
+    }
+    return add(x, y)
+}
+network N() {
+    x = input(3, 8, 8)
+    x = "s0": stage(x, 8, 2)
+    x = "s1": stage(x, 8, 3)
+    x = "t0": tail(x, 2)
+    return x
+}
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_block_loop_after_steps_rolls_only_where_it_is_the_rest_of_the_data_flow(backend):
+    """A loop after a step of the block is written as loops from the step's output (the
+    carried variable keeps its .arch name); one followed by other steps stays unrolled."""
+    mod = torch_backend if backend == "torch" else jax_backend
+    src = mod.build_source(archc.load_source(LOOP_AFTER_STEPS))
+    classes = [n.name for n in ast.parse(src).body if isinstance(n, ast.ClassDef)]
+    assert classes == ["Blk", "Stage", "Tail", "N"]
+    stage = src[src.index("class Stage("):src.index("class Tail(")]
+    assert "        y_channels = width\n        for b in range(depth):\n" in stage
+    assert "        y = self.pre(x)\n        for b in range(self.depth):\n" \
+        '            y = getattr(self, f"b{b}")(y)\n        return y\n' in stage
+    tail = src[src.index("class Tail("):src.index("class N(")]
+    assert "self.b1 = Blk(8" in tail and "range(" not in tail

@@ -223,7 +223,7 @@ def test_the_verification_is_bounded(monkeypatch):
     assert "def __init__(self, stages=" in src
 
 
-@pytest.mark.parametrize("name", ["se_sqnxt", "densenet", "mnasnet"])
+@pytest.mark.parametrize("name", ["se_sqnxt", "densenet", "mnasnet", "convnext"])
 def test_the_module_archc_instantiates_is_the_files_class_with_its_defaults(name):
     """archc.build_module / train build the network without the family's verification (its
     class then takes no arguments): the same members in the same order, with the same
