@@ -141,14 +141,25 @@ def _fixed_values(net: Network, d, cp) -> list:
     return out
 
 
+# words a '.' ends without ending the sentence ("et al.", "Fig. 3", "e.g.")
+ABBREVIATIONS = frozenset({"al", "Fig", "Figs", "Sec", "Tab", "Eq", "e.g", "i.e", "cf", "vs",
+                           "etc", "No"})
+
+
 def _first_phrase(text: str) -> str:
-    """Up to the first '. ', ': ' or '; ' outside parentheses, without a trailing comma."""
-    depth = 0
+    """Up to the first '. ', ': ' or '; ' outside parentheses and quotes (a title's colon),
+    a '.' that ends an abbreviation or a '..' range aside; without a trailing comma."""
+    depth, quoted = 0, False
     for i, ch in enumerate(text):
         depth += ch == "("
         depth -= ch == ")"
-        if depth == 0 and ch in ".:;" and text[i + 1:i + 2] in (" ", ""):
-            return text[:i]
+        quoted ^= ch == '"'
+        if depth or quoted or ch not in ".:;" or text[i + 1:i + 2] not in (" ", ""):
+            continue
+        word = text[:i].split(" ")[-1].lstrip("(")
+        if ch == "." and (word in ABBREVIATIONS or word.endswith(".") or not word):
+            continue
+        return text[:i]
     return text.rstrip(",;: ")
 
 

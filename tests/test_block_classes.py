@@ -7,8 +7,10 @@ required arguments and the .arch defaults for the rest. JAX constructors run und
 nnx.eval_shape (the same code, abstract values: VGG-16's 138 M parameters are never drawn)."""
 from __future__ import annotations
 
+import ast
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -115,8 +117,10 @@ def check_network(name: str, backend: str):
 
         def build(make):   # the constructor run abstractly: shapes without drawing values
             return nnx.eval_shape(make)
+    def construct(cls, *args, **kwargs):   # extra() made inside the constructor's trace
+        return build(lambda: cls(*args, **kwargs, **extra()))
     ns = L.exec_source(mod.build_source(net), net, backend)
-    whole = shapes(build(lambda: mod.compile_module(net)))
+    whole = shapes(build(partial(mod.compile_module, net)))
     compared = 0
     for cp in plan.classes:
         r0 = cp.instances[0]
@@ -126,16 +130,16 @@ def check_network(name: str, backend: str):
         hoisted = plan.hoisted_args[r0.scope]
         cls = ns[cp.name]
         # 1. the arguments its network used: the tensors of that call
-        built = build(lambda: cls(*chans, **given, **hoisted, **extra()))
+        built = construct(cls, *chans, **given, **hoisted)
         want = below(whole, plan.tree.path(r0.scope))
         assert shapes(built) == want, (name, cp.name)
         # 2. the required arguments only
         required = {py: v for py, v in given.items()
                     if next(d for p, _, d in cp.params if p == py) is None}
-        built = build(lambda: cls(*chans, **required, **hoisted, **extra()))
+        built = construct(cls, *chans, **required, **hoisted)
         ref = None if hoisted else defaults_network(net, cp, scope)
         if ref is not None:
-            assert shapes(built) == below(shapes(build(lambda: mod.compile_module(ref))),
+            assert shapes(built) == below(shapes(build(partial(mod.compile_module, ref))),
                                           "blk"), \
                 (name, cp.name, sorted(set(given) - set(required)))
             compared += 1
@@ -255,3 +259,29 @@ def test_the_residual_add_is_a_flag_of_the_class(stride, out, expanded, use_se, 
         f'stride={stride})', (16, 8, 8))
     assert mine.use_add is residual
     assert (mine.expand is None) == (expanded == 16) and (mine.se is None) == (not use_se)
+
+
+def test_docstrings_cite_papers_by_authors_and_title():
+    """Every paper a generated file cites by its authors ("He et al.", "Tan & Le") is cited
+    somewhere in that file with its title: `He et al. 2016, "Deep Residual Learning ..."`."""
+    authors = re.compile(r"\b([A-Z][A-Za-z'-]+(?: et al\.| & [A-Z][A-Za-z'-]+))")
+    for name in bundled_networks():
+        docs = [ast.get_docstring(n) or "" for n in ast.walk(ast.parse(archc.build_source(name)))
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))]
+        flat = re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(" ".join(docs).split()))   # wrapped
+        outside_titles = re.sub(r'"[^"]*"', '""', flat)
+        for a in set(authors.findall(outside_titles)):
+            assert re.search(re.escape(a) + r'(?: \d{4})?(?:, | \()"', flat), (name, a)
+        assert "slides" not in flat, name
+
+
+def test_a_docstring_takes_the_comments_first_sentence():
+    """An abbreviation's period (et al., Fig., e.g.), a '..' range and a title's colon do not
+    end it."""
+    from archc.backends._source import _first_phrase
+    assert _first_phrase('A (B et al., "T: U"), after Nguyen et al., Fig. 3. Next: no') == \
+        'A (B et al., "T: U"), after Nguyen et al., Fig. 3'
+    assert _first_phrase("mnasnet0_5 .. mnasnet1_3 (width 0.5; 1.0): more") == \
+        "mnasnet0_5 .. mnasnet1_3 (width 0.5; 1.0)"
+    assert _first_phrase("conv -> bn (e.g. ResNet); then") == "conv -> bn (e.g. ResNet)"
+    assert _first_phrase("One; two") == "One"

@@ -100,8 +100,8 @@ class ConvBn(nnx.Module):
 
 
 class Se(nnx.Module):
-    """Squeeze-and-Excitation (Hu et al.; Nguyen et al., Fig. 2): `se`, std/se.arch:14. In this
-    file divisor = 0, squeeze = 0."""
+    """Squeeze-and-Excitation (Hu et al., "Squeeze-and-Excitation Networks", Fig. 1): `se`,
+    std/se.arch:15. In this file divisor = 0, squeeze = 0."""
 
     def __init__(self, in_channels, ratio=16.0, *, rngs: nnx.Rngs):
         hidden = max(int(in_channels / ratio), 1)
@@ -119,9 +119,8 @@ class Se(nnx.Module):
 
 
 class SqnxtBlock(nnx.Module):
-    """The SqueezeNext bottleneck block (Gholami et al. 2018; Chappa & El-Sharkawy, Fig. 6;
-    Duggal & El-Sharkawy, Fig. 5), as the papers' Tables V and VI list it: `sqnxt_block`,
-    std/sqnxt.arch:15."""
+    """The SqueezeNext bottleneck block (Gholami et al., "SqueezeNext: Hardware-Aware Neural
+    Network Design"): `sqnxt_block`, std/sqnxt.arch:16."""
 
     def __init__(self, in_channels, out, stride=1, *, se_ratio, rngs: nnx.Rngs):
         r = 1.0 if stride == 2 else 0.25 if in_channels > out else 0.5
