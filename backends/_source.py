@@ -148,12 +148,13 @@ ABBREVIATIONS = frozenset({"al", "Fig", "Figs", "Sec", "Tab", "Eq", "e.g", "i.e"
 
 def _first_phrase(text: str) -> str:
     """Up to the first '. ', ': ' or '; ' outside parentheses and quotes (a title's colon),
-    a '.' that ends an abbreviation or a '..' range aside; without a trailing comma."""
-    depth, quoted = 0, False
+    a '.' that ends an abbreviation or a '..' range aside; without a trailing comma. Quotes
+    count only where they pair up (a lone inch sign quotes nothing)."""
+    depth, quoted, pairs = 0, False, text.count('"') % 2 == 0
     for i, ch in enumerate(text):
         depth += ch == "("
         depth -= ch == ")"
-        quoted ^= ch == '"'
+        quoted ^= pairs and ch == '"'
         if depth or quoted or ch not in ".:;" or text[i + 1:i + 2] not in (" ", ""):
             continue
         word = text[:i].split(" ")[-1].lstrip("(")

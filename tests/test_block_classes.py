@@ -285,3 +285,4 @@ def test_a_docstring_takes_the_comments_first_sentence():
         "mnasnet0_5 .. mnasnet1_3 (width 0.5; 1.0)"
     assert _first_phrase("conv -> bn (e.g. ResNet); then") == "conv -> bn (e.g. ResNet)"
     assert _first_phrase("One; two") == "One"
+    assert _first_phrase('A 12" screen. Second') == 'A 12" screen'
